@@ -1,0 +1,25 @@
+"""Errors that are part of the captioner's API."""
+
+
+class CaptionerError(Exception):
+    """Base class of every error the captioner raises on purpose."""
+
+
+class InvalidImageError(CaptionerError, ValueError):
+    """An input image is not an RGB uint8 array (H, W, 3)."""
+
+
+class WeightsNotFoundError(CaptionerError, FileNotFoundError):
+    """A weight file that must exist locally is missing (nothing is downloaded)."""
+
+
+class CheckpointError(CaptionerError, ValueError):
+    """A checkpoint file is missing, unreadable or not a scenecast checkpoint."""
+
+
+class NoDefaultModelError(CaptionerError, FileNotFoundError):
+    """``Captioner.load()`` was called without a path and no default model is bundled."""
+
+
+class DatasetError(CaptionerError, ValueError):
+    """A caption dataset (Karpathy JSON + image folder) is malformed."""

@@ -1,0 +1,117 @@
+"""How an image of any size becomes the encoder's square input.
+
+The preprocessing travels with the weights: every checkpoint stores its
+:class:`Preprocess`, and inference fits images exactly as training did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from captioner.exceptions import InvalidImageError
+
+FitMode = Literal["letterbox", "crop"]
+FIT_MODES: tuple[str, ...] = ("letterbox", "crop")
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Fit (letterbox on a colour, or centre crop) to ``size``², then normalise.
+
+    ``mean`` / ``std`` are per channel, on pixel values scaled to [0, 1].
+    EfficientNet-Lite's weights expect [-1, 1]: mean 0.5, std 0.5.
+    """
+
+    size: int = 224
+    fit: FitMode = "letterbox"
+    fill: tuple[int, int, int] = (255, 255, 255)
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+
+    def __post_init__(self) -> None:
+        if self.size < 32:
+            raise ValueError(f"Preprocess.size must be >= 32 pixels, got {self.size}")
+        if self.fit not in FIT_MODES:
+            raise ValueError(f"Preprocess.fit must be one of {FIT_MODES}, got {self.fit!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Preprocess:
+        return cls(
+            size=int(data["size"]),
+            fit=data["fit"],
+            fill=tuple(int(v) for v in data["fill"]),  # type: ignore[arg-type]
+            mean=tuple(float(v) for v in data["mean"]),  # type: ignore[arg-type]
+            std=tuple(float(v) for v in data["std"]),  # type: ignore[arg-type]
+        )
+
+
+def check_image(image: object, index: int = 0) -> np.ndarray:
+    """An RGB uint8 array (H, W, 3), or a clear error naming what was given."""
+    if not isinstance(image, np.ndarray):
+        raise InvalidImageError(
+            f"image {index}: expected a numpy array (H, W, 3) of uint8 RGB, "
+            f"got {type(image).__name__}"
+        )
+    if image.dtype != np.uint8:
+        raise InvalidImageError(f"image {index}: expected dtype uint8, got {image.dtype}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise InvalidImageError(
+            f"image {index}: expected shape (H, W, 3) RGB, got {tuple(image.shape)}"
+        )
+    if image.shape[0] < 2 or image.shape[1] < 2:
+        raise InvalidImageError(f"image {index}: too small, {image.shape[1]}x{image.shape[0]}")
+    return image
+
+
+def fit_geometry(height: int, width: int, size: int, fit: FitMode) -> tuple[int, int]:
+    """Size (h, w) to resize to before padding (letterbox) or cropping (crop) to size²."""
+    scale = size / max(height, width) if fit == "letterbox" else size / min(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def fit_image(image: Tensor, spec: Preprocess) -> Tensor:
+    """One uint8 image (3, H, W) → float (3, S, S) in [0, 255], fitted as ``spec`` says."""
+    _, height, width = image.shape
+    new_h, new_w = fit_geometry(height, width, spec.size, spec.fit)
+    x = image.unsqueeze(0).float()  # (1, 3, H, W)
+    if (new_h, new_w) != (height, width):
+        x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", antialias=True)
+        x = x.clamp_(0.0, 255.0)
+    x = x[0]  # (3, h, w)
+    s = spec.size
+    if spec.fit == "crop":
+        top, left = (new_h - s) // 2, (new_w - s) // 2
+        return x[:, top : top + s, left : left + s]  # (3, S, S)
+    fill = torch.tensor(spec.fill, dtype=x.dtype, device=x.device).view(3, 1, 1)
+    out = fill.expand(3, s, s).clone()  # (3, S, S)
+    top, left = (s - new_h) // 2, (s - new_w) // 2
+    out[:, top : top + new_h, left : left + new_w] = x
+    return out
+
+
+def to_batch(
+    images: Sequence[np.ndarray], spec: Preprocess, *, device: torch.device | str = "cpu"
+) -> Tensor:
+    """RGB uint8 arrays of any sizes → normalised float batch (B, 3, S, S), channels_last."""
+    fitted = []
+    for i, image in enumerate(images):
+        array = check_image(image, i)
+        if not (array.flags.writeable and array.flags.c_contiguous):
+            array = np.array(array)  # torch wants writable, contiguous memory
+        t = torch.from_numpy(array).to(device).permute(2, 0, 1)  # (3, H, W)
+        fitted.append(fit_image(t, spec))
+    batch = torch.stack(fitted)  # (B, 3, S, S), values in [0, 255]
+    mean = torch.tensor(spec.mean, device=batch.device).view(1, 3, 1, 1) * 255.0
+    std = torch.tensor(spec.std, device=batch.device).view(1, 3, 1, 1) * 255.0
+    batch = (batch - mean) / std
+    return batch.contiguous(memory_format=torch.channels_last)
