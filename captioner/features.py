@@ -64,7 +64,8 @@ def extract_features(
     if path.is_file() and not progress.exists():
         if json.loads(names.read_text()) != filenames:
             raise ValueError(f"{path} was cached for other images; delete it to rebuild")
-        return np.load(path, mmap_mode="r")
+        cached: np.ndarray = np.load(path, mmap_mode="r")
+        return cached
 
     device = next(encoder.parameters()).device
     grid_h, grid_w = encoder.grid_size()
@@ -91,9 +92,12 @@ def extract_features(
             if now - last_log > 30 or written == len(items):
                 rate = (written - done) / max(now - started, 1e-9)
                 eta = (len(items) - written) / max(rate, 1e-9)
-                log(f"{path.name}: {written}/{len(items)} images, {rate:.1f} img/s, ETA {eta:.0f} s")
+                log(
+                    f"{path.name}: {written}/{len(items)} images, {rate:.1f} img/s, ETA {eta:.0f} s"
+                )
                 last_log = now
     out.flush()
     del out
     progress.unlink()
-    return np.load(path, mmap_mode="r")
+    result: np.ndarray = np.load(path, mmap_mode="r")
+    return result

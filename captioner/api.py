@@ -1,0 +1,158 @@
+"""The captioner as a service calls it: ``Captioner.load().caption(images)``."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from captioner.checkpoint import Checkpoint, load_checkpoint
+from captioner.encoder import Encoder, build_encoder
+from captioner.exceptions import NoDefaultModelError
+from captioner.model import Decoder
+from captioner.preprocess import to_batch
+from captioner.search import Hypothesis, Method, SearchConfig, search
+from captioner.vocab import Vocabulary
+
+DEFAULT_WEIGHTS = "weights/default.pt"
+
+
+@dataclass(frozen=True)
+class Caption:
+    """One image's caption.
+
+    ``score`` is the summed log-probability of the words and the end token;
+    ``attention`` holds one (grid_h, grid_w) map per word, each summing to 1.
+    """
+
+    text: str
+    tokens: list[str]
+    score: float
+    attention: np.ndarray  # (T, grid_h, grid_w) float32
+
+
+def default_weights_path() -> Path:
+    return Path(str(resources.files("captioner").joinpath(DEFAULT_WEIGHTS)))
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but CUDA is not available; use 'cpu'")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"unsupported device {device!r}; accepted: 'cpu', 'cuda'")
+    return dev
+
+
+class Captioner:
+    """Encoder + attention decoder + vocabulary + search defaults, on one device."""
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        decoder: Decoder,
+        vocab: Vocabulary,
+        *,
+        search_config: SearchConfig | None = None,
+        model_id: str = "scenecast",
+        device: torch.device | None = None,
+    ) -> None:
+        self.device = device or torch.device("cpu")
+        self.encoder = encoder.to(self.device).eval()
+        self.decoder = decoder.to(self.device).eval()
+        self.vocab = vocab
+        self.search_config = search_config or SearchConfig()
+        self.model_id = model_id
+        self.grid = encoder.grid_size()
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path | None = None,
+        *,
+        device: str | torch.device | None = None,
+        encoder_weights: str | Path | None = None,
+    ) -> Captioner:
+        """Load a checkpoint; no path: the default model bundled with the package."""
+        if path is None:
+            path = default_weights_path()
+            if not path.is_file():
+                raise NoDefaultModelError(
+                    f"no default captioner is bundled yet ({path} is missing); train one with "
+                    "`scenecast train --data DIR` and pass its checkpoint: Captioner.load(PATH)"
+                )
+        ckpt = load_checkpoint(Path(path))
+        return cls.from_checkpoint(
+            ckpt,
+            device=resolve_device(device),
+            encoder_weights=Path(encoder_weights) if encoder_weights else None,
+            model_id=Path(path).stem,
+        )
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        ckpt: Checkpoint,
+        *,
+        device: torch.device | None = None,
+        encoder_weights: Path | None = None,
+        model_id: str = "scenecast",
+    ) -> Captioner:
+        encoder = build_encoder(ckpt.encoder, weights=encoder_weights)
+        # Inference fits images exactly as training did.
+        encoder.preprocess = ckpt.preprocess
+        return cls(
+            encoder,
+            ckpt.build_decoder(),
+            ckpt.vocab,
+            search_config=ckpt.search,
+            model_id=model_id,
+            device=device,
+        )
+
+    # -- inference ---------------------------------------------------------------
+
+    @torch.inference_mode()
+    def encode(self, images: Sequence[np.ndarray]) -> Tensor:
+        """RGB uint8 images (H, W, 3) of any sizes → grid features (B, P, D)."""
+        batch = to_batch(images, self.encoder.preprocess, device=self.device)  # (B, 3, S, S)
+        features: Tensor = self.encoder(batch).float()  # (B, P, D)
+        return features
+
+    def caption(
+        self,
+        images: Sequence[np.ndarray],
+        *,
+        beam: int = 3,
+        config: SearchConfig | None = None,
+    ) -> list[Caption]:
+        """One :class:`Caption` per image, in order. ``beam=1`` is greedy search.
+
+        ``config`` overrides the search settings stored with the model (then
+        ``beam`` is ignored).
+        """
+        if len(images) == 0:
+            return []
+        if config is None:
+            method: Method = "beam" if beam > 1 else "greedy"
+            config = dataclasses.replace(self.search_config, method=method, beam=beam)
+        features = self.encode(images)
+        return self.describe(features, config)
+
+    def describe(self, features: Tensor, config: SearchConfig) -> list[Caption]:
+        """Search captions for precomputed grid features (B, P, D)."""
+        hyps = search(self.decoder, features.to(self.device), self.vocab, config)
+        return [self._to_caption(h) for h in hyps]
+
+    def _to_caption(self, hyp: Hypothesis) -> Caption:
+        tokens = self.vocab.decode(hyp.ids)
+        attention = hyp.attention.reshape(len(hyp.ids), *self.grid).numpy().astype(np.float32)
+        return Caption(text=" ".join(tokens), tokens=tokens, score=hyp.score, attention=attention)

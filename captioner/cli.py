@@ -1,0 +1,286 @@
+"""The captioner's subcommands: ``train``, ``evaluate``, ``bench captioner``, ``describe``.
+
+``stream/cli.py`` owns the ``scenecast`` entry point and adds these to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from captioner.exceptions import CaptionerError
+from captioner.search import SearchConfig
+
+DEFAULT_CACHE = (
+    Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "scenecast" / "features"
+)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def add_search_flags(p: argparse.ArgumentParser, *, beam: int = 3) -> None:
+    p.add_argument("--beam", type=positive_int, default=beam, help="beam size; 1 = greedy")
+    p.add_argument(
+        "--length-penalty",
+        type=float,
+        default=None,
+        help="rank beams by score / length**P (default: the model's)",
+    )
+    p.add_argument(
+        "--no-repeat-ngram",
+        type=int,
+        default=None,
+        help="never repeat an n-gram within a caption (default: the model's)",
+    )
+
+
+def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    t = sub.add_parser("train", help="train the decoder on a Karpathy-format caption set")
+    t.add_argument("--data", type=Path, required=True, help="folder with captions.json and images/")
+    t.add_argument("--out", type=Path, default=Path("runs/train"), help="checkpoints go here")
+    t.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="encoder feature cache")
+    t.add_argument("--encoder", default="efficientnet_lite0")
+    t.add_argument("--encoder-weights", type=Path, default=None)
+    t.add_argument("--input-size", type=positive_int, default=224)
+    t.add_argument("--min-freq", type=positive_int, default=3)
+    t.add_argument("--max-words", type=positive_int, default=20)
+    t.add_argument("--epochs", type=positive_int, default=30)
+    t.add_argument("--batch-size", type=positive_int, default=128)
+    t.add_argument("--lr", type=float, default=4e-4)
+    t.add_argument("--dropout", type=float, default=0.5)
+    t.add_argument("--label-smoothing", type=float, default=0.0)
+    t.add_argument("--alpha-c", type=float, default=1.0 / 49)
+    t.add_argument(
+        "--dims",
+        type=positive_int,
+        nargs=3,
+        default=(512, 512, 512),
+        metavar=("EMBED", "ATTENTION", "DECODER"),
+    )
+    t.add_argument("--early-stop", type=positive_int, default=4)
+    t.add_argument("--no-flip", action="store_true", help="do not add flipped images")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, default=0)
+    t.add_argument("--log-every", type=positive_int, default=50)
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="BLEU-1..4 and CIDEr-D on a split")
+    e.add_argument("--data", type=Path, required=True)
+    e.add_argument("--split", default="val", choices=("train", "val", "test"))
+    e.add_argument("--checkpoint", type=Path, default=None, help="default: the bundled model")
+    e.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    e.add_argument("--encoder-weights", type=Path, default=None)
+    e.add_argument("--json", type=Path, default=None, help="write scores and captions here")
+    e.add_argument("--limit", type=positive_int, default=None, help="first N images only")
+    add_search_flags(e)
+    e.set_defaults(func=cmd_evaluate)
+
+    d = sub.add_parser("describe", help="caption image files and print one line each")
+    d.add_argument("images", nargs="+", type=Path)
+    d.add_argument("--checkpoint", type=Path, default=None)
+    d.add_argument("--device", default=None)
+    add_search_flags(d)
+    d.set_defaults(func=cmd_describe)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Call the subcommand; captioner errors become one clear line and exit code 2."""
+    try:
+        code: int = args.func(args)
+        return code
+    except CaptionerError as exc:
+        print(f"scenecast: error: {exc}", file=sys.stderr)
+        return 2
+
+
+# -- train ------------------------------------------------------------------------------
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from captioner.checkpoint import save_checkpoint
+    from captioner.data import load_dataset
+    from captioner.encoder import EncoderSpec, build_encoder
+    from captioner.features import cache_path, extract_features
+    from captioner.model import ModelConfig
+    from captioner.train import TrainConfig, TrainSet, train
+    from captioner.vocab import Vocabulary
+
+    log = _logger(args.out / "train.log")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dataset = load_dataset(args.data)
+    train_items, val_items = dataset.split("train"), dataset.split("val")
+    vocab = Vocabulary.build((c for it in train_items for c in it.captions), min_freq=args.min_freq)
+    log(
+        f"{len(train_items)} train / {len(val_items)} val images; vocabulary {len(vocab)} words "
+        f"(min freq {args.min_freq})"
+    )
+    spec = EncoderSpec(name=args.encoder, size=args.input_size)
+    encoder = build_encoder(spec, weights=args.encoder_weights)
+    feats = {}
+    for split, items, flipped in (
+        ("val", val_items, False),
+        ("train", train_items, False),
+        ("train", train_items, True),
+    ):
+        if flipped and args.no_flip:
+            continue
+        path = cache_path(args.cache, encoder, split, flipped=flipped)
+        feats[(split, flipped)] = extract_features(
+            dataset, items, encoder, path, flipped=flipped, log=log
+        )
+    train_set = TrainSet.build(train_items, feats[("train", False)], feats.get(("train", True)))
+    embed, attention, decoder_dim = args.dims
+    model_config = ModelConfig(
+        vocab_size=len(vocab),
+        encoder_dim=encoder.dim,
+        embed_dim=embed,
+        attention_dim=attention,
+        decoder_dim=decoder_dim,
+        dropout=args.dropout,
+    )
+    config = TrainConfig(
+        out=args.out,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        alpha_c=args.alpha_c,
+        label_smoothing=args.label_smoothing,
+        max_words=args.max_words,
+        early_stop=args.early_stop,
+        log_every=args.log_every,
+        seed=args.seed,
+    )
+    log(f"{len(train_set.captions)} training rows (captions × images, flips included)")
+    best = train(
+        config,
+        train_set=train_set,
+        val_items=val_items,
+        val_features=feats[("val", False)],
+        vocab=vocab,
+        model_config=model_config,
+        encoder=spec,
+        preprocess=encoder.preprocess,
+        log=log,
+    )
+    save_checkpoint(args.out / "model-fp16.pt", best, half=True)
+    log(
+        f"best val {best.metrics.get('val')} → {args.out / 'best.pt'} "
+        f"(fp16 copy: {args.out / 'model-fp16.pt'})"
+    )
+    return 0
+
+
+def _logger(path: Path) -> Callable[[str], None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def log(line: str) -> None:
+        stamped = f"{time.strftime('%H:%M:%S')} {line}"
+        print(stamped, flush=True)
+        with path.open("a", encoding="utf-8") as f:
+            f.write(stamped + "\n")
+
+    return log
+
+
+# -- evaluate ---------------------------------------------------------------------------
+
+
+def _search_config(args: argparse.Namespace, base: SearchConfig) -> SearchConfig:
+    changes: dict[str, Any] = {"method": "beam" if args.beam > 1 else "greedy", "beam": args.beam}
+    if args.length_penalty is not None:
+        changes["length_penalty"] = args.length_penalty
+    if args.no_repeat_ngram is not None:
+        changes["no_repeat_ngram"] = args.no_repeat_ngram
+    return dataclasses.replace(base, **changes)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from captioner.api import Captioner
+    from captioner.data import load_dataset
+    from captioner.evaluate import format_table, generate, score
+    from captioner.features import cache_path, extract_features
+
+    dataset = load_dataset(args.data)
+    items = dataset.split(args.split)[: args.limit]
+    cap = Captioner.load(args.checkpoint, device="cpu", encoder_weights=args.encoder_weights)
+    config = _search_config(args, cap.search_config)
+    path = cache_path(args.cache, cap.encoder, args.split, flipped=False)
+    if args.limit:
+        path = path.with_name(f"{args.split}-first{args.limit}.npy")
+    features = extract_features(dataset, items, cap.encoder, path, log=print)
+    started = time.monotonic()
+    hyps = generate(cap.decoder, features, cap.vocab, config)
+    seconds = time.monotonic() - started
+    evaluation = score(hyps, items)
+    name = f"{cap.model_id} ({config.method}, beam {config.beam})"
+    print(format_table({name: evaluation.scores}))
+    print(
+        f"{len(items)} images, mean length {evaluation.mean_length:.1f} words, "
+        f"{evaluation.distinct_words} distinct words, search {seconds:.1f}s"
+    )
+    if args.json:
+        report = {
+            "system": name,
+            "split": args.split,
+            "images": len(items),
+            "scores": evaluation.scores,
+            "mean_length": evaluation.mean_length,
+            "distinct_words": evaluation.distinct_words,
+            "captions": [
+                {
+                    "filename": it.filename,
+                    "caption": " ".join(h),
+                    "references": [" ".join(c) for c in it.captions],
+                }
+                for it, h in zip(items, hyps, strict=True)
+            ],
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+# -- describe ---------------------------------------------------------------------------
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    from PIL import UnidentifiedImageError
+
+    from captioner.api import Captioner
+    from captioner.sample_photos import load_rgb
+
+    images = []
+    for path in args.images:
+        try:
+            images.append(load_rgb(path))
+        except (FileNotFoundError, UnidentifiedImageError, OSError) as exc:
+            print(
+                f"scenecast: error: cannot read image {path}: {exc} "
+                "(accepted: JPEG, PNG, BMP, WebP, … files Pillow can open)",
+                file=sys.stderr,
+            )
+            return 2
+    cap = Captioner.load(args.checkpoint, device=args.device)
+    config = _search_config(args, cap.search_config)
+    for path, caption in zip(args.images, cap.caption(images, config=config), strict=True):
+        print(f"{path.name}: {caption.text}")
+    return 0
