@@ -39,7 +39,7 @@ def generate(
     device = device or next(decoder.parameters()).device
     out: list[list[str]] = []
     for lo in range(0, len(features), batch_size):
-        chunk = torch.as_tensor(np.asarray(features[lo : lo + batch_size]))
+        chunk = torch.as_tensor(np.array(features[lo : lo + batch_size]))  # a writable copy
         hyps = search(decoder, chunk.to(device=device, dtype=torch.float32), vocab, config)
         out.extend(vocab.decode(h.ids) for h in hyps)
     return out

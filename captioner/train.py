@@ -84,12 +84,12 @@ class TrainSet:
             for cap in item.captions:
                 rows.append(i)
                 captions.append(cap)
-        base = torch.from_numpy(np.ascontiguousarray(features))  # (N, P, D) fp16
+        base = torch.from_numpy(np.array(features))  # (N, P, D) fp16, read into memory
         index = torch.tensor(rows)
         feats = [base.index_select(0, index)]
         caps = list(captions)
         if flipped is not None:
-            feats.append(torch.from_numpy(np.ascontiguousarray(flipped)).index_select(0, index))
+            feats.append(torch.from_numpy(np.array(flipped)).index_select(0, index))
             caps += [tuple(_MIRROR.get(w, w) for w in c) for c in captions]
         return cls(torch.cat(feats), caps)
 
@@ -190,8 +190,8 @@ def train(
             torch.nn.utils.clip_grad_norm_(decoder.parameters(), config.grad_clip)
             optimizer.step()
             state.step += 1
-            running += float(loss)
-            running_ce += float(ce)
+            running += loss.item()
+            running_ce += ce.item()
             if (b + 1) % config.log_every == 0 or b + 1 == steps_per_epoch:
                 done = b + 1
                 elapsed = time.monotonic() - started

@@ -1,0 +1,64 @@
+"""Small decoders that run in milliseconds."""
+
+from __future__ import annotations
+
+import torch
+
+from captioner.model import Decoder, ModelConfig
+
+
+def tiny_decoder(
+    vocab_size: int,
+    *,
+    encoder_dim: int = 16,
+    seed: int = 0,
+    dropout: float = 0.0,
+    end_bias: float = 0.0,
+) -> Decoder:
+    """A random decoder; ``end_bias`` raises the <end> logit so captions vary in length."""
+    torch.manual_seed(seed)
+    config = ModelConfig(
+        vocab_size=vocab_size,
+        encoder_dim=encoder_dim,
+        embed_dim=12,
+        attention_dim=10,
+        decoder_dim=14,
+        dropout=dropout,
+    )
+    decoder = Decoder(config)
+    with torch.no_grad():
+        decoder.fc.weight.mul_(20.0)  # peaky distributions, like a trained model
+        decoder.fc.bias[2] += end_bias
+    return decoder.eval()
+
+
+def fitted_decoder(
+    vocab_size: int, features: torch.Tensor, *, steps: int = 60, seed: int = 0
+) -> Decoder:
+    """A tiny decoder briefly fitted to random captions of lengths 1..10 for ``features``.
+
+    Unlike a random one, it stops after different numbers of words for different
+    images, which is what batched search must get right.
+    """
+    from captioner.model import caption_loss
+
+    g = torch.Generator().manual_seed(seed)
+    decoder = tiny_decoder(vocab_size, encoder_dim=features.size(2), seed=seed)
+    with torch.no_grad():
+        decoder.fc.weight.div_(20.0)
+    n = features.size(0)
+    captions = torch.zeros(n, 12, dtype=torch.long)
+    for i in range(n):
+        length = 1 + i % 10
+        captions[i, 0] = 1
+        captions[i, 1 : 1 + length] = torch.randint(4, vocab_size, (length,), generator=g)
+        captions[i, 1 + length] = 2
+    decoder.train()
+    optimizer = torch.optim.Adam(decoder.parameters(), lr=2e-2)
+    for _ in range(steps):
+        logits, alphas = decoder(features, captions)
+        loss, _ = caption_loss(logits, alphas, captions[:, 1:], pad_id=0, alpha_c=0.0)
+        optimizer.zero_grad()
+        loss.backward()  # type: ignore[no-untyped-call]
+        optimizer.step()
+    return decoder.eval()

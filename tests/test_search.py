@@ -1,0 +1,114 @@
+import pytest
+import torch
+
+from captioner.search import SearchConfig, beam_search, greedy, sample, search
+from captioner.vocab import Vocabulary
+from tests.factories import fitted_decoder, tiny_decoder
+
+
+def _features(n: int = 6, seed: int = 1) -> torch.Tensor:
+    return torch.randn(n, 9, 16, generator=torch.Generator().manual_seed(seed))  # (B, P, D)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        SearchConfig(method="greedy"),
+        SearchConfig(method="beam", beam=3),
+        SearchConfig(method="beam", beam=4, length_penalty=0.8),
+        SearchConfig(method="beam", beam=3, no_repeat_ngram=2),
+    ],
+    ids=["greedy", "beam3", "beam4-lp", "beam3-norepeat"],
+)
+def test_a_batch_gives_the_same_tokens_as_one_by_one(
+    vocab: Vocabulary, config: SearchConfig
+) -> None:
+    features = _features()
+    decoder = fitted_decoder(len(vocab), features)
+    features = features + 0.3 * _features(seed=2)  # near, not on, the fitted points
+    batched = search(decoder, features, vocab, config)
+    single = [search(decoder, features[i : i + 1], vocab, config)[0] for i in range(len(features))]
+    assert [h.ids for h in batched] == [h.ids for h in single]
+    for b, s in zip(batched, single, strict=True):
+        assert b.score == pytest.approx(s.score, abs=1e-4)
+    # the test means something only if the captions differ in length across the batch
+    assert len({len(h.ids) for h in batched}) > 1
+
+
+def test_beam_finds_a_caption_at_least_as_likely_as_greedy(vocab: Vocabulary) -> None:
+    features = _features(8)
+    decoder = fitted_decoder(len(vocab), features, steps=25)
+    g = greedy(decoder, features, vocab, SearchConfig(method="greedy"))
+    b = beam_search(decoder, features, vocab, SearchConfig(method="beam", beam=5))
+    assert all(bb.score >= gg.score - 1e-5 for bb, gg in zip(b, g, strict=True))
+    assert any(bb.score > gg.score + 1e-3 for bb, gg in zip(b, g, strict=True))
+
+
+def test_scores_are_the_log_probability_of_the_words_and_end(vocab: Vocabulary) -> None:
+    features = _features(3)
+    decoder = fitted_decoder(len(vocab), features)
+    for config in (SearchConfig(method="greedy"), SearchConfig(method="beam", beam=3)):
+        for i, hyp in enumerate(search(decoder, features, vocab, config)):
+            # rescore with teacher forcing: <start> ids <end>
+            caption = torch.tensor([[vocab.start_id, *hyp.ids, vocab.end_id]])
+            with torch.no_grad():
+                logits, alphas = decoder(features[i : i + 1], caption)
+            logp = logits.log_softmax(-1).gather(2, caption[:, 1:].unsqueeze(2)).sum()
+            assert hyp.score == pytest.approx(float(logp), abs=1e-4)
+            torch.testing.assert_close(hyp.attention, alphas[0, : len(hyp.ids)])
+
+
+def test_max_len_is_respected_and_unk_never_emitted(vocab: Vocabulary) -> None:
+    decoder = tiny_decoder(len(vocab), end_bias=-50.0)  # never wants to stop
+    with torch.no_grad():
+        decoder.fc.bias[vocab.unk_id] += 100.0  # and loves <unk>
+    for config in (
+        SearchConfig(method="greedy", max_len=7),
+        SearchConfig(beam=3, max_len=7),
+        SearchConfig(method="sample", max_len=7, top_k=3),
+    ):
+        for hyp in search(decoder, _features(4), vocab, config):
+            assert len(hyp.ids) == 7
+            assert vocab.unk_id not in hyp.ids
+            assert hyp.attention.shape == (7, 9)
+
+
+def test_no_repeat_ngram_blocks_repeats(vocab: Vocabulary) -> None:
+    decoder = tiny_decoder(len(vocab), end_bias=-50.0, seed=5)
+    for config in (
+        SearchConfig(method="greedy", max_len=15, no_repeat_ngram=2),
+        SearchConfig(beam=3, max_len=15, no_repeat_ngram=2),
+    ):
+        for hyp in search(decoder, _features(4), vocab, config):
+            bigrams = list(zip(hyp.ids, hyp.ids[1:], strict=False))
+            assert len(bigrams) == len(set(bigrams))
+    # and without blocking this random model does repeat bigrams
+    plain = search(decoder, _features(4), vocab, SearchConfig(method="greedy", max_len=15))
+    assert any(len(set(zip(h.ids, h.ids[1:], strict=False))) < len(h.ids) - 1 for h in plain)
+
+
+def test_sampling_is_reproducible_with_a_seed_and_varies_across_seeds(vocab: Vocabulary) -> None:
+    decoder = tiny_decoder(len(vocab), end_bias=2.0)
+    with torch.no_grad():
+        decoder.fc.weight.div_(20.0)  # flat distributions: samples differ
+    features = _features(5)
+    a = sample(decoder, features, vocab, SearchConfig(method="sample", top_k=10, seed=7))
+    b = sample(decoder, features, vocab, SearchConfig(method="sample", top_k=10, seed=7))
+    c = sample(decoder, features, vocab, SearchConfig(method="sample", top_k=10, seed=8))
+    assert [h.ids for h in a] == [h.ids for h in b]
+    assert [h.ids for h in a] != [h.ids for h in c]
+
+
+def test_top_k_sampling_only_draws_from_the_k_best(vocab: Vocabulary) -> None:
+    decoder = tiny_decoder(len(vocab), end_bias=-50.0)
+    features = _features(1)
+    config = SearchConfig(method="sample", top_k=1, max_len=6, seed=3)
+    greedy_ids = greedy(decoder, features, vocab, SearchConfig(method="greedy", max_len=6))[0].ids
+    assert sample(decoder, features, vocab, config)[0].ids == greedy_ids
+
+
+def test_search_config_rejects_bad_values() -> None:
+    with pytest.raises(ValueError, match="accepted"):
+        SearchConfig(method="nucleus")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="beam"):
+        SearchConfig(beam=0)
