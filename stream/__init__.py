@@ -1,0 +1,1 @@
+"""Sources, capture, the websocket server, subtitle writers and the ``scenecast`` CLI."""

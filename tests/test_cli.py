@@ -1,0 +1,122 @@
+"""The captioner's commands, end to end on a generated dataset, and their errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stream.cli import main
+from tests.datasets import make_dataset
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    root = make_dataset(tmp_path_factory.mktemp("data"), n_train=12, n_val=4)
+    out = tmp_path_factory.mktemp("run")
+    cache = tmp_path_factory.mktemp("cache")
+    code = main(
+        [
+            "train",
+            "--data",
+            str(root),
+            "--out",
+            str(out),
+            "--cache",
+            str(cache),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+            "--dims",
+            "16",
+            "16",
+            "16",
+            "--min-freq",
+            "1",
+            "--log-every",
+            "1",
+        ]
+    )
+    assert code == 0
+    return root, out, cache
+
+
+def test_train_writes_checkpoints_and_a_log(trained: tuple[Path, Path, Path]) -> None:
+    _, out, cache = trained
+    assert (out / "best.pt").is_file() and (out / "last.pt").is_file()
+    assert (out / "model-fp16.pt").stat().st_size < (out / "best.pt").stat().st_size
+    log = (out / "train.log").read_text()
+    assert "12 train / 4 val images" in log
+    assert "epoch 2 done" in log and "ETA" in log
+    # features were cached: the original and the flipped train images, and val
+    names = sorted(p.name for p in (cache / "efficientnet_lite0-224").glob("*.npy"))
+    assert names == ["train-flip.npy", "train.npy", "val.npy"]
+
+
+def test_evaluate_prints_a_table_and_writes_json(
+    trained: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, out, cache = trained
+    report = tmp_path / "eval.json"
+    code = main(
+        [
+            "evaluate",
+            "--data",
+            str(root),
+            "--split",
+            "val",
+            "--beam",
+            "3",
+            "--checkpoint",
+            str(out / "best.pt"),
+            "--cache",
+            str(cache),
+            "--json",
+            str(report),
+        ]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "| system | BLEU-1 | BLEU-2 | BLEU-3 | BLEU-4 | CIDEr-D |" in printed
+    data = json.loads(report.read_text())
+    assert data["images"] == 4
+    assert set(data["scores"]) == {"BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "CIDEr-D"}
+    assert len(data["captions"]) == 4
+
+
+def test_describe_captions_image_files(
+    trained: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, out, _ = trained
+    images = sorted((root / "images").glob("*.jpg"))[:2]
+    code = main(["describe", *map(str, images), "--checkpoint", str(out / "best.pt")])
+    assert code == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == [p.name for p in images]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "stream.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_bad_input_exits_2_with_a_clear_message(tmp_path: Path) -> None:
+    missing = _run("describe", str(tmp_path / "nope.jpg"))
+    assert missing.returncode == 2
+    assert "cannot read image" in missing.stderr and "nope.jpg" in missing.stderr
+    (tmp_path / "captions.json").write_text("{not json")
+    bad = _run("evaluate", "--data", str(tmp_path), "--checkpoint", str(tmp_path / "x.pt"))
+    assert bad.returncode == 2 and "not valid JSON" in bad.stderr
+    flag = _run("bench", "captioner", "--batches", "0,2")
+    assert flag.returncode == 2 and "positive integers" in flag.stderr
+    unknown = _run("train", "--data", str(tmp_path), "--epochs", "many")
+    assert unknown.returncode == 2 and "positive integer" in unknown.stderr
