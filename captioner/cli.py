@@ -13,10 +13,21 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from captioner.exceptions import CaptionerError
+from captioner.exceptions import CaptionerError, CheckpointError
 from captioner.search import SearchConfig
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import numpy as np
+
+    from captioner.checkpoint import Checkpoint
+    from captioner.data import Item
+    from captioner.encoder import Encoder, EncoderSpec
+    from captioner.train import TrainSet
+    from captioner.vocab import Vocabulary
 
 DEFAULT_CACHE = (
     Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "scenecast" / "features"
@@ -77,6 +88,14 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=0)
     t.add_argument("--log-every", type=positive_int, default=50)
+    t.add_argument(
+        "--scst",
+        type=Path,
+        default=None,
+        metavar="CHECKPOINT",
+        help="fine-tune this cross-entropy checkpoint with self-critical training "
+        "on CIDEr-D (use a small --lr, e.g. 2e-5)",
+    )
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="BLEU-1..4 and CIDEr-D on a split")
@@ -85,8 +104,20 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     e.add_argument("--checkpoint", type=Path, default=None, help="default: the bundled model")
     e.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     e.add_argument("--encoder-weights", type=Path, default=None)
-    e.add_argument("--json", type=Path, default=None, help="write scores and captions here")
+    e.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="write scores and captions here (default: runs/evaluate/MODEL-SPLIT-beamK.json)",
+    )
     e.add_argument("--limit", type=positive_int, default=None, help="first N images only")
+    e.add_argument(
+        "--baseline",
+        choices=("knn",),
+        default=None,
+        help="also score the nearest-neighbour retrieval baseline (Devlin et al. 2015)",
+    )
+    e.add_argument("--knn-k", type=positive_int, default=30, help="neighbours for the baseline")
     add_search_flags(e)
     e.set_defaults(func=cmd_evaluate)
 
@@ -118,8 +149,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from captioner.data import load_dataset
     from captioner.encoder import EncoderSpec, build_encoder
     from captioner.features import cache_path, extract_features
-    from captioner.model import ModelConfig
-    from captioner.train import TrainConfig, TrainSet, train
+    from captioner.train import TrainSet
     from captioner.vocab import Vocabulary
 
     log = _logger(args.out / "train.log")
@@ -147,6 +177,55 @@ def cmd_train(args: argparse.Namespace) -> int:
             dataset, items, encoder, path, flipped=flipped, log=log
         )
     train_set = TrainSet.build(train_items, feats[("train", False)], feats.get(("train", True)))
+    log(f"{len(train_set.captions)} training rows (captions × images, flips included)")
+    if args.scst:
+        from captioner.checkpoint import load_checkpoint
+        from captioner.scst import ScstConfig, scst
+
+        start = load_checkpoint(args.scst)
+        if start.encoder != spec:
+            raise CheckpointError(f"{args.scst} was trained on {start.encoder}, not {spec}")
+        best = scst(
+            ScstConfig(
+                out=args.out,
+                epochs=args.epochs,
+                lr=args.lr,
+                log_every=args.log_every,
+                max_words=args.max_words,
+                early_stop=args.early_stop,
+                seed=args.seed,
+            ),
+            start,
+            train_set=train_set,
+            val_items=val_items,
+            val_features=feats[("val", False)],
+            log=log,
+        )
+    else:
+        best = _train_xe(
+            args, log, train_set, val_items, feats[("val", False)], vocab, spec, encoder
+        )
+    save_checkpoint(args.out / "model-fp16.pt", best, half=True)
+    log(
+        f"best val {best.metrics.get('val')} → {args.out / 'best.pt'} "
+        f"(fp16 copy: {args.out / 'model-fp16.pt'})"
+    )
+    return 0
+
+
+def _train_xe(
+    args: argparse.Namespace,
+    log: Callable[[str], None],
+    train_set: TrainSet,
+    val_items: Sequence[Item],
+    val_features: np.ndarray,
+    vocab: Vocabulary,
+    spec: EncoderSpec,
+    encoder: Encoder,
+) -> Checkpoint:
+    from captioner.model import ModelConfig
+    from captioner.train import TrainConfig, train
+
     embed, attention, decoder_dim = args.dims
     model_config = ModelConfig(
         vocab_size=len(vocab),
@@ -168,24 +247,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         log_every=args.log_every,
         seed=args.seed,
     )
-    log(f"{len(train_set.captions)} training rows (captions × images, flips included)")
-    best = train(
+    return train(
         config,
         train_set=train_set,
         val_items=val_items,
-        val_features=feats[("val", False)],
+        val_features=val_features,
         vocab=vocab,
         model_config=model_config,
         encoder=spec,
         preprocess=encoder.preprocess,
         log=log,
     )
-    save_checkpoint(args.out / "model-fp16.pt", best, half=True)
-    log(
-        f"best val {best.metrics.get('val')} → {args.out / 'best.pt'} "
-        f"(fp16 copy: {args.out / 'model-fp16.pt'})"
-    )
-    return 0
 
 
 def _logger(path: Path) -> Callable[[str], None]:
@@ -215,7 +287,7 @@ def _search_config(args: argparse.Namespace, base: SearchConfig) -> SearchConfig
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from captioner.api import Captioner
     from captioner.data import load_dataset
-    from captioner.evaluate import format_table, generate, score
+    from captioner.evaluate import Evaluation, format_table, generate, score
     from captioner.features import cache_path, extract_features
 
     dataset = load_dataset(args.data)
@@ -226,36 +298,56 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.limit:
         path = path.with_name(f"{args.split}-first{args.limit}.npy")
     features = extract_features(dataset, items, cap.encoder, path, log=print)
+    systems: dict[str, Evaluation] = {}
     started = time.monotonic()
-    hyps = generate(cap.decoder, features, cap.vocab, config)
-    seconds = time.monotonic() - started
-    evaluation = score(hyps, items)
     name = f"{cap.model_id} ({config.method}, beam {config.beam})"
-    print(format_table({name: evaluation.scores}))
-    print(
-        f"{len(items)} images, mean length {evaluation.mean_length:.1f} words, "
-        f"{evaluation.distinct_words} distinct words, search {seconds:.1f}s"
+    systems[name] = score(generate(cap.decoder, features, cap.vocab, config), items)
+    seconds = time.monotonic() - started
+    if args.baseline == "knn":
+        from captioner.baseline import knn_consensus, pool_features
+
+        train_items = dataset.split("train")
+        train_path = cache_path(args.cache, cap.encoder, "train", flipped=False)
+        train_grid = extract_features(dataset, train_items, cap.encoder, train_path, log=print)
+        hyps = knn_consensus(
+            pool_features(train_grid),
+            [it.captions[0] for it in train_items],
+            pool_features(features),
+            k=args.knn_k,
+            exclude_self=args.split == "train",
+        )
+        systems[f"kNN consensus (k={args.knn_k}, {cap.encoder.name} pooled)"] = score(hyps, items)
+    print(format_table({n: e.scores for n, e in systems.items()}))
+    for n, e in systems.items():
+        print(f"{n}: mean length {e.mean_length:.1f} words, {e.distinct_words} distinct words")
+    print(f"{len(items)} images; model search {seconds:.1f}s")
+    json_path = (
+        args.json or Path("runs/evaluate") / f"{cap.model_id}-{args.split}-beam{args.beam}.json"
     )
-    if args.json:
-        report = {
-            "system": name,
-            "split": args.split,
-            "images": len(items),
-            "scores": evaluation.scores,
-            "mean_length": evaluation.mean_length,
-            "distinct_words": evaluation.distinct_words,
-            "captions": [
-                {
-                    "filename": it.filename,
-                    "caption": " ".join(h),
-                    "references": [" ".join(c) for c in it.captions],
-                }
-                for it, h in zip(items, hyps, strict=True)
-            ],
-        }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=1) + "\n")
-        print(f"wrote {args.json}")
+    report = {
+        "split": args.split,
+        "images": len(items),
+        "search": dataclasses.asdict(config),
+        "systems": {
+            n: {
+                "scores": e.scores,
+                "mean_length": e.mean_length,
+                "distinct_words": e.distinct_words,
+                "captions": [
+                    {
+                        "filename": it.filename,
+                        "caption": " ".join(h),
+                        "references": [" ".join(c) for c in it.captions],
+                    }
+                    for it, h in zip(items, e.hypotheses, strict=True)
+                ],
+            }
+            for n, e in systems.items()
+        },
+    }
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {json_path}")
     return 0
 
 

@@ -84,8 +84,9 @@ def test_evaluate_prints_a_table_and_writes_json(
     assert "| system | BLEU-1 | BLEU-2 | BLEU-3 | BLEU-4 | CIDEr-D |" in printed
     data = json.loads(report.read_text())
     assert data["images"] == 4
-    assert set(data["scores"]) == {"BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "CIDEr-D"}
-    assert len(data["captions"]) == 4
+    (system,) = data["systems"].values()
+    assert set(system["scores"]) == {"BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "CIDEr-D"}
+    assert len(system["captions"]) == 4
 
 
 def test_describe_captions_image_files(

@@ -16,7 +16,7 @@ import numpy as np
 
 from captioner.metrics.bleu import check_corpus, ngram_counts
 
-__all__ = ["cider_d"]
+__all__ = ["CiderD", "cider_d"]
 
 _NGram = tuple[str, ...]
 
@@ -94,26 +94,44 @@ def cider_d(
     if not sigma > 0:
         raise ValueError(f"sigma must be > 0, got {sigma}")
     check_corpus(hypotheses, references)
-
-    # Document frequency: each item adds 1 for every distinct n-gram of its references.
-    doc_freq: dict[_NGram, float] = {}
-    for refs in references:
-        seen: set[_NGram] = set()
-        for ref in refs:
-            seen.update(ngram_counts(ref, n))
-        for ngram in seen:
-            doc_freq[ngram] = doc_freq.get(ngram, 0.0) + 1.0
-    log_num_images = float(np.log(float(len(references))))
-
-    scores: list[float] = []
-    for hyp, refs in zip(hypotheses, references, strict=True):
-        hyp_vec = _TfIdf(hyp, n, doc_freq, log_num_images)
-        total = np.zeros(n)
-        for ref in refs:
-            ref_vec = _TfIdf(ref, n, doc_freq, log_num_images)
-            total += np.array(_similarity(hyp_vec, ref_vec, n, sigma))
-        score = float(np.mean(total))
-        score /= len(refs)
-        score *= 10.0
-        scores.append(score)
+    scores = CiderD(references, sigma=sigma, n=n).scores(hypotheses)
     return float(np.mean(np.array(scores))), scores
+
+
+class CiderD:
+    """CIDEr-D with document frequencies fixed by a reference corpus.
+
+    ``cider_d`` builds one for the evaluated corpus. Self-critical training builds one
+    over the training references once, then scores many sampled captions of item ``i``
+    with ``score(hyp, i)``: the reference tf-idf vectors are computed only once.
+    """
+
+    def __init__(
+        self, references: Sequence[Sequence[Sequence[str]]], *, sigma: float = 6.0, n: int = 4
+    ) -> None:
+        self.n, self.sigma = n, sigma
+        # Document frequency: each item adds 1 for every distinct n-gram of its references.
+        doc_freq: dict[_NGram, float] = {}
+        for refs in references:
+            seen: set[_NGram] = set()
+            for ref in refs:
+                seen.update(ngram_counts(ref, n))
+            for ngram in seen:
+                doc_freq[ngram] = doc_freq.get(ngram, 0.0) + 1.0
+        self.doc_freq = doc_freq
+        self.log_num_images = float(np.log(float(len(references))))
+        self.refs = [
+            [_TfIdf(ref, n, doc_freq, self.log_num_images) for ref in refs] for refs in references
+        ]
+
+    def score(self, hypothesis: Sequence[str], item: int) -> float:
+        """CIDEr-D of one hypothesis against the references of item ``item``."""
+        hyp_vec = _TfIdf(hypothesis, self.n, self.doc_freq, self.log_num_images)
+        total = np.zeros(self.n)
+        for ref_vec in self.refs[item]:
+            total += np.array(_similarity(hyp_vec, ref_vec, self.n, self.sigma))
+        return float(np.mean(total)) / len(self.refs[item]) * 10.0
+
+    def scores(self, hypotheses: Sequence[Sequence[str]]) -> list[float]:
+        """One score per item, hypothesis ``i`` against the references of item ``i``."""
+        return [self.score(hyp, i) for i, hyp in enumerate(hypotheses)]
