@@ -12,7 +12,8 @@ from captioner.baseline import knn_consensus, knn_nearest, nearest_neighbours, p
 
 def _unit(rows: list[list[float]]) -> np.ndarray:
     array = np.array(rows, dtype=np.float32)
-    return array / np.linalg.norm(array, axis=1, keepdims=True)
+    unit: np.ndarray = array / np.linalg.norm(array, axis=1, keepdims=True)
+    return unit
 
 
 # Training images around the query direction (1, 0), and one far from it. By cosine to (1, 0):
@@ -88,9 +89,13 @@ def test_exclude_self_drops_each_image_from_its_own_neighbours() -> None:
     assert knn_nearest(TRAIN, CAPTIONS, TRAIN) == CAPTIONS
 
 
-def test_exclude_self_needs_the_training_images_as_queries() -> None:
+def test_exclude_self_takes_query_i_as_training_image_i() -> None:
+    # a prefix of the training images (e.g. an evaluation on the first images only)
+    assert nearest_neighbours(TRAIN, TRAIN[:2], k=4, exclude_self=True).tolist() == (
+        nearest_neighbours(TRAIN, TRAIN, k=4, exclude_self=True)[:2].tolist()
+    )
     with pytest.raises(ValueError, match="exclude_self"):
-        nearest_neighbours(TRAIN, QUERY, k=1, exclude_self=True)
+        nearest_neighbours(TRAIN[:2], TRAIN, k=1, exclude_self=True)
 
 
 @pytest.mark.parametrize(
