@@ -124,15 +124,18 @@ class Captioner:
     # -- inference ---------------------------------------------------------------
 
     @torch.inference_mode()
-    def encode(self, images: Sequence[np.ndarray]) -> Tensor:
-        """RGB uint8 images (H, W, 3) of any sizes → grid features (B, P, D)."""
+    def encode(self, images: Sequence[np.ndarray | Tensor]) -> Tensor:
+        """RGB uint8 images of any sizes → grid features (B, P, D).
+
+        Arrays are (H, W, 3); tensors (3, H, W), e.g. JPEGs decoded on the GPU.
+        """
         batch = to_batch(images, self.encoder.preprocess, device=self.device)  # (B, 3, S, S)
         features: Tensor = self.encoder(batch).float()  # (B, P, D)
         return features
 
     def caption(
         self,
-        images: Sequence[np.ndarray],
+        images: Sequence[np.ndarray | Tensor],
         *,
         beam: int = 3,
         config: SearchConfig | None = None,

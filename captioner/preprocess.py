@@ -99,16 +99,32 @@ def fit_image(image: Tensor, spec: Preprocess) -> Tensor:
     return out
 
 
+def check_tensor(image: Tensor, index: int = 0) -> Tensor:
+    """A decoded RGB uint8 tensor (3, H, W), e.g. from ``torchvision.io.decode_jpeg``."""
+    if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] != 3:
+        raise InvalidImageError(
+            f"image {index}: expected a uint8 tensor (3, H, W) RGB, "
+            f"got {image.dtype} {tuple(image.shape)}"
+        )
+    return image
+
+
 def to_batch(
-    images: Sequence[np.ndarray], spec: Preprocess, *, device: torch.device | str = "cpu"
+    images: Sequence[np.ndarray | Tensor], spec: Preprocess, *, device: torch.device | str = "cpu"
 ) -> Tensor:
-    """RGB uint8 arrays of any sizes → normalised float batch (B, 3, S, S), channels_last."""
+    """RGB uint8 images of any sizes → normalised float batch (B, 3, S, S), channels_last.
+
+    Each image is a numpy array (H, W, 3) or a torch tensor (3, H, W), on any device.
+    """
     fitted = []
     for i, image in enumerate(images):
-        array = check_image(image, i)
-        if not (array.flags.writeable and array.flags.c_contiguous):
-            array = np.array(array)  # torch wants writable, contiguous memory
-        t = torch.from_numpy(array).to(device).permute(2, 0, 1)  # (3, H, W)
+        if isinstance(image, Tensor):
+            t = check_tensor(image, i).to(device)
+        else:
+            array = check_image(image, i)
+            if not (array.flags.writeable and array.flags.c_contiguous):
+                array = np.array(array)  # torch wants writable, contiguous memory
+            t = torch.from_numpy(array).to(device).permute(2, 0, 1)  # (3, H, W)
         fitted.append(fit_image(t, spec))
     batch = torch.stack(fitted)  # (B, 3, S, S), values in [0, 255]
     mean = torch.tensor(spec.mean, device=batch.device).view(1, 3, 1, 1) * 255.0

@@ -176,7 +176,7 @@ def train(
             width = int(lengths[idx].max())
             caps = targets[idx, :width]  # (b, L)
             feats = train_set.features[idx].float()  # (b, P, D)
-            logits, alphas = decoder(feats, caps)  # (b, L-1, V), (b, L-1, P)
+            logits, alphas = decoder(feats, caps, vocab.pad_id)  # (b, L-1, V), (b, L-1, P)
             loss, ce = caption_loss(
                 logits,
                 alphas,

@@ -15,3 +15,22 @@ TIMEOUT_FACTOR = float(os.environ.get("SCENECAST_TESTS_TIMEOUT_FACTOR", "1"))
 @pytest.fixture
 def vocab() -> Vocabulary:
     return Vocabulary([*SPECIALS, *(f"w{i}" for i in range(30))])
+
+
+@pytest.fixture(scope="session")
+def redis_server():  # type: ignore[no-untyped-def]
+    """A private redis-server on a free port for this test session (never a shared one)."""
+    from stream.embedded_redis import EmbeddedRedis
+
+    with EmbeddedRedis() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_client(redis_server):  # type: ignore[no-untyped-def]
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()  # our own private server: each test starts empty
+    yield client
+    client.close()

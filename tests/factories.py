@@ -62,3 +62,25 @@ def fitted_decoder(
         loss.backward()  # type: ignore[no-untyped-call]
         optimizer.step()
     return decoder.eval()
+
+
+def tiny_captioner(*, max_len: int = 8):  # type: ignore[no-untyped-def]
+    """A real Captioner: the real EfficientNet-Lite0 encoder and a tiny random decoder."""
+    from captioner.api import Captioner
+    from captioner.checkpoint import Checkpoint
+    from captioner.encoder import EncoderSpec
+    from captioner.preprocess import Preprocess
+    from captioner.search import SearchConfig
+    from captioner.vocab import SPECIALS, Vocabulary
+
+    vocab = Vocabulary([*SPECIALS, *(f"w{i}" for i in range(30))])
+    decoder = tiny_decoder(len(vocab), encoder_dim=1280, end_bias=-1.0)
+    ckpt = Checkpoint(
+        config=decoder.config,
+        encoder=EncoderSpec(),
+        preprocess=Preprocess(),
+        vocab=vocab,
+        decoder_state=decoder.state_dict(),
+        search=SearchConfig(max_len=max_len),
+    )
+    return Captioner.from_checkpoint(ckpt, model_id="tiny")

@@ -1,0 +1,629 @@
+"""Sources: what a user points scenecast at, and the readers that turn it into frames.
+
+Reads top to bottom:
+
+- ``SourceSpec`` / ``parse_source``: the text a user typed ("0", "rtsp://…", "demo.mp4")
+  becomes a validated spec with a short URL-safe name. Pure.
+- ``open_capture``: the only place that calls ``cv2.VideoCapture`` (FFmpeg backend with
+  open/read timeouts for URLs and files, RTSP over TCP, webcams by index).
+- ``monotonic_pts``: the timestamp repair rule for files. Pure.
+- ``FileReader``: every frame of a file in order with container media time; frames a
+  sampler does not want are only grabbed, not retrieved.
+- ``LatestFrameReader``: for live sources, a reader thread keeps only the newest frame
+  (a one-slot buffer; overwritten frames are counted), media time is the monotonic
+  clock since capture start, and a stall or read failure is reported so the capture
+  loop can reconnect. A file can be played as a camera (paced at its frame rate, looped).
+- ``backoff_delays``: reconnect delays, exponential with jitter. Pure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import random
+import re
+import threading
+import time
+import unicodedata
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Protocol, Self
+from urllib.parse import unquote, urlsplit
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from stream.exceptions import SourceError, SourceLostError
+
+log = logging.getLogger(__name__)
+
+SourceKind = Literal["webcam", "rtsp", "http", "file"]
+Image = npt.NDArray[np.uint8]  # (H, W, 3) BGR, as OpenCV decodes
+
+DEFAULT_FPS = 25.0  # when a container does not say its frame rate
+OPEN_TIMEOUT_MS = 10_000
+READ_TIMEOUT_MS = 5_000
+
+_SCHEMES: dict[str, SourceKind] = {
+    "rtsp": "rtsp",
+    "rtsps": "rtsp",
+    "http": "http",
+    "https": "http",
+}
+ACCEPTED = "a webcam index like 0, rtsp://…, rtsps://…, http(s)://…, or a video file path"
+_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_NAME_MAX = 64
+_URL_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+_FFMPEG_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+
+
+# --- what the user names ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, repr=False)
+class SourceSpec:
+    """A validated source. ``target`` may hold URL credentials: show ``display``, not it."""
+
+    kind: SourceKind
+    target: int | str | Path  # webcam index, URL (as given) or file path
+    name: str  # short URL-safe id: the ``{src}`` in Redis keys and the wire protocol
+    live: bool  # live: drop stale frames; not live: every sampled frame is captioned
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("webcam", "rtsp", "http", "file"):
+            raise SourceError(
+                f"unknown source kind {self.kind!r} (accepted: webcam, rtsp, http, file)"
+            )
+        _check_name(self.name)
+
+    @property
+    def display(self) -> str:
+        """The target as it may be logged: URL passwords and query strings are hidden."""
+        if isinstance(self.target, str):
+            return redact_url(self.target)
+        return str(self.target)
+
+    def __repr__(self) -> str:
+        return (
+            f"SourceSpec(kind={self.kind!r}, target={self.display!r}, "
+            f"name={self.name!r}, live={self.live!r})"
+        )
+
+
+def parse_source(text: str, *, name: str | None = None, live: bool | None = None) -> SourceSpec:
+    """Turn what a user typed into a ``SourceSpec``.
+
+    "0", "1"… are webcams (a file literally named "0" must be given as "./0");
+    rtsp:// and rtsps:// are RTSP; http:// and https:// are HTTP streams; anything else
+    is a path to a video file that must exist. ``live`` defaults to True for webcams and
+    URLs and False for files; a URL given ``live=False`` is read as a recording
+    (e.g. https://host/clip.mp4: every frame, nothing dropped).
+    """
+    text = text.strip()
+    if not text:
+        raise SourceError(f"empty source (accepted: {ACCEPTED})")
+    if name is not None:
+        _check_name(name)
+    if text.isascii() and text.isdigit():
+        if live is False:
+            raise SourceError(f"a webcam ({text}) is always live; live=False is for files")
+        index = int(text)
+        return SourceSpec("webcam", index, name or f"cam{index}", True)
+    scheme = _URL_RE.match(text)
+    if scheme is not None:
+        kind = _SCHEMES.get(scheme.group(1).lower())
+        if kind is None:
+            raise SourceError(
+                f"unsupported URL scheme {scheme.group(1)!r} in {redact_url(text)} "
+                "(accepted: rtsp://, rtsps://, http://, https://; a local file is given "
+                "as a plain path)"
+            )
+        parts = urlsplit(text)
+        if not parts.hostname:
+            raise SourceError(f"no host in {redact_url(text)} (accepted: {ACCEPTED})")
+        return SourceSpec(kind, text, name or _url_name(text), True if live is None else live)
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise SourceError(f"no such file: {text} (accepted: {ACCEPTED})")
+    if not path.is_file():
+        raise SourceError(f"not a regular file: {text} (accepted: {ACCEPTED})")
+    return SourceSpec("file", path, name or _file_name(path), bool(live))
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password and query (both may carry secrets); others unchanged."""
+    if _URL_RE.match(url) is None:
+        return url
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:  # e.g. a port that is not a number
+        return f"{url.split('://', 1)[0]}://…"
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    netloc = host if port is None else f"{host}:{port}"
+    if parts.username is not None:
+        netloc = f"{parts.username}:***@{netloc}"
+    query = "?…" if parts.query else ""
+    return f"{parts.scheme}://{netloc}{parts.path}{query}"
+
+
+def _check_name(name: str) -> None:
+    if not _NAME_RE.fullmatch(name):
+        raise SourceError(
+            f"invalid source name {name!r} (accepted: 1–64 characters from A–Z, a–z, 0–9, "
+            "'_', '.', '-')"
+        )
+
+
+def _file_name(path: Path) -> str:
+    return _sanitize(path.stem) or "file"
+
+
+def _url_name(url: str) -> str:
+    """Host + path, e.g. rtsp://u:p@cam.local:554/live/main → cam.local-live-main.
+
+    Never the user, password, port or query; path segments of the form key=value
+    (some cameras put credentials there) are left out too.
+    """
+    parts = urlsplit(url)
+    segments = [unquote(s) for s in parts.path.split("/") if s and "=" not in s]
+    return _sanitize("-".join([parts.hostname or "", *segments])) or "stream"
+
+
+def _sanitize(text: str) -> str:
+    """Map to [A-Za-z0-9_.-]; too long names keep a hash of the full text (stay distinct)."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    clean = re.sub(r"[^A-Za-z0-9_.-]+", "-", ascii_text).strip("-.")
+    if len(clean) > _NAME_MAX:
+        digest = hashlib.sha1(text.encode()).hexdigest()[:8]
+        clean = f"{clean[: _NAME_MAX - 9].rstrip('-.')}-{digest}"
+    return clean
+
+
+# --- opening ----------------------------------------------------------------------------
+
+
+def open_capture(
+    spec: SourceSpec,
+    *,
+    open_timeout_ms: int = OPEN_TIMEOUT_MS,
+    read_timeout_ms: int = READ_TIMEOUT_MS,
+) -> cv2.VideoCapture:
+    """Open ``spec`` with OpenCV; ``SourceError`` if it does not open.
+
+    URLs and files use the FFmpeg backend with open/read timeouts (so a dead stream
+    cannot block a read forever); RTSP goes over TCP unless the user set
+    ``OPENCV_FFMPEG_CAPTURE_OPTIONS`` themselves; webcams use the default backend.
+    """
+    if open_timeout_ms <= 0 or read_timeout_ms <= 0:
+        raise ValueError(
+            f"timeouts must be positive milliseconds, got open={open_timeout_ms}, "
+            f"read={read_timeout_ms}"
+        )
+    if isinstance(spec.target, int):
+        capture = cv2.VideoCapture(spec.target, cv2.CAP_ANY)
+    else:
+        if spec.kind == "rtsp":
+            # Read by OpenCV's FFmpeg backend at open time; UDP loses packets (grey smears).
+            os.environ.setdefault(_FFMPEG_OPTIONS_ENV, "rtsp_transport;tcp")
+        params = [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+            int(open_timeout_ms),
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+            int(read_timeout_ms),
+        ]
+        capture = cv2.VideoCapture(str(spec.target), cv2.CAP_FFMPEG, params)
+    if not capture.isOpened():
+        capture.release()
+        raise SourceError(f"could not open {spec.kind} source {spec.display}: {_why(spec)}")
+    return capture
+
+
+def _why(spec: SourceSpec) -> str:
+    if spec.kind == "file":
+        return "not a video OpenCV's FFmpeg backend can decode"
+    if spec.kind == "webcam":
+        return "no camera at that index, or it is busy or not permitted"
+    return "unreachable, refused, not a video stream, or no answer within the open timeout"
+
+
+# --- frames and media time --------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """One decoded frame: ``index`` counts frames read from the source (0-based),
+    ``pts_ms`` is media time, ``wall_ns`` the UTC wall clock when it was read."""
+
+    index: int
+    pts_ms: float
+    image: Image  # (H, W, 3) uint8 BGR
+    wall_ns: int = field(default_factory=time.time_ns)
+
+
+def monotonic_pts(previous: float | None, reported: float, index: int, fps: float) -> float:
+    """Media time (ms) of frame ``index`` given the container's ``reported`` time.
+
+    The container's time is used when it moves forward. When it is missing (NaN,
+    negative), or for a later frame 0 or not after ``previous`` (broken or absent
+    timestamps), the time is estimated as ``index × 1000 / fps`` (``fps`` 25 when
+    unknown), and if even that is not after ``previous``, one frame interval after it:
+    times never decrease, and frames after the first strictly increase.
+    """
+    rate = fps if math.isfinite(fps) and fps > 0 else DEFAULT_FPS
+    step = 1000.0 / rate
+    estimate = index * step
+    valid = math.isfinite(reported) and reported >= 0
+    if previous is None:
+        return reported if valid else estimate
+    if valid and reported > previous:
+        return reported
+    return estimate if estimate > previous else previous + step
+
+
+class VideoSource(Protocol):
+    """What the readers need of a capture; ``cv2.VideoCapture`` is one (tests use fakes)."""
+
+    def grab(self) -> bool: ...
+    def retrieve(self) -> tuple[bool, Any]: ...
+    def read(self) -> tuple[bool, Any]: ...
+    def get(self, prop: int, /) -> float: ...
+    def set(self, prop: int, value: float, /) -> bool: ...
+    def release(self) -> None: ...
+
+
+def capture_fps(capture: VideoSource) -> float:
+    """The frame rate the container reports, or 25 when it reports none."""
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    return fps if math.isfinite(fps) and 0 < fps <= 1000 else DEFAULT_FPS
+
+
+def _as_spec(source: SourceSpec | str | os.PathLike[str]) -> SourceSpec:
+    if isinstance(source, SourceSpec):
+        return source
+    if isinstance(source, str):
+        return parse_source(source)
+    return parse_source(os.path.join(".", os.fspath(source)))  # a Path is never a webcam
+
+
+def _as_image(image: Any) -> Image:
+    return np.asarray(image, dtype=np.uint8)
+
+
+# --- files: every frame, in order -------------------------------------------------------
+
+
+class FileReader:
+    """Every frame of a recording, in order, with the container's media time.
+
+    Single pass: iterate once (``for frame in reader`` or ``reader.frames(want)``).
+    ``frames(want)`` asks ``want(index, pts_ms)`` before decoding into an image:
+    unwanted frames are only ``grab()``bed. FFmpeg still decodes a grabbed frame (later
+    frames depend on it) but skips the colour conversion to BGR and the copy into a
+    new array, which is most of the per-frame cost at 1 fps sampling of a 30 fps file.
+    """
+
+    def __init__(self, capture: VideoSource, *, fps: float | None = None) -> None:
+        self._capture: VideoSource | None = capture
+        self.fps = fps if fps is not None else capture_fps(capture)
+        count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+        # An estimate from the container (for progress bars); None when unknown.
+        self.frame_count: int | None = int(count) if math.isfinite(count) and count > 0 else None
+        self.decode_errors = 0  # frames grabbed but not retrievable: skipped, counted
+        self._next_index = 0
+        self._previous_pts: float | None = None
+
+    @classmethod
+    def open(
+        cls,
+        source: SourceSpec | str | os.PathLike[str],
+        *,
+        open_timeout_ms: int = OPEN_TIMEOUT_MS,
+        read_timeout_ms: int = READ_TIMEOUT_MS,
+    ) -> FileReader:
+        spec = _as_spec(source)
+        capture = open_capture(
+            spec, open_timeout_ms=open_timeout_ms, read_timeout_ms=read_timeout_ms
+        )
+        return cls(capture)
+
+    def __iter__(self) -> Iterator[Frame]:
+        return self.frames()
+
+    def frames(self, want: Callable[[int, float], bool] | None = None) -> Iterator[Frame]:
+        """Frames in order; with ``want``, only those for which ``want(index, pts_ms)``."""
+        while self._capture is not None:
+            if not self._capture.grab():
+                self.close()  # end of file (or unreadable from here on)
+                return
+            index = self._next_index
+            self._next_index += 1
+            reported = self._capture.get(cv2.CAP_PROP_POS_MSEC)
+            pts = monotonic_pts(self._previous_pts, reported, index, self.fps)
+            self._previous_pts = pts
+            if want is not None and not want(index, pts):
+                continue
+            ok, image = self._capture.retrieve()
+            if not ok or image is None:
+                self.decode_errors += 1
+                log.warning("frame %d (%.0f ms) could not be decoded; skipped", index, pts)
+                continue
+            yield Frame(index=index, pts_ms=pts, image=_as_image(image))
+
+    def close(self) -> None:
+        if self._capture is not None:
+            self._capture.release()
+            self._capture = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+# --- live: the newest frame only ----------------------------------------------------------
+
+
+class LatestFrameReader:
+    """A daemon thread reads the source as fast as it delivers; ``latest()`` gets the newest.
+
+    The buffer holds one frame: a frame not taken before the next one arrives is
+    overwritten and counted in ``dropped`` (captions describe *now*, and a slow
+    consumer never makes OpenCV's internal buffer, or ours, grow). Media time is the
+    monotonic clock since capture start.
+
+    The thread owns the capture and releases it when it stops. It stops on ``close()``,
+    at the end of a finite source (``ended``), or on failure: a failed read, an error
+    from OpenCV, or no frame for ``read_timeout_ms`` (a stall, noticed by ``latest()``).
+    Failure sets ``failed`` and ``error``; the capture loop then opens a new reader
+    after a ``backoff_delays`` delay.
+
+    ``pace_fps`` sleeps so frames come at that rate (a file played as a camera);
+    ``loop`` rewinds a finite source at its end instead of ending.
+    """
+
+    def __init__(
+        self,
+        capture: VideoSource,
+        *,
+        name: str = "source",
+        read_timeout_ms: int = READ_TIMEOUT_MS,
+        finite: bool = False,
+        pace_fps: float | None = None,
+        loop: bool = False,
+    ) -> None:
+        if read_timeout_ms <= 0:
+            raise ValueError(f"read_timeout_ms must be positive, got {read_timeout_ms}")
+        if pace_fps is not None and not (math.isfinite(pace_fps) and pace_fps > 0):
+            raise ValueError(f"pace_fps must be a positive frame rate, got {pace_fps}")
+        self.name = name
+        self.failed = threading.Event()
+        self._capture = capture
+        # A paced slow file must not look stalled between two of its frames.
+        self._read_timeout_s = max(read_timeout_ms / 1000.0, 2.0 / (pace_fps or math.inf))
+        self._finite = finite
+        self._pace_fps = pace_fps
+        self._loop = loop
+        self._cond = threading.Condition()
+        self._slot: Frame | None = None  # the newest frame not yet returned
+        self._dropped = 0
+        self._frames_read = 0
+        self._error: SourceLostError | None = None
+        self._ended = False
+        self._done = False  # the thread produces no more frames
+        self._stop = threading.Event()
+        self._start = time.monotonic()
+        self._last_frame_at = self._start
+        self._thread = threading.Thread(target=self._run, name=f"reader-{name}", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def open(
+        cls,
+        source: SourceSpec | str | os.PathLike[str],
+        *,
+        open_timeout_ms: int = OPEN_TIMEOUT_MS,
+        read_timeout_ms: int = READ_TIMEOUT_MS,
+        pace: bool | None = None,
+        loop: bool = False,
+    ) -> LatestFrameReader:
+        """Open and start reading. A file is paced at its frame rate unless ``pace=False``."""
+        spec = _as_spec(source)
+        finite = spec.kind == "file"
+        if loop and not finite:
+            raise SourceError(f"loop is for video files; {spec.display} is a {spec.kind}")
+        capture = open_capture(
+            spec, open_timeout_ms=open_timeout_ms, read_timeout_ms=read_timeout_ms
+        )
+        paced = finite if pace is None else pace
+        return cls(
+            capture,
+            name=spec.name,
+            read_timeout_ms=read_timeout_ms,
+            finite=finite,
+            pace_fps=capture_fps(capture) if paced else None,
+            loop=loop,
+        )
+
+    # -- the consumer's side
+
+    def latest(self, timeout: float | None = None) -> Frame | None:
+        """The newest frame not yet returned, waiting up to ``timeout`` s for one.
+
+        None when none came in time, or when the reader is done (closed, ``ended``, or
+        ``failed``: check those). Waiting past the read timeout marks a stall.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._slot is None and not self._done:
+                now = time.monotonic()
+                stall_at = self._last_frame_at + self._read_timeout_s
+                if now >= stall_at:
+                    self._fail_locked(f"no frame for {self._read_timeout_s:g} s (stalled)")
+                    break
+                wait = stall_at - now
+                if deadline is not None:
+                    if now >= deadline:
+                        break
+                    wait = min(wait, deadline - now)
+                self._cond.wait(wait)
+            frame, self._slot = self._slot, None
+            return frame
+
+    @property
+    def dropped(self) -> int:
+        """Frames overwritten before anyone took them."""
+        with self._cond:
+            return self._dropped
+
+    @property
+    def frames_read(self) -> int:
+        with self._cond:
+            return self._frames_read
+
+    @property
+    def error(self) -> SourceLostError | None:
+        with self._cond:
+            return self._error
+
+    @property
+    def ended(self) -> bool:
+        """A finite source (a file played live without ``loop``) reached its end."""
+        with self._cond:
+            return self._ended
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Stop the thread and wait up to ``timeout`` s for it (it releases the capture).
+
+        A thread stuck inside OpenCV's ``read()`` is left to finish on its own (OpenCV's
+        read timeout bounds it); releasing the capture under it could crash.
+        """
+        self._stop.set()
+        with self._cond:
+            self._done = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("reader %s still in read() after %.1f s; left to exit", self.name, timeout)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- the reader thread
+
+    def _run(self) -> None:
+        interval = None if self._pace_fps is None else 1.0 / self._pace_fps
+        next_due = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                ok, image = self._capture.read()
+                if self._stop.is_set():
+                    break
+                if not ok or image is None:
+                    if self._finite and self._loop and self._rewind():
+                        continue
+                    if self._finite:
+                        self._end()
+                    else:
+                        self._fail("read failed (stream closed or timed out)")
+                    break
+                self._publish(_as_image(image))
+                if interval is not None:
+                    next_due = max(next_due + interval, time.monotonic() - 1.0)  # ≤ 1 s catch-up
+                    self._stop.wait(max(0.0, next_due - time.monotonic()))
+        except Exception as exc:  # cv2.error and friends: report, never kill silently
+            self._fail(f"read raised {type(exc).__name__}: {exc}")
+        finally:
+            self._capture.release()
+            with self._cond:
+                self._done = True
+                self._cond.notify_all()
+
+    def _publish(self, image: Image) -> None:
+        now = time.monotonic()
+        with self._cond:
+            if self._slot is not None:
+                self._dropped += 1
+            self._slot = Frame(
+                index=self._frames_read, pts_ms=(now - self._start) * 1000.0, image=image
+            )
+            self._frames_read += 1
+            self._last_frame_at = now
+            self._cond.notify_all()
+
+    def _rewind(self) -> bool:
+        return bool(self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0))
+
+    def _end(self) -> None:
+        with self._cond:
+            self._ended = True
+            self._done = True
+            self._cond.notify_all()
+
+    def _fail(self, reason: str) -> None:
+        with self._cond:
+            self._fail_locked(reason)
+
+    def _fail_locked(self, reason: str) -> None:
+        if self._error is None:
+            self._error = SourceLostError(f"source {self.name}: {reason}")
+            log.warning("%s", self._error)
+        self._done = True
+        self._stop.set()
+        self.failed.set()
+        self._cond.notify_all()
+
+
+# --- reconnecting -----------------------------------------------------------------------
+
+
+def backoff_delays(
+    base: float = 0.5,
+    cap: float = 30.0,
+    factor: float = 2.0,
+    jitter: float = 0.2,
+    rng: random.Random | None = None,
+) -> Iterator[float]:
+    """Endless reconnect delays (s): base, base·factor, … up to ``cap``, each ± ``jitter``.
+
+    The un-jittered delay ``d = min(cap, base·factorⁿ)`` never decreases; the delay
+    given is ``d·(1 + u)`` with ``u`` uniform in [−jitter, +jitter], so sources that
+    failed together do not reconnect together. Start a new generator after a success.
+    """
+    if not (base > 0 and math.isfinite(base)):
+        raise ValueError(f"base must be a positive number of seconds, got {base}")
+    if not (cap >= base and math.isfinite(cap)):
+        raise ValueError(f"cap must be at least base ({base}), got {cap}")
+    if not (factor >= 1 and math.isfinite(factor)):
+        raise ValueError(f"factor must be at least 1, got {factor}")
+    if not 0 <= jitter < 1:
+        raise ValueError(f"jitter must be a fraction in [0, 1), got {jitter}")
+    rng = rng or random.Random()
+    delay = base
+    while True:
+        yield delay * (1.0 + rng.uniform(-jitter, jitter))
+        delay = min(cap, delay * factor)

@@ -1,0 +1,51 @@
+"""Helpers that put frames into Redis as capture does (through worker.queue)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import cv2
+import numpy as np
+import redis
+
+from worker.queue import GROUP, SOURCES_KEY, FrameEntry, frames_key
+
+
+def jpeg(color: tuple[int, int, int], size: tuple[int, int] = (64, 48)) -> bytes:
+    image = np.zeros((size[1], size[0], 3), np.uint8)
+    image[:] = color[::-1]  # RGB → BGR for OpenCV
+    cv2.rectangle(image, (10, 10), (30, 30), (255, 255, 255), -1)
+    ok, buf = cv2.imencode(".jpg", image)
+    assert ok
+    return bytes(buf.tobytes())
+
+
+def register(client: redis.Redis, source: str, *, live: bool) -> None:
+    client.xgroup_create(frames_key(source), GROUP, id="$", mkstream=True)
+    client.hset(SOURCES_KEY, source, json.dumps({"state": "live", "live": live}))
+
+
+def add_frame(
+    client: redis.Redis,
+    source: str,
+    seq: int,
+    *,
+    data: bytes,
+    live: bool = False,
+    age_ms: float = 0.0,
+    interval_ms: float = 1000.0,
+) -> str:
+    frame = FrameEntry(
+        source=source,
+        seq=seq,
+        pts_ms=seq * interval_ms,
+        capture_ns=time.time_ns() - int(age_ms * 1e6),
+        width=64,
+        height=48,
+        jpeg=data,
+        live=live,
+        interval_ms=interval_ms,
+    )
+    entry_id = client.xadd(frames_key(source), frame.encode())  # type: ignore[arg-type]
+    return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)

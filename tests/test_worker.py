@@ -1,0 +1,188 @@
+"""The worker against a real redis-server: batching, staleness, recovery, dead letters."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+import redis
+
+from tests.factories import tiny_captioner
+from tests.frames import add_frame, jpeg, register
+from worker.batching import BatchPolicy
+from worker.publish import PUBLISH_LUA, Publication, publish_args
+from worker.queue import (
+    GROUP,
+    CaptionEntry,
+    captions_key,
+    deadletter_key,
+    decode_caption,
+    frames_key,
+)
+from worker.worker import Worker, WorkerConfig
+
+COLORS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30)]
+
+
+@pytest.fixture(scope="module")
+def captioner():  # type: ignore[no-untyped-def]
+    return tiny_captioner()
+
+
+def _caption_fn(cap):  # type: ignore[no-untyped-def]
+    def caption(images: Sequence[Any]) -> Any:
+        return cap.caption(list(images), beam=1)
+
+    return caption
+
+
+def _captions(client: redis.Redis, source: str) -> list[CaptionEntry]:
+    return [decode_caption(f) for _, f in client.xrange(captions_key(source))]
+
+
+def _pending(client: redis.Redis, source: str) -> int:
+    return int(client.xpending(frames_key(source), GROUP)["pending"])
+
+
+def test_frames_of_several_sources_are_captioned_in_one_batch(redis_client, captioner) -> None:  # type: ignore[no-untyped-def]
+    for source in ("a", "b"):
+        register(redis_client, source, live=False)
+        for seq in range(3):
+            add_frame(redis_client, source, seq, data=jpeg(COLORS[seq]))
+    worker = Worker(
+        redis_client,
+        _caption_fn(captioner),
+        WorkerConfig(policy=BatchPolicy(max_batch=8, max_wait_ms=200), model="tiny"),
+    )
+    while worker.stats.captioned < 6:
+        worker.step()
+    assert worker.stats.batch_sizes[0] == 6  # both sources in the first batch
+    for source in ("a", "b"):
+        captions = _captions(redis_client, source)
+        assert [c.seq for c in captions] == [0, 1, 2]
+        assert [c.pts_ms for c in captions] == [0.0, 1000.0, 2000.0]
+        assert [c.end_ms for c in captions] == [1000.0, 2000.0, 3000.0]
+        assert all(c.model == "tiny" and c.latency_ms > 0 for c in captions)
+        assert captions[0].attention_maps().shape == (len(captions[0].tokens), 7, 7)
+        # the same images through the captioner directly give the same words
+        direct = captioner.caption([_decode(jpeg(COLORS[s])) for s in range(3)], beam=1)
+        assert [c.text for c in captions] == [d.text for d in direct]
+        assert _pending(redis_client, source) == 0  # every frame acked
+
+
+def _decode(data: bytes):  # type: ignore[no-untyped-def]
+    from worker.decode import decode_jpegs
+
+    return decode_jpegs([data])[0]
+
+
+def test_stale_live_frames_are_skipped_counted_and_acked(redis_client, captioner) -> None:  # type: ignore[no-untyped-def]
+    register(redis_client, "cam", live=True)
+    add_frame(redis_client, "cam", 0, data=jpeg(COLORS[0]), live=True, age_ms=10_000)
+    add_frame(redis_client, "cam", 1, data=jpeg(COLORS[1]), live=True, age_ms=0)
+    worker = Worker(
+        redis_client,
+        _caption_fn(captioner),
+        WorkerConfig(policy=BatchPolicy(max_batch=4, max_wait_ms=50, max_age_ms=2000)),
+    )
+    while worker.stats.captioned + worker.stats.stale < 2:
+        worker.step()
+    assert worker.stats.stale == 1
+    assert [c.seq for c in _captions(redis_client, "cam")] == [1]
+    assert _pending(redis_client, "cam") == 0
+
+
+def test_corrupt_frame_is_retried_then_dead_lettered(redis_client, captioner) -> None:  # type: ignore[no-untyped-def]
+    register(redis_client, "f", live=False)
+    add_frame(redis_client, "f", 0, data=b"\xff\xd8 not a jpeg")
+    add_frame(redis_client, "f", 1, data=jpeg(COLORS[1]))
+    worker = Worker(
+        redis_client,
+        _caption_fn(captioner),
+        WorkerConfig(
+            policy=BatchPolicy(max_batch=4, max_wait_ms=20),
+            claim_idle_ms=0,
+            claim_every_s=0.0,
+            max_deliveries=2,
+        ),
+    )
+    for _ in range(10):
+        worker.step()
+        if worker.stats.deadlettered:
+            break
+    assert worker.stats.deadlettered == 1
+    assert worker.stats.failed == 2  # delivered twice, failed twice, then given up
+    assert [c.seq for c in _captions(redis_client, "f")] == [1]
+    letters = redis_client.xrange(deadletter_key("f"))
+    assert len(letters) == 1 and letters[0][1][b"dead_reason"] == b"too many deliveries"
+    assert letters[0][1][b"seq"] == b"0"
+    assert _pending(redis_client, "f") == 0
+
+
+def test_dead_consumers_frames_are_reclaimed(redis_client, captioner) -> None:  # type: ignore[no-untyped-def]
+    register(redis_client, "r", live=False)
+    for seq in range(3):
+        add_frame(redis_client, "r", seq, data=jpeg(COLORS[seq]))
+    # a consumer reads the frames and dies before captioning them
+    redis_client.xreadgroup(GROUP, "dead-consumer", {frames_key("r"): ">"}, count=10)
+    assert _pending(redis_client, "r") == 3
+    worker = Worker(
+        redis_client,
+        _caption_fn(captioner),
+        WorkerConfig(
+            policy=BatchPolicy(max_batch=4, max_wait_ms=20), claim_idle_ms=0, claim_every_s=0.0
+        ),
+    )
+    while worker.stats.captioned < 3:
+        worker.step()
+    assert worker.stats.claimed == 3
+    assert [c.seq for c in _captions(redis_client, "r")] == [0, 1, 2]
+    assert _pending(redis_client, "r") == 0
+
+
+def test_group_is_recreated_after_nogroup(redis_client, captioner) -> None:  # type: ignore[no-untyped-def]
+    register(redis_client, "n", live=False)
+    worker = Worker(
+        redis_client,
+        _caption_fn(captioner),
+        WorkerConfig(policy=BatchPolicy(max_batch=4, max_wait_ms=20)),
+    )
+    worker.step()  # knows the source and its group
+    redis_client.xgroup_destroy(frames_key("n"), GROUP)  # as after a Redis restart
+    add_frame(redis_client, "n", 0, data=jpeg(COLORS[0]))
+    for _ in range(5):
+        worker.step()
+        if worker.stats.captioned:
+            break
+    assert [c.seq for c in _captions(redis_client, "n")] == [0]
+
+
+def _publish(client: redis.Redis, source: str, seq: int, text: str) -> Any:
+    script = client.register_script(PUBLISH_LUA)
+    entry = CaptionEntry(
+        source=source,
+        seq=seq,
+        pts_ms=seq * 1000.0,
+        end_ms=seq * 1000.0 + 1000,
+        capture_ns=0,
+        text=text,
+        tokens=text.split(),
+        score=-1.0,
+        model="m",
+        latency_ms=1.0,
+    )
+    frame_id = add_frame(client, source, seq, data=b"x")
+    keys, argv = publish_args(Publication(entry, frame_id))
+    return script(keys=keys, args=argv)
+
+
+def test_publish_assigns_segments_and_drops_duplicates(redis_client) -> None:  # type: ignore[no-untyped-def]
+    register(redis_client, "s", live=False)
+    texts = ["a dog", "A  dog", "a cat", "a cat", "a dog"]
+    for seq, text in enumerate(texts):
+        assert _publish(redis_client, "s", seq, text)
+    assert _publish(redis_client, "s", 2, "a cat") is None  # (source, seq) already published
+    captions = _captions(redis_client, "s")
+    assert [c.seq for c in captions] == [0, 1, 2, 3, 4]
+    assert [c.segment_id for c in captions] == [0, 0, 1, 1, 2]

@@ -1,0 +1,52 @@
+"""JPEG frames → RGB images: on the GPU with nvJPEG when the worker runs on CUDA."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+import torch
+
+log = logging.getLogger("scenecast.worker")
+
+
+def decode_jpegs(
+    blobs: Sequence[bytes], *, device: str = "cpu"
+) -> list[np.ndarray | torch.Tensor | None]:
+    """One RGB image per blob, ``None`` where the bytes are not a decodable JPEG.
+
+    CPU: OpenCV, arrays (H, W, 3). CUDA: ``torchvision.io.decode_jpeg(device='cuda')``
+    on the whole batch, tensors (3, H, W) left on the GPU; a batch with a corrupt
+    frame falls back to one-by-one so the good frames still go through.
+    """
+    if torch.device(device).type == "cuda":
+        return _decode_cuda(blobs, device)
+    return [_decode_cpu(b) for b in blobs]
+
+
+def _decode_cpu(blob: bytes) -> np.ndarray | None:
+    if not blob:
+        return None
+    image = cv2.imdecode(np.frombuffer(blob, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        return None
+    return np.ascontiguousarray(image[:, :, ::-1])  # BGR → RGB
+
+
+def _decode_cuda(blobs: Sequence[bytes], device: str) -> list[np.ndarray | torch.Tensor | None]:
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    data = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in blobs]
+    try:
+        return list(decode_jpeg(data, mode=ImageReadMode.RGB, device=device))
+    except RuntimeError:
+        out: list[np.ndarray | torch.Tensor | None] = []
+        for d in data:
+            try:
+                out.append(decode_jpeg(d, mode=ImageReadMode.RGB, device=device))
+            except RuntimeError as exc:
+                log.warning("undecodable JPEG frame: %s", exc)
+                out.append(None)
+        return out

@@ -1,0 +1,334 @@
+"""The caption worker: consumer group ``captioners`` over every source's frames.
+
+Loop: discover sources → read frames (``XREADGROUP``) into a batch across all
+sources until it is full or its oldest frame waited ``max_wait_ms`` → skip and ack
+stale live frames → decode JPEGs (on the GPU when there is one) → caption the
+batch → publish each caption and ack its frame atomically (``worker.publish``).
+
+Recovery: every ``claim_every_s`` the worker takes over frames that another
+consumer left pending longer than ``claim_idle_ms`` (``XAUTOCLAIM``); a frame
+delivered ``max_deliveries`` times without success (a corrupt JPEG, say) goes to
+``deadletter:{src}`` and is acked. A ``NOGROUP`` error (Redis restarted without
+persistence) re-creates the group. ``stop()`` (SIGTERM) ends the loop after the
+batch in hand is published and acked.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import redis
+
+from worker.batching import BatchPolicy, split_stale
+from worker.decode import decode_jpegs
+from worker.publish import PUBLISH_LUA, Publication, publish_args
+from worker.queue import (
+    GROUP,
+    SOURCES_KEY,
+    CaptionEntry,
+    EntryError,
+    FrameEntry,
+    deadletter_key,
+    decode_frame,
+    frames_key,
+    quantize_attention,
+    source_of_key,
+)
+
+log = logging.getLogger("scenecast.worker")
+
+
+class CaptionLike(Protocol):
+    text: str
+    tokens: list[str]
+    score: float
+    attention: np.ndarray
+
+
+class CaptionFn(Protocol):
+    def __call__(self, images: Sequence[Any]) -> Sequence[CaptionLike]: ...
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    policy: BatchPolicy = field(default_factory=BatchPolicy)
+    consumer: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}")
+    block_ms: int = 500  # one blocking read; short, so stop() is prompt
+    claim_idle_ms: int = 30_000
+    claim_every_s: float = 5.0
+    max_deliveries: int = 3
+    live_caption_maxlen: int = 10_000
+    attention: bool = True
+    model: str = "scenecast"
+    device: str = "cpu"
+    sources_every_s: float = 1.0
+
+
+@dataclass
+class WorkerStats:
+    batches: int = 0
+    captioned: int = 0
+    stale: int = 0
+    duplicates: int = 0
+    failed: int = 0
+    deadlettered: int = 0
+    claimed: int = 0
+    batch_sizes: list[int] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: v for k, v in vars(self).items() if isinstance(v, int)}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+@dataclass
+class _Pending:
+    entry_id: str
+    frame: FrameEntry
+
+
+class Worker:
+    def __init__(
+        self, client: redis.Redis, caption: CaptionFn, config: WorkerConfig | None = None
+    ) -> None:
+        self.redis = client
+        self.caption = caption
+        self.config = config or WorkerConfig()
+        self.stats = WorkerStats()
+        self._stop = threading.Event()
+        self._publish = client.register_script(PUBLISH_LUA)
+        self._sources: list[str] = []
+        self._sources_at = 0.0
+        self._claimed_at = 0.0
+        self._groups: set[str] = set()
+
+    # -- life cycle -------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop taking work; the batch in hand is still published and acked."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self, *, until: Callable[[], bool] | None = None) -> WorkerStats:
+        """Work until :meth:`stop` (or ``until()`` is true)."""
+        log.info("worker %s started", self.config.consumer)
+        while not self._stop.is_set() and not (until and until()):
+            self.step()
+        log.info("worker %s stopped: %s", self.config.consumer, self.stats.as_dict())
+        return self.stats
+
+    def step(self) -> int:
+        """Gather one batch (or time out) and process it; the number of frames handled."""
+        batch = self._reclaim() if self._claim_due() else []
+        batch += self._gather(self.config.policy.room(len(batch)))
+        if batch:
+            self._process(batch)
+        return len(batch)
+
+    # -- sources and groups -----------------------------------------------------------
+
+    def sources(self) -> list[str]:
+        now = time.monotonic()
+        if now - self._sources_at >= self.config.sources_every_s:
+            names = sorted(_text(k) for k in self.redis.hkeys(SOURCES_KEY))
+            for name in names:
+                if name not in self._groups:
+                    self._ensure_group(name)
+            self._sources, self._sources_at = names, now
+        return self._sources
+
+    def _ensure_group(self, source: str) -> None:
+        try:
+            # id 0: a group re-created after a restart still sees the frames in the stream
+            self.redis.xgroup_create(frames_key(source), GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._groups.add(source)
+
+    # -- reading ----------------------------------------------------------------------
+
+    def _gather(self, room: int) -> list[_Pending]:
+        policy = self.config.policy
+        batch: list[_Pending] = []
+        first_arrival: float | None = None
+        while room > 0 and not self._stop.is_set():
+            wait = policy.wait_ms(len(batch), first_arrival, time.monotonic() * 1000)
+            if wait <= 0:
+                break
+            sources = self.sources()
+            if not sources:
+                self._stop.wait(min(self.config.block_ms, 200) / 1000)
+                if not batch:
+                    return batch
+                continue
+            block = int(min(wait, self.config.block_ms))
+            got = self._read(sources, count=room, block_ms=max(block, 1))
+            if got and first_arrival is None:
+                first_arrival = time.monotonic() * 1000
+            batch += got
+            room -= len(got)
+            if not got and not batch:
+                return batch  # idle: let the caller check for stop and reclaim
+        return batch
+
+    def _read(self, sources: Sequence[str], *, count: int, block_ms: int) -> list[_Pending]:
+        streams: dict[Any, Any] = {frames_key(s): ">" for s in sources}
+        try:
+            reply = self.redis.xreadgroup(
+                GROUP, self.config.consumer, streams, count=count, block=block_ms
+            )
+        except redis.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            log.warning("consumer group missing (Redis restarted?): re-creating")
+            self._groups.clear()
+            for s in sources:
+                self._ensure_group(s)
+            return []
+        return self._parse(list(reply or []))
+
+    def _parse(self, reply: Sequence[Any]) -> list[_Pending]:
+        out = []
+        for key, entries in reply:
+            for entry_id, fields in entries:
+                eid = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+                if not fields:  # trimmed away (MAXLEN) while pending
+                    self.redis.xack(key, GROUP, eid)
+                    continue
+                try:
+                    out.append(_Pending(eid, decode_frame(fields)))
+                except EntryError as exc:
+                    source = source_of_key(key)
+                    log.warning("malformed frame %s in %s: %s", eid, key, exc)
+                    self._dead_letter(source, eid, fields, f"malformed entry: {exc}")
+        return out
+
+    # -- recovery ---------------------------------------------------------------------
+
+    def _claim_due(self) -> bool:
+        now = time.monotonic()
+        if now - self._claimed_at < self.config.claim_every_s:
+            return False
+        self._claimed_at = now
+        return True
+
+    def _reclaim(self) -> list[_Pending]:
+        """Take over frames idle in other (dead) consumers' pending lists."""
+        taken: list[_Pending] = []
+        for source in self.sources():
+            key = frames_key(source)
+            try:
+                reply = self.redis.xautoclaim(
+                    key,
+                    GROUP,
+                    self.config.consumer,
+                    self.config.claim_idle_ms,
+                    start_id="0-0",
+                    count=self.config.policy.max_batch,
+                )
+            except redis.ResponseError as exc:
+                if "NOGROUP" in str(exc):
+                    self._groups.discard(source)
+                    continue
+                raise
+            claimed = self._parse([(key, reply[1])])
+            if not claimed:
+                continue
+            self.stats.claimed += len(claimed)
+            deliveries = self._deliveries(key, [p.entry_id for p in claimed])
+            for p in claimed:
+                if deliveries.get(p.entry_id, 0) > self.config.max_deliveries:
+                    self._dead_letter(source, p.entry_id, None, "too many deliveries")
+                else:
+                    taken.append(p)
+        return taken
+
+    def _deliveries(self, key: str, ids: Sequence[str]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for entry_id in ids:
+            rows = self.redis.xpending_range(key, GROUP, min=entry_id, max=entry_id, count=1)
+            if rows:
+                out[entry_id] = int(rows[0]["times_delivered"])
+        return out
+
+    def _dead_letter(
+        self, source: str, entry_id: str, fields: dict[Any, Any] | None, reason: str
+    ) -> None:
+        key = frames_key(source)
+        if fields is None:
+            got: Any = self.redis.xrange(key, min=entry_id, max=entry_id, count=1)
+            fields = dict(got[0][1]) if got else {}
+        letter: dict[Any, Any] = {**fields, b"dead_reason": reason, b"frame_id": entry_id}
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.xadd(deadletter_key(source), letter, maxlen=1000, approximate=True)
+        pipe.xack(key, GROUP, entry_id)
+        pipe.execute()
+        self.stats.deadlettered += 1
+        log.warning("frame %s of %s dead-lettered: %s", entry_id, source, reason)
+
+    # -- processing -------------------------------------------------------------------
+
+    def _process(self, batch: list[_Pending]) -> None:
+        now_ns = time.time_ns()
+        policy = self.config.policy
+        fresh, stale = split_stale(
+            policy, [(p.frame.live, p.frame.capture_ns) for p in batch], now_ns
+        )
+        if stale:
+            pipe = self.redis.pipeline(transaction=False)
+            for i in stale:
+                pipe.xack(frames_key(batch[i].frame.source), GROUP, batch[i].entry_id)
+            pipe.execute()
+            self.stats.stale += len(stale)
+        work = [batch[i] for i in fresh]
+        if not work:
+            return
+        images = decode_jpegs([p.frame.jpeg for p in work], device=self.config.device)
+        ok = [(p, im) for p, im in zip(work, images, strict=True) if im is not None]
+        self.stats.failed += len(work) - len(ok)  # left pending: retried, then dead-lettered
+        if not ok:
+            return
+        captions = self.caption([im for _, im in ok])
+        done_ns = time.time_ns()
+        pipe = self.redis.pipeline(transaction=False)
+        for (p, _), c in zip(ok, captions, strict=True):
+            f = p.frame
+            attention = np.asarray(c.attention)
+            entry = CaptionEntry(
+                source=f.source,
+                seq=f.seq,
+                pts_ms=f.pts_ms,
+                end_ms=f.pts_ms + f.interval_ms,
+                capture_ns=f.capture_ns,
+                text=c.text,
+                tokens=list(c.tokens),
+                score=c.score,
+                model=self.config.model,
+                latency_ms=(done_ns - f.capture_ns) / 1e6,
+                attention=quantize_attention(attention) if self.config.attention else b"",
+                grid=(attention.shape[1], attention.shape[2]) if attention.ndim == 3 else (0, 0),
+            )
+            maxlen = self.config.live_caption_maxlen if f.live else 0
+            keys, argv = publish_args(Publication(entry, p.entry_id, maxlen))
+            self._publish(keys=keys, args=argv, client=pipe)
+        results = pipe.execute()
+        published = sum(1 for r in results if r)
+        self.stats.captioned += published
+        self.stats.duplicates += len(results) - published
+        self.stats.batches += 1
+        self.stats.batch_sizes.append(len(ok))
+        del self.stats.batch_sizes[:-1000]
