@@ -566,8 +566,9 @@ class Status(_Message):
 class Gap(_Message):
     """The client's queue overflowed: ``dropped`` captions of ``source`` were not sent.
 
-    The source is paused for this client; subscribe again with
-    ``after=resume_after`` (the last id it got) to fill the hole and go on live.
+    The source is paused for this client until it subscribes to it again: with
+    ``after=resume_after`` (the last id it got) or without ``after``, the hole is
+    filled from the replay log and the live tail follows; ``after="$"`` skips it.
     """
 
     type: ClassVar[str] = "gap"
@@ -751,37 +752,37 @@ class _Fields:
     def _where(self, name: str) -> str:
         return f"{self.kind}.{name}"
 
-    def _required(self, name: str, expected: str) -> Any:
+    def required(self, name: str, expected: str) -> Any:
         if name not in self.obj:
             raise ProtocolError("bad_field", f"{self._where(name)} is required: {expected}")
         return self.obj[name]
 
     def string(self, name: str) -> str:
-        value = self._required(name, "a string")
+        value = self.required(name, "a string")
         if not isinstance(value, str):
             raise _bad_field(self._where(name), "a string", value)
         return value
 
     def integer(self, name: str) -> int:
-        value = self._required(name, "an integer")
+        value = self.required(name, "an integer")
         if type(value) is not int:
             raise _bad_field(self._where(name), "an integer", value)
         return value
 
     def number(self, name: str) -> float:
-        value = self._required(name, "a number")
+        value = self.required(name, "a number")
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise _bad_field(self._where(name), "a number", value)
         return float(value)
 
     def boolean(self, name: str) -> bool:
-        value = self._required(name, "true or false")
+        value = self.required(name, "true or false")
         if not isinstance(value, bool):
             raise _bad_field(self._where(name), "true or false", value)
         return value
 
     def str_list(self, name: str, expected: str) -> tuple[str, ...]:
-        value = self._required(name, expected)
+        value = self.required(name, expected)
         if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
             raise _bad_field(self._where(name), expected, value)
         return tuple(value)
@@ -845,7 +846,7 @@ def parse_client_message(text: str | bytes, *, max_bytes: int = MAX_MESSAGE_BYTE
 
 
 def _parse_hello(fields: _Fields) -> Hello:
-    raw = fields._required("sources", "an array of {source, state, detail}")
+    raw = fields.required("sources", "an array of {source, state, detail}")
     if not isinstance(raw, list) or not all(isinstance(x, dict) for x in raw):
         raise _bad_field("hello.sources", "an array of {source, state, detail} objects", raw)
     sources = []
@@ -866,10 +867,10 @@ def _parse_attention(value: object) -> Attention:
     if not isinstance(value, dict):
         raise _bad_field("caption.attention", expected, value)
     fields = _Fields(value, "caption.attention")
-    grid = fields._required("grid", "[h, w]")
+    grid = fields.required("grid", "[h, w]")
     if not (isinstance(grid, list) and len(grid) == 2 and all(type(x) is int for x in grid)):
         raise _bad_field("caption.attention.grid", "[h, w], two integers", grid)
-    weights = fields._required("weights", "an array with one array of integers per token")
+    weights = fields.required("weights", "an array with one array of integers per token")
     if not (isinstance(weights, list) and all(isinstance(row, list) for row in weights)):
         raise _bad_field(
             "caption.attention.weights", "an array with one array of integers per token", weights
@@ -1088,10 +1089,11 @@ class Subscription:
         if gap is None and room:
             self.advance(source, id)
             return True
-        if gap is None:
-            gap = self._gaps[source] = _PendingGap(
-                resume_after=self.cursor(source) or id_before(id)
-            )
+        if gap is None:  # keep the position, so that any later subscribe resumes from it
+            cursor = self._cursor_of(source)
+            if cursor is None:
+                cursor = self._cursors[source] = parse_stream_id(id_before(id))
+            gap = self._gaps[source] = _PendingGap(resume_after=format_stream_id(cursor))
         gap.dropped += 1
         return False
 

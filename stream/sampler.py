@@ -129,10 +129,12 @@ class SceneChangeSampler:
         self.last_score: float | None = None
         self._kept_pts: float | None = None
         self._kept_signature: Signature | None = None
+        self._last: float | None = None
 
     def want(self, pts_ms: float, image: Image) -> bool:
-        if self._kept_pts is not None and pts_ms < self._kept_pts:
+        if self._last is not None and pts_ms < self._last:
             self.reset()
+        self._last = pts_ms
         if self._kept_pts is None or self._kept_signature is None:
             return self._keep(pts_ms, frame_signature(image))
         elapsed = pts_ms - self._kept_pts
@@ -147,6 +149,7 @@ class SceneChangeSampler:
     def reset(self) -> None:
         self._kept_pts = None
         self._kept_signature = None
+        self._last = None
         self.last_score = None
 
     def _keep(self, pts_ms: float, signature: Signature) -> bool:

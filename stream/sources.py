@@ -149,7 +149,8 @@ def redact_url(url: str) -> str:
         host = f"[{host}]"
     netloc = host if port is None else f"{host}:{port}"
     if parts.username is not None:
-        netloc = f"{parts.username}:***@{netloc}"
+        secret = ":***" if parts.password is not None else ""
+        netloc = f"{parts.username}{secret}@{netloc}"
     query = "?…" if parts.query else ""
     return f"{parts.scheme}://{netloc}{parts.path}{query}"
 
@@ -304,10 +305,10 @@ class FileReader:
     """Every frame of a recording, in order, with the container's media time.
 
     Single pass: iterate once (``for frame in reader`` or ``reader.frames(want)``).
-    ``frames(want)`` asks ``want(index, pts_ms)`` before decoding into an image:
+    ``frames(want)`` asks ``want(index, pts_ms)`` before converting into an image:
     unwanted frames are only ``grab()``bed. FFmpeg still decodes a grabbed frame (later
-    frames depend on it) but skips the colour conversion to BGR and the copy into a
-    new array, which is most of the per-frame cost at 1 fps sampling of a 30 fps file.
+    frames depend on it); what is skipped is the conversion to BGR and the copy into
+    a new array (about 20 % of the per-frame cost measured on a 720p MPEG-4 file).
     """
 
     def __init__(self, capture: VideoSource, *, fps: float | None = None) -> None:

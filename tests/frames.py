@@ -49,3 +49,37 @@ def add_frame(
     )
     entry_id = client.xadd(frames_key(source), frame.encode())  # type: ignore[arg-type]
     return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+
+def publish_caption(
+    client: redis.Redis,
+    source: str,
+    seq: int,
+    text: str,
+    *,
+    pts_ms: float | None = None,
+    frame_id: str | None = None,
+) -> str | None:
+    """Publish a caption for a new frame of ``source`` as the worker does (Lua script)."""
+    from worker.publish import PUBLISH_LUA, Publication, publish_args
+    from worker.queue import CaptionEntry
+
+    script = redis.Redis.register_script(client, PUBLISH_LUA)  # works for pipelines too
+    start = seq * 1000.0 if pts_ms is None else pts_ms
+    entry = CaptionEntry(
+        source=source,
+        seq=seq,
+        pts_ms=start,
+        end_ms=start + 1000.0,
+        capture_ns=time.time_ns(),
+        text=text,
+        tokens=text.split(),
+        score=-1.0,
+        model="test",
+        latency_ms=1.0,
+    )
+    frame_id = frame_id or f"{seq + 1}-0"  # explicit, so that a pipeline can queue it
+    client.xadd(frames_key(source), {"seq": seq}, id=frame_id)
+    keys, argv = publish_args(Publication(entry, frame_id))
+    result = script(keys=keys, args=argv, client=client)
+    return result.decode() if isinstance(result, bytes) else result

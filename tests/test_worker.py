@@ -9,9 +9,8 @@ import pytest
 import redis
 
 from tests.factories import tiny_captioner
-from tests.frames import add_frame, jpeg, register
+from tests.frames import add_frame, jpeg, publish_caption, register
 from worker.batching import BatchPolicy
-from worker.publish import PUBLISH_LUA, Publication, publish_args
 from worker.queue import (
     GROUP,
     CaptionEntry,
@@ -158,31 +157,14 @@ def test_group_is_recreated_after_nogroup(redis_client, captioner) -> None:  # t
     assert [c.seq for c in _captions(redis_client, "n")] == [0]
 
 
-def _publish(client: redis.Redis, source: str, seq: int, text: str) -> Any:
-    script = client.register_script(PUBLISH_LUA)
-    entry = CaptionEntry(
-        source=source,
-        seq=seq,
-        pts_ms=seq * 1000.0,
-        end_ms=seq * 1000.0 + 1000,
-        capture_ns=0,
-        text=text,
-        tokens=text.split(),
-        score=-1.0,
-        model="m",
-        latency_ms=1.0,
-    )
-    frame_id = add_frame(client, source, seq, data=b"x")
-    keys, argv = publish_args(Publication(entry, frame_id))
-    return script(keys=keys, args=argv)
-
-
 def test_publish_assigns_segments_and_drops_duplicates(redis_client) -> None:  # type: ignore[no-untyped-def]
     register(redis_client, "s", live=False)
     texts = ["a dog", "A  dog", "a cat", "a cat", "a dog"]
     for seq, text in enumerate(texts):
-        assert _publish(redis_client, "s", seq, text)
-    assert _publish(redis_client, "s", 2, "a cat") is None  # (source, seq) already published
+        assert publish_caption(redis_client, "s", seq, text)
+    assert (
+        publish_caption(redis_client, "s", 2, "a cat", frame_id="99-0") is None
+    )  # (source, seq) already published
     captions = _captions(redis_client, "s")
     assert [c.seq for c in captions] == [0, 1, 2, 3, 4]
     assert [c.segment_id for c in captions] == [0, 0, 1, 1, 2]

@@ -1,0 +1,278 @@
+"""Capture: read a source, sample frames, publish them as JPEG to ``frames:{src}``.
+
+- Files (job mode): every frame decoded in order, sampled on media time, every
+  sampled frame published; the stream is never trimmed. Backpressure: while the
+  consumer group has ``max_backlog`` frames undelivered or pending, capture waits,
+  so memory stays bounded however long the file.
+- Live sources (webcam, RTSP, HTTP, or a file with ``--live``): a reader thread
+  keeps only the newest frame; sampled frames are published with ``MAXLEN ~`` so
+  Redis holds a handful; a failure or stall reconnects with exponential backoff and
+  jitter. Media time is the time since capture start.
+
+Each state change (connecting, live, reconnecting, ended, error) is published to
+``status:{src}`` and to the ``scenecast:sources`` hash that servers and workers read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import redis
+
+from stream.exceptions import SourceError, SourceLostError
+from stream.sampler import FixedRateSampler, Sampler, SceneChangeSampler
+from stream.sources import FileReader, Frame, LatestFrameReader, SourceSpec, backoff_delays
+from worker.queue import (
+    GROUP,
+    SOURCES_KEY,
+    FrameEntry,
+    StatusEntry,
+    frames_key,
+    status_key,
+)
+
+log = logging.getLogger("scenecast.capture")
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    fps: float = 1.0  # samples per second of media time
+    scene_change: bool = False  # caption on picture change (with a max interval) instead
+    scene_threshold: float = 0.3
+    max_interval_s: float = 10.0
+    max_side: int = 256  # JPEG frames are resized so their longer side is at most this
+    jpeg_quality: int = 90
+    live_maxlen: int = 16  # live frames kept in Redis (MAXLEN ~)
+    max_backlog: int = 64  # file jobs: frames undelivered + pending before capture waits
+    loop: bool = False  # live file: start again at its end
+    reconnect_cap_s: float = 30.0
+    open_timeout_ms: int = 10_000
+    read_timeout_ms: int = 5_000
+
+    def __post_init__(self) -> None:
+        if not self.fps > 0:
+            raise ValueError(f"fps must be > 0, got {self.fps}")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality must be in 1..100, got {self.jpeg_quality}")
+        if self.max_side < 32:
+            raise ValueError(f"max_side must be >= 32, got {self.max_side}")
+
+    def sampler(self) -> Sampler:
+        if self.scene_change:
+            return SceneChangeSampler(
+                threshold=self.scene_threshold,
+                max_interval_s=self.max_interval_s,
+                min_interval_s=1.0 / self.fps,
+            )
+        return FixedRateSampler(self.fps)
+
+    @property
+    def interval_ms(self) -> float:
+        return 1000.0 / self.fps
+
+
+def encode_jpeg(image: np.ndarray, *, max_side: int, quality: int) -> tuple[bytes, int, int]:
+    """BGR frame → JPEG bytes, shrunk (aspect kept, INTER_AREA) to ``max_side``."""
+    height, width = image.shape[:2]
+    scale = min(1.0, max_side / max(height, width))
+    if scale < 1.0:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise SourceError("a frame could not be encoded as JPEG")
+    return bytes(buf.tobytes()), image.shape[1], image.shape[0]
+
+
+class Capture:
+    """One source → ``frames:{src}``. ``run()`` blocks until the source ends or ``stop()``."""
+
+    def __init__(self, client: redis.Redis, spec: SourceSpec, config: CaptureConfig) -> None:
+        self.redis = client
+        self.spec = spec
+        self.config = config
+        self._stop = threading.Event()
+        self.published = 0
+        self.sampled = 0
+        self.frames_read = 0
+        self._seq = 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- Redis side -------------------------------------------------------------------
+
+    def register(self) -> None:
+        """Create the consumer group before the first frame, and continue the seq."""
+        try:
+            self.redis.xgroup_create(frames_key(self.spec.name), GROUP, id="$", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        last = self.redis.get(f"seq:{{{self.spec.name}}}")
+        self._seq = int(last) if last is not None else 0
+
+    def status(self, state: str, detail: str = "") -> None:
+        entry = StatusEntry(self.spec.name, state, detail, time.time_ns(), live=self.spec.live)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xadd(status_key(self.spec.name), entry.encode(), maxlen=100, approximate=True)  # type: ignore[arg-type]
+        pipe.hset(SOURCES_KEY, self.spec.name, entry.to_json())
+        pipe.execute()
+        log.info("%s: %s %s", self.spec.name, state, detail)
+
+    def publish(self, frame: Frame) -> None:
+        data, width, height = encode_jpeg(
+            frame.image, max_side=self.config.max_side, quality=self.config.jpeg_quality
+        )
+        entry = FrameEntry(
+            source=self.spec.name,
+            seq=self._seq,
+            pts_ms=frame.pts_ms,
+            capture_ns=frame.wall_ns,
+            width=width,
+            height=height,
+            jpeg=data,
+            live=self.spec.live,
+            interval_ms=self.config.interval_ms,
+        )
+        maxlen = self.config.live_maxlen if self.spec.live else None
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.xadd(frames_key(self.spec.name), entry.encode(), maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
+        pipe.set(f"seq:{{{self.spec.name}}}", self._seq + 1)
+        pipe.execute()
+        self._seq += 1
+        self.published += 1
+
+    def backlog(self) -> int:
+        """Frames of this source not yet captioned: undelivered + pending in the group."""
+        key = frames_key(self.spec.name)
+        groups = self.redis.xinfo_groups(key)
+        group = next((g for g in groups if _name(g["name"]) == GROUP), None)
+        if group is None:
+            return 0
+        last = _name(group["last-delivered-id"])
+        undelivered = self.redis.xrange(key, min=f"({last}", count=self.config.max_backlog + 1)
+        return len(undelivered or []) + int(group["pending"])
+
+    def wait_for_room(self) -> None:
+        while not self._stop.is_set() and self.backlog() >= self.config.max_backlog:
+            self._stop.wait(0.02)
+
+    # -- sources ----------------------------------------------------------------------
+
+    def run(self) -> None:
+        self.register()
+        try:
+            if self.spec.live:
+                self._run_live()
+            else:
+                self._run_file()
+        except SourceError as exc:
+            self.status("error", str(exc))
+            raise
+
+    def _run_file(self) -> None:
+        self.status("connecting", self.spec.display)
+        sampler = self.config.sampler()
+        reader = FileReader.open(
+            self.spec,
+            open_timeout_ms=self.config.open_timeout_ms,
+            read_timeout_ms=self.config.read_timeout_ms,
+        )
+        self.status("live", f"file job: {reader.frame_count or '?'} frames at {reader.fps:g} fps")
+        with reader:
+            for frame in _sampled(reader, sampler):
+                if self._stop.is_set():
+                    self.status("ended", "stopped")
+                    return
+                self.sampled += 1
+                self.wait_for_room()
+                self.publish(frame)
+        detail = f"{self.published} frames sampled"
+        if reader.decode_errors:
+            detail += f", {reader.decode_errors} undecodable frames skipped"
+        self.status("ended", detail)
+
+    def _run_live(self) -> None:
+        sampler = self.config.sampler()
+        delays = backoff_delays(cap=self.config.reconnect_cap_s, rng=random.Random())
+        state = "connecting"
+        while not self._stop.is_set():
+            self.status(state, self.spec.display)
+            try:
+                reader = LatestFrameReader.open(
+                    self.spec,
+                    open_timeout_ms=self.config.open_timeout_ms,
+                    read_timeout_ms=self.config.read_timeout_ms,
+                    loop=self.config.loop,
+                )
+            except SourceError as exc:
+                state = "reconnecting"
+                delay = next(delays)
+                self.status(state, f"{exc}; retrying in {delay:.1f}s")
+                self._stop.wait(delay)
+                continue
+            delays = backoff_delays(cap=self.config.reconnect_cap_s, rng=random.Random())
+            try:
+                ended = self._pump(reader, sampler)
+            finally:
+                reader.close()
+            if ended:
+                self.status("ended", f"{self.published} frames sampled")
+                return
+            if not self._stop.is_set():
+                state = "reconnecting"
+                delay = next(delays)
+                error = reader.error or SourceLostError("stream lost")
+                self.status(state, f"{error}; retrying in {delay:.1f}s")
+                self._stop.wait(delay)
+        self.status("ended", "stopped")
+
+    def _pump(self, reader: LatestFrameReader, sampler: Sampler) -> bool:
+        """Publish sampled frames until the reader fails (False) or the source ends (True)."""
+        announced = False
+        while not self._stop.is_set():
+            frame = reader.latest(timeout=0.5)
+            if frame is None:
+                if reader.ended:
+                    return True
+                if reader.failed.is_set():
+                    return False
+                continue
+            if not announced:
+                self.status("live", self.spec.display)
+                announced = True
+            self.frames_read += 1
+            if sampler.want(frame.pts_ms, frame.image):
+                self.sampled += 1
+                self.publish(frame)
+        return False
+
+
+def _sampled(reader: FileReader, sampler: Sampler) -> Iterator[Frame]:
+    """The sampled frames of a file. A sampler that needs no pixels decides before
+    decoding, so skipped frames are only grabbed, never retrieved."""
+    if sampler.needs_image:
+        return (f for f in reader.frames() if sampler.want(f.pts_ms, f.image))
+    return reader.frames(lambda index, pts: sampler.want(pts, _NO_IMAGE))
+
+
+_NO_IMAGE = np.zeros((1, 1, 3), np.uint8)
+
+
+def _name(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def describe_sources(client: redis.Redis) -> dict[str, dict[str, object]]:
+    """Every known source's latest status, from ``scenecast:sources``."""
+    raw = client.hgetall(SOURCES_KEY)
+    return {_name(k): json.loads(v) for k, v in raw.items()}

@@ -1,0 +1,437 @@
+"""The websocket server: one port for ``/ws``, ``/``, ``/healthz`` and ``/metrics``.
+
+A :class:`Hub` reads every source's ``captions:{src}`` and ``status:{src}`` with one
+blocking ``XREAD`` and fans new entries out to the clients. Each client has a
+:class:`~stream.protocol.Subscription` (what it wants, what it was sent) and a
+bounded queue of captions: a live caption that finds the queue full is dropped, the
+source is paused for that client and a ``gap`` says where to resume from (as the
+websockets docs advise: ``broadcast`` has no backpressure, so bound the memory).
+Replays (``subscribe`` with ``after``) read the log with ``XRANGE`` and wait for
+room instead of dropping; live captions that arrive meanwhile are buffered and sent
+after the replay, so nothing is missed and the cursor drops what was sent twice.
+
+``is_final`` is true when the server knows, at send time, that the next caption of
+the source starts a new segment (always the case in a replay, except at its end);
+otherwise a new ``segment_id`` — or an ``ended`` status — closes the segment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import redis.asyncio as aioredis
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from stream.protocol import (
+    Attention,
+    CaptionMessage,
+    ErrorMessage,
+    Hello,
+    Ping,
+    Pong,
+    ProtocolError,
+    SourceStatus,
+    Status,
+    Subscribe,
+    Subscription,
+    Unsubscribe,
+    iso_utc,
+    parse_client_message,
+)
+from worker.queue import (
+    SOURCES_KEY,
+    CaptionEntry,
+    EntryError,
+    captions_key,
+    decode_caption,
+    decode_status,
+    status_key,
+)
+
+log = logging.getLogger("scenecast.server")
+
+SERVER_NAME = "scenecast/0.1.0"
+MAX_MESSAGE_BYTES = 64 * 1024
+METRICS_KEY = "scenecast:metrics"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    queue_size: int = 256  # captions waiting for one client before it gets a gap
+    block_ms: int = 1000  # one XREAD; short enough to notice new sources
+    replay_chunk: int = 200
+    attention: bool = True  # forward attention grids to clients
+
+
+def caption_message(
+    entry_id: str, entry: CaptionEntry, *, is_final: bool, attention: bool
+) -> CaptionMessage:
+    grids = None
+    maps = entry.attention_maps() if attention else None
+    if maps is not None and maps.size and len(maps) == len(entry.tokens):
+        h, w = entry.grid
+        grids = Attention(
+            grid=(h, w), weights=tuple(tuple(int(x) for x in m.ravel()) for m in maps)
+        )
+    return CaptionMessage(
+        source=entry.source,
+        id=entry_id,
+        seq=entry.seq,
+        t_start_ms=round(entry.pts_ms),
+        t_end_ms=round(entry.end_ms),
+        capture_ts=iso_utc(entry.capture_ns),
+        text=entry.text,
+        tokens=tuple(entry.tokens),
+        score=entry.score,
+        model=entry.model,
+        latency_ms=max(0.0, entry.latency_ms),
+        segment_id=max(0, entry.segment_id),
+        is_final=is_final,
+        attention=grids,
+    )
+
+
+@dataclass(eq=False)
+class Client:
+    """One websocket connection: its subscription, queues and replay buffers."""
+
+    ws: ServerConnection
+    queue_size: int
+    sub: Subscription = field(default_factory=Subscription)
+    captions: deque[str] = field(default_factory=deque)
+    control: deque[str] = field(default_factory=deque)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    room: asyncio.Event = field(default_factory=asyncio.Event)
+    replaying: dict[str, list[tuple[str, CaptionEntry]]] = field(default_factory=dict)
+    sent: int = 0
+    dropped: int = 0
+
+    def send_control(self, text: str) -> None:
+        self.control.append(text)
+        self.wake.set()
+
+    def offer(self, entry_id: str, entry: CaptionEntry, *, is_final: bool, attention: bool) -> bool:
+        """Queue a caption if the subscription takes it; False when refused or dropped."""
+        full = len(self.captions) >= self.queue_size
+        if not self.sub.offer(entry.source, entry_id, room=not full):
+            if full and self.sub.paused(entry.source):
+                self.dropped += 1
+            for gap in self.sub.take_gaps():
+                self.send_control(gap.to_json())
+            return False
+        message = caption_message(entry_id, entry, is_final=is_final, attention=attention)
+        self.captions.append(message.to_json())
+        self.wake.set()
+        return True
+
+
+class Hub:
+    """Reads the caption and status streams of all sources and fans them out."""
+
+    def __init__(self, client: aioredis.Redis, config: ServerConfig) -> None:
+        self.redis: Any = client  # redis-py's reply types are unions too wide to use
+        self.config = config
+        self.clients: set[Client] = set()
+        self.sources: dict[str, dict[str, Any]] = {}
+        self.positions: dict[str, str] = {}  # stream key → last id read
+        self.metrics: dict[str, int] = {"messages_sent": 0, "bad_messages": 0, "gaps": 0}
+        self.redis_ok = False
+
+    async def refresh_sources(self) -> None:
+        raw = await self.redis.hgetall(SOURCES_KEY)
+        for key, value in raw.items():
+            name = key.decode()
+            try:
+                self.sources[name] = json.loads(value)
+            except json.JSONDecodeError:
+                continue
+            for stream in (captions_key(name), status_key(name)):
+                if stream not in self.positions:
+                    self.positions[stream] = await self._last_id(stream)
+
+    async def _last_id(self, stream: str) -> str:
+        last = await self.redis.xrevrange(stream, count=1)
+        return last[0][0].decode() if last else "0-0"
+
+    async def run(self) -> None:
+        """Read forever; reconnects to Redis after errors."""
+        while True:
+            try:
+                await self.refresh_sources()
+                self.redis_ok = True
+                if not self.positions:
+                    await asyncio.sleep(self.config.block_ms / 1000)
+                    continue
+                reply = await self.redis.xread(
+                    dict(self.positions), block=self.config.block_ms, count=500
+                )
+            except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+                self.redis_ok = False
+                log.warning("Redis unavailable (%s); retrying", exc)
+                await asyncio.sleep(1.0)
+                continue
+            for key, entries in reply or []:
+                stream = key.decode()
+                if entries:
+                    self.positions[stream] = entries[-1][0].decode()
+                if stream.startswith("captions:"):
+                    self._fan_out_captions(entries)
+                else:
+                    self._fan_out_status(entries)
+
+    def _fan_out_captions(self, entries: Sequence[Any]) -> None:
+        for entry_id, fields in entries:
+            try:
+                entry = decode_caption(fields)
+            except EntryError as exc:
+                log.warning("skipping malformed caption %s: %s", entry_id, exc)
+                continue
+            eid = entry_id.decode()
+            for client in self.clients:
+                buffer = client.replaying.get(entry.source)
+                if buffer is not None:
+                    buffer.append((eid, entry))
+                elif client.offer(eid, entry, is_final=False, attention=self.config.attention):
+                    pass
+
+    def _fan_out_status(self, entries: Sequence[Any]) -> None:
+        for _, fields in entries:
+            try:
+                status = decode_status(fields)
+            except EntryError:
+                continue
+            self.sources[status.source] = json.loads(status.to_json())
+            message = Status(
+                source=status.source,
+                state=status.state,
+                detail=status.detail,
+                ts=iso_utc(status.ts_ns),
+            ).to_json()
+            for client in self.clients:
+                if client.sub.wants(status.source):
+                    client.send_control(message)
+
+    def hello(self) -> Hello:
+        return Hello(
+            server=SERVER_NAME,
+            sources=tuple(
+                SourceStatus(
+                    source=name,
+                    state=str(info.get("state", "connecting")),
+                    detail=str(info.get("detail", "")),
+                )
+                for name, info in sorted(self.sources.items())
+            ),
+        )
+
+    # -- replay -----------------------------------------------------------------------
+
+    async def replay(self, client: Client, source: str, after: str) -> None:
+        """Send ``captions:{source}`` after ``after``, then what arrived meanwhile."""
+        client.replaying.setdefault(source, [])
+        try:
+            start = after
+            while True:
+                entries = await self.redis.xrange(
+                    captions_key(source), min=f"({start}", count=self.config.replay_chunk
+                )
+                decoded = []
+                for entry_id, fields in entries:
+                    with contextlib.suppress(EntryError):
+                        decoded.append((entry_id.decode(), decode_caption(fields)))
+                for i, (eid, entry) in enumerate(decoded):
+                    nxt = decoded[i + 1][1] if i + 1 < len(decoded) else None
+                    final = nxt is not None and nxt.segment_id != entry.segment_id
+                    while len(client.captions) >= client.queue_size:
+                        client.room.clear()
+                        await client.room.wait()
+                    client.offer(eid, entry, is_final=final, attention=self.config.attention)
+                if len(entries) < self.config.replay_chunk:
+                    break
+                start = entries[-1][0].decode()
+        finally:
+            buffered = client.replaying.pop(source, [])
+        for eid, entry in buffered:  # no await since the last read: nothing slips through
+            client.offer(eid, entry, is_final=False, attention=self.config.attention)
+
+
+class CaptionServer:
+    """The websocket + HTTP server. ``async with CaptionServer(url, config) as s: ...``"""
+
+    def __init__(self, redis_url: str, config: ServerConfig | None = None) -> None:
+        self.config = config or ServerConfig()
+        self.redis: Any = aioredis.Redis.from_url(redis_url, socket_timeout=None)
+        self.hub = Hub(self.redis, self.config)
+        self._server: Server | None = None
+        self._hub_task: asyncio.Task[None] | None = None
+        self.started = time.monotonic()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        sockets = list(self._server.sockets)
+        return int(sockets[0].getsockname()[1])
+
+    async def start(self) -> CaptionServer:
+        await self.hub.refresh_sources()
+        self.hub.redis_ok = True
+        self._hub_task = asyncio.create_task(self.hub.run(), name="hub")
+        self._server = await serve(
+            self._handle, self.config.host, self.config.port,
+            process_request=self._http, max_size=MAX_MESSAGE_BYTES,
+        )  # fmt: skip
+        return self
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        if self._hub_task is not None:
+            self._hub_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._hub_task
+        await self.redis.aclose()
+
+    async def __aenter__(self) -> CaptionServer:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- HTTP ---------------------------------------------------------------------------
+
+    async def _http(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = request.path.split("?", 1)[0]
+        if path == "/ws":
+            return None  # the websocket handshake goes on
+        if path == "/healthz":
+            ok = self.hub.redis_ok
+            return connection.respond(
+                http.HTTPStatus.OK if ok else http.HTTPStatus.SERVICE_UNAVAILABLE,
+                "ok\n" if ok else "redis unavailable\n",
+            )
+        if path == "/metrics":
+            body = await self.metrics_text()
+            return _response(200, "OK", body, "text/plain; version=0.0.4; charset=utf-8")
+        if path in ("/", "/index.html"):
+            return _response(200, "OK", viewer_page(), "text/html; charset=utf-8")
+        return connection.respond(
+            http.HTTPStatus.NOT_FOUND, "not found; try /ws (websocket), /, /healthz, /metrics\n"
+        )
+
+    async def metrics_text(self) -> str:
+        lines = [
+            "# TYPE scenecast_clients gauge",
+            f"scenecast_clients {len(self.hub.clients)}",
+            "# TYPE scenecast_up gauge",
+            f"scenecast_up {int(self.hub.redis_ok)}",
+        ]
+        for name, value in sorted(self.hub.metrics.items()):
+            lines += [
+                f"# TYPE scenecast_server_{name}_total counter",
+                f"scenecast_server_{name}_total {value}",
+            ]
+        dropped = sum(c.dropped for c in self.hub.clients)
+        lines += [
+            "# TYPE scenecast_client_dropped_captions gauge",
+            f"scenecast_client_dropped_captions {dropped}",
+        ]
+        try:
+            worker = await self.redis.hgetall(METRICS_KEY)
+            for key, value in sorted(worker.items()):
+                name = key.decode()
+                lines += [
+                    f"# TYPE scenecast_worker_{name}_total counter",
+                    f"scenecast_worker_{name}_total {int(value)}",
+                ]
+            lines.append("# TYPE scenecast_source_state gauge")
+            for source, info in sorted(self.hub.sources.items()):
+                lines.append(
+                    f'scenecast_source_state{{source="{source}",state="{info.get("state", "")}"}} 1'
+                )
+            lines.append("# TYPE scenecast_captions gauge")
+            for source in sorted(self.hub.sources):
+                n = await self.redis.xlen(captions_key(source))
+                lines.append(f'scenecast_captions{{source="{source}"}} {n}')
+        except (aioredis.ConnectionError, aioredis.TimeoutError, OSError):
+            pass
+        return "\n".join(lines) + "\n"
+
+    # -- websocket ----------------------------------------------------------------------
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        client = Client(ws=ws, queue_size=self.config.queue_size)
+        self.hub.clients.add(client)
+        writer = asyncio.create_task(self._write(client))
+        replays: set[asyncio.Task[None]] = set()
+        try:
+            client.send_control(self.hub.hello().to_json())
+            async for raw in ws:
+                try:
+                    message = parse_client_message(raw)
+                except ProtocolError as exc:
+                    self.hub.metrics["bad_messages"] += 1
+                    client.send_control(ErrorMessage.from_error(exc).to_json())
+                    continue
+                if isinstance(message, Ping):
+                    client.send_control(Pong(id=message.id).to_json())
+                elif isinstance(message, Subscribe | Unsubscribe):
+                    client.sub.apply(message)
+                    if isinstance(message, Subscribe):
+                        for source, start in client.sub.start_ids(self.hub.sources).items():
+                            if start != "$" and source not in client.replaying:
+                                task = asyncio.create_task(self.hub.replay(client, source, start))
+                                replays.add(task)
+                                task.add_done_callback(replays.discard)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.hub.clients.discard(client)
+            for task in [writer, *replays]:
+                task.cancel()
+            for task in [writer, *replays]:
+                with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                    await task
+
+    async def _write(self, client: Client) -> None:
+        while True:
+            await client.wake.wait()
+            client.wake.clear()
+            while client.control or client.captions:
+                text = client.control.popleft() if client.control else client.captions.popleft()
+                client.room.set()
+                await client.ws.send(text)
+                client.sent += 1
+                self.hub.metrics["messages_sent"] += 1
+
+
+def _response(status: int, reason: str, body: str, content_type: str) -> Response:
+    data = body.encode()
+    headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(data)))])
+    return Response(status, reason, headers, data)
+
+
+def viewer_page() -> str:
+    page = resources.files("stream").joinpath("viewer.html")
+    if page.is_file():
+        return page.read_text(encoding="utf-8")
+    return (
+        "<!doctype html><html><head><title>scenecast</title></head><body><h1>scenecast</h1>"
+        "<p>Captions stream at <code>/ws</code> (JSON messages; see the README).</p>"
+        "</body></html>"
+    )

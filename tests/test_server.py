@@ -1,0 +1,182 @@
+"""The websocket server over real sockets, against a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+import redis
+from websockets.asyncio.client import ClientConnection, connect
+
+from stream.server import CaptionServer, ServerConfig
+from tests.conftest import TIMEOUT_FACTOR
+from tests.frames import publish_caption, register
+
+T = 5.0 * TIMEOUT_FACTOR
+
+
+def _run(
+    redis_url: str,
+    body: Callable[[CaptionServer], Awaitable[None]],
+    config: ServerConfig | None = None,
+) -> None:
+    async def main() -> None:
+        async with CaptionServer(redis_url, config or ServerConfig(port=0, block_ms=100)) as server:
+            await asyncio.wait_for(body(server), T * 4)
+
+    asyncio.run(main())
+
+
+async def _recv(ws: ClientConnection, type_: str | None = None) -> dict[str, Any]:
+    while True:
+        message = json.loads(await asyncio.wait_for(ws.recv(), T))
+        if type_ is None or message["type"] == type_:
+            return message
+
+
+async def _captions(ws: ClientConnection, n: int) -> list[dict[str, Any]]:
+    return [await _recv(ws, "caption") for _ in range(n)]
+
+
+def _url(server: CaptionServer) -> str:
+    return f"ws://127.0.0.1:{server.port}/ws"
+
+
+def test_replay_then_live_in_order(redis_server, redis_client: redis.Redis) -> None:  # type: ignore[no-untyped-def]
+    register(redis_client, "cam", live=False)
+    for seq, text in enumerate(["a dog", "a dog", "a cat"]):
+        publish_caption(redis_client, "cam", seq, text)
+
+    async def body(server: CaptionServer) -> None:
+        async with connect(_url(server)) as ws:
+            hello = await _recv(ws, "hello")
+            assert hello["v"] == 1 and [s["source"] for s in hello["sources"]] == ["cam"]
+            await ws.send(json.dumps({"type": "subscribe", "sources": ["cam"], "after": "0"}))
+            replayed = await _captions(ws, 3)
+            assert [c["seq"] for c in replayed] == [0, 1, 2]
+            assert [c["segment_id"] for c in replayed] == [0, 0, 1]
+            assert [c["is_final"] for c in replayed] == [False, True, False]
+            assert [c["t_start_ms"] for c in replayed] == [0, 1000, 2000]
+            await asyncio.to_thread(publish_caption, redis_client, "cam", 3, "a bird")
+            live = await _recv(ws, "caption")
+            assert (live["seq"], live["text"], live["segment_id"]) == (3, "a bird", 2)
+            assert live["capture_ts"].endswith("Z") and live["id"] > replayed[-1]["id"]
+
+    _run(redis_server.url, body)
+
+
+def test_resume_misses_nothing_and_repeats_nothing(redis_server, redis_client: redis.Redis) -> None:  # type: ignore[no-untyped-def]
+    register(redis_client, "r", live=False)
+
+    async def body(server: CaptionServer) -> None:
+        async with connect(_url(server)) as ws:
+            await _recv(ws, "hello")
+            await ws.send(json.dumps({"type": "subscribe", "sources": ["r"]}))
+            await asyncio.sleep(0.3)  # the subscription is in place: live tail only
+            for seq in range(3):
+                await asyncio.to_thread(publish_caption, redis_client, "r", seq, f"thing {seq}")
+            first = await _captions(ws, 3)
+        last_id = first[-1]["id"]
+        for seq in range(3, 6):  # published while the client is away
+            await asyncio.to_thread(publish_caption, redis_client, "r", seq, f"thing {seq}")
+        async with connect(_url(server)) as ws:
+            await _recv(ws, "hello")
+            await ws.send(
+                json.dumps({"type": "subscribe", "sources": ["r"], "after": {"r": last_id}})
+            )
+            await asyncio.sleep(0.05)
+            await asyncio.to_thread(publish_caption, redis_client, "r", 6, "thing 6")
+            second = await _captions(ws, 4)
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(ws.recv(), 0.5)  # and nothing more: no duplicate
+        assert [c["seq"] for c in first + second] == list(range(7))
+
+    _run(redis_server.url, body)
+
+
+def test_bad_messages_get_errors_and_the_connection_lives(redis_server, redis_client) -> None:  # type: ignore[no-untyped-def]
+    async def body(server: CaptionServer) -> None:
+        async with connect(_url(server)) as ws:
+            await _recv(ws, "hello")
+            cases = [
+                ("not json", "bad_json"),
+                ('{"type": "dance"}', "unknown_type"),
+                ('{"type": "subscribe", "sources": "cam"}', "bad_field"),
+                ('{"type": "subscribe", "source": ["cam"]}', "bad_field"),
+                ('{"type": "subscribe", "after": "yesterday"}', "bad_field"),
+                ('{"type": "ping", "v": 9}', "unsupported_version"),
+            ]
+            for text, code in cases:
+                await ws.send(text)
+                error = await _recv(ws, "error")
+                assert error["code"] == code, text
+                assert error["message"]
+            await ws.send(b"\x00\x01")
+            assert (await _recv(ws, "error"))["code"] == "bad_message"
+            await ws.send(json.dumps({"type": "ping", "id": 7}))
+            assert (await _recv(ws, "pong"))["id"] == 7
+        text = await asyncio.to_thread(_get, f"http://127.0.0.1:{server.port}/metrics")
+        assert "scenecast_server_bad_messages_total 7" in text
+
+    _run(redis_server.url, body)
+
+
+def test_slow_client_gets_a_gap_then_resumes(redis_server, redis_client: redis.Redis) -> None:  # type: ignore[no-untyped-def]
+    register(redis_client, "g", live=True)
+
+    async def body(server: CaptionServer) -> None:
+        async with connect(_url(server)) as ws:
+            await _recv(ws, "hello")
+            await ws.send(json.dumps({"type": "subscribe", "sources": ["g"]}))
+            await asyncio.sleep(0.3)
+
+            def burst() -> None:  # 60 captions land at once, in one XREAD: the queue overflows
+                pipe = redis_client.pipeline(transaction=True)
+                for seq in range(60):
+                    publish_caption(pipe, "g", seq, f"x {seq}")  # type: ignore[arg-type]
+                assert all(pipe.execute())
+
+            await asyncio.to_thread(burst)
+            seen: list[int] = []
+            gap = None
+            while gap is None:
+                message = await _recv(ws)
+                if message["type"] == "caption":
+                    seen.append(message["seq"])
+                elif message["type"] == "gap":
+                    gap = message
+            assert gap["dropped"] > 0
+            while len(seen) < 5:
+                seen.append((await _recv(ws, "caption"))["seq"])
+            await ws.send(
+                json.dumps({"type": "subscribe", "sources": ["g"], "after": gap["resume_after"]})
+            )
+            while len(seen) < 60:
+                seen.append((await _recv(ws, "caption"))["seq"])
+            assert seen == list(range(60))
+
+    _run(redis_server.url, body, ServerConfig(port=0, block_ms=100, queue_size=5))
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=T) as response:
+        return str(response.read().decode())
+
+
+def test_http_endpoints(redis_server, redis_client) -> None:  # type: ignore[no-untyped-def]
+    async def body(server: CaptionServer) -> None:
+        base = f"http://127.0.0.1:{server.port}"
+        assert await asyncio.to_thread(_get, base + "/healthz") == "ok\n"
+        assert "<html" in (await asyncio.to_thread(_get, base + "/")).lower()
+        metrics = await asyncio.to_thread(_get, base + "/metrics")
+        assert "scenecast_up 1" in metrics and "scenecast_clients 0" in metrics
+        with pytest.raises(urllib.error.HTTPError) as info:
+            await asyncio.to_thread(_get, base + "/nope")
+        assert info.value.code == 404
+        info.value.close()
+
+    _run(redis_server.url, body)

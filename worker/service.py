@@ -1,0 +1,53 @@
+"""Run a worker as a process: connect, caption until SIGTERM/SIGINT, drain, exit.
+
+Staged shutdown: the first signal stops taking work — the batch in hand is still
+captioned, published and acked — the second one exits at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from types import FrameType
+from typing import Any
+
+import redis
+
+from worker.worker import CaptionFn, Worker, WorkerConfig, WorkerStats
+
+log = logging.getLogger("scenecast.worker")
+
+
+def connect(url: str) -> redis.Redis:
+    """A client for blocking reads: no socket timeout (reads block ≤ block_ms anyway)."""
+    return redis.Redis.from_url(
+        url, socket_timeout=None, socket_connect_timeout=5, health_check_interval=30
+    )
+
+
+def install_signal_handlers(worker: Worker) -> None:
+    """SIGTERM / SIGINT: drain; a second one: exit now. Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if worker.stopping:
+            log.warning("second signal: exiting without draining")
+            os._exit(130)
+        log.info("signal %s: finishing the batch in hand, then exiting", signum)
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+def serve_worker(url: str, caption: CaptionFn, config: WorkerConfig, **kwargs: Any) -> WorkerStats:
+    client = connect(url)
+    worker = Worker(client, caption, config)
+    install_signal_handlers(worker)
+    try:
+        return worker.run(**kwargs)
+    finally:
+        client.close()
