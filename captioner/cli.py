@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from captioner.exceptions import CaptionerError, CheckpointError
+from captioner.exceptions import CheckpointError
 from captioner.search import SearchConfig
 
 if TYPE_CHECKING:
@@ -127,16 +127,6 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     d.add_argument("--device", default=None)
     add_search_flags(d)
     d.set_defaults(func=cmd_describe)
-
-
-def run(args: argparse.Namespace) -> int:
-    """Call the subcommand; captioner errors become one clear line and exit code 2."""
-    try:
-        code: int = args.func(args)
-        return code
-    except CaptionerError as exc:
-        print(f"scenecast: error: {exc}", file=sys.stderr)
-        return 2
 
 
 # -- train ------------------------------------------------------------------------------

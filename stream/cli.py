@@ -7,12 +7,17 @@ The captioner's own subcommands (train, evaluate, describe) come from
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import platform
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from captioner.cli import add_subcommands as add_captioner_subcommands
-from captioner.cli import positive_int, run
+from captioner.cli import positive_int
+from captioner.exceptions import CaptionerError
+from stream.exceptions import StreamError
 
 
 def _int_list(text: str) -> list[int]:
@@ -34,11 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_captioner_subcommands(sub)
 
-    demo = sub.add_parser("demo", help="caption the bundled sample photos (what `make run` does)")
-    demo.add_argument("--checkpoint", default=None, help="default: the bundled model")
-    demo.add_argument("--device", default=None)
-    demo.add_argument("--beam", type=positive_int, default=3)
+    demo = sub.add_parser(
+        "demo", help="the live pipeline on the bundled demo video, looped as a camera (make run)"
+    )
+    _worker_flags(demo)
+    _server_flags(demo)
     demo.set_defaults(func=cmd_demo)
+
+    add_service_subcommands(sub)
 
     bench = sub.add_parser("bench", help="benchmarks (figures go to BENCHMARKS.md)")
     what = bench.add_subparsers(dest="target", required=True, metavar="TARGET")
@@ -52,16 +60,271 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from captioner.api import Captioner
-    from captioner.sample_photos import load_rgb, sample_paths
+def _redis_url(p: argparse.ArgumentParser, *, required: bool) -> None:
+    default = os.environ.get("SCENECAST_REDIS_URL")
+    p.add_argument(
+        "--redis-url",
+        default=default,
+        required=required and default is None,
+        help="redis://HOST:PORT/DB (env SCENECAST_REDIS_URL)",
+    )
 
-    cap = Captioner.load(args.checkpoint, device=args.device)
-    paths = sample_paths()
-    captions = cap.caption([load_rgb(p) for p in paths], beam=args.beam)
-    for path, caption in zip(paths, captions, strict=True):
-        print(f"{path.name}: {caption.text}  (log-prob {caption.score:.2f})")
+
+def _capture_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fps", type=float, default=1.0, help="samples per second (default 1)")
+    p.add_argument(
+        "--scene-change",
+        action="store_true",
+        help="caption when the picture changes (at most --fps, at least every "
+        "--max-interval seconds) instead of at a fixed rate",
+    )
+    p.add_argument("--max-interval", type=float, default=10.0)
+    p.add_argument(
+        "--live",
+        action="store_true",
+        help="treat a file as a camera: paced at its frame rate, newest frame only",
+    )
+    p.add_argument("--loop", action="store_true", help="with --live: start again at the end")
+
+
+def _worker_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", default=None, help="captioner checkpoint (default: bundled)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--beam", type=positive_int, default=3)
+    p.add_argument("--max-batch", type=positive_int, default=32)
+    p.add_argument("--max-wait-ms", type=float, default=50.0)
+    p.add_argument(
+        "--max-age-ms",
+        type=float,
+        default=3000.0,
+        help="live frames older than this are skipped, never captioned late",
+    )
+
+
+def _server_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default=os.environ.get("SCENECAST_HOST", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("SCENECAST_PORT", "8765")))
+
+
+def add_service_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    r = sub.add_parser("run", help="everything on one machine: Redis, capture, worker, server")
+    r.add_argument(
+        "sources",
+        nargs="+",
+        metavar="SOURCE",
+        help="webcam index (0), rtsp://..., http(s)://... or a video file",
+    )
+    r.add_argument(
+        "--name", action="append", default=None, help="source name (once per source, in order)"
+    )
+    _redis_url(r, required=False)
+    _capture_flags(r)
+    _worker_flags(r)
+    _server_flags(r)
+    r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("capture", help="read one source and publish sampled frames to Redis")
+    c.add_argument("source", metavar="SOURCE")
+    c.add_argument("--name", default=None)
+    _redis_url(c, required=True)
+    _capture_flags(c)
+    c.set_defaults(func=cmd_capture)
+
+    w = sub.add_parser("worker", help="caption frames from Redis (scale out: run several)")
+    _redis_url(w, required=True)
+    _worker_flags(w)
+    w.add_argument("--exit-with-parent", type=int, default=None, help=argparse.SUPPRESS)
+    w.set_defaults(func=cmd_worker)
+
+    s = sub.add_parser("serve", help="the websocket server (/ws, /, /healthz, /metrics)")
+    _redis_url(s, required=True)
+    _server_flags(s)
+    s.set_defaults(func=cmd_serve)
+
+    listen = sub.add_parser("listen", help="print captions from a server as they arrive")
+    listen.add_argument("--url", default="ws://127.0.0.1:8765/ws")
+    listen.add_argument("--source", action="append", default=None, help="repeatable; default all")
+    listen.add_argument("--after", default=None, help="resume after this caption id")
+    listen.add_argument("--json", action="store_true", help="one JSON message per line")
+    listen.add_argument("--limit", type=positive_int, default=None, help="exit after N captions")
+    listen.set_defaults(func=cmd_listen)
+
+
+def _sources(args: argparse.Namespace, texts: list[str], names: list[str] | None) -> list[Any]:
+    from stream.sources import parse_source
+
+    if names is not None and len(names) != len(texts):
+        raise StreamError(
+            f"--name given {len(names)} times for {len(texts)} sources; "
+            "give one per source, in order, or none"
+        )
+    specs = []
+    for i, text in enumerate(texts):
+        live = True if args.live else None
+        specs.append(parse_source(text, name=names[i] if names else None, live=live))
+    if len({s.name for s in specs}) != len(specs):
+        raise StreamError("two sources have the same name; set them apart with --name")
+    if args.loop and not args.live:
+        raise StreamError("--loop needs --live (a looped file is played as a camera)")
+    for spec in specs:
+        probe(spec)
+    return specs
+
+
+def probe(spec: Any) -> None:
+    """Open a source once before starting: a bad file or URL is an error now, not a
+    reconnect loop later (a live source that fails after a good start is retried)."""
+    from stream.sources import open_capture
+
+    capture = open_capture(spec, open_timeout_ms=5000, read_timeout_ms=5000)
+    try:
+        if spec.kind == "file" and not capture.grab():
+            raise StreamError(
+                f"{spec.display}: no video frames could be read (accepted: video "
+                "files OpenCV/FFmpeg can decode, e.g. MP4/H.264, MKV, AVI, WebM)"
+            )
+    finally:
+        capture.release()
+
+
+def _capture_config(args: argparse.Namespace) -> Any:
+    from stream.capture import CaptureConfig
+
+    try:
+        return CaptureConfig(
+            fps=args.fps,
+            scene_change=args.scene_change,
+            max_interval_s=args.max_interval,
+            loop=args.loop,
+        )
+    except ValueError as exc:
+        raise StreamError(str(exc)) from None
+
+
+def _worker_argv(args: argparse.Namespace) -> list[str]:
+    argv = [
+        "--beam",
+        str(args.beam),
+        "--max-batch",
+        str(args.max_batch),
+        "--max-wait-ms",
+        str(args.max_wait_ms),
+        "--max-age-ms",
+        str(args.max_age_ms),
+    ]
+    if args.checkpoint:
+        argv += ["--checkpoint", args.checkpoint]
+    if args.device:
+        argv += ["--device", args.device]
+    return argv
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from captioner.api import Captioner
+    from stream.run import RunConfig, Runner
+    from stream.server import ServerConfig
+
+    specs = _sources(args, args.sources, args.name)
+    capture = _capture_config(args)
+    # fail now, with a clear message, rather than in the worker process
+    Captioner.load(args.checkpoint, device="cpu")
+    config = RunConfig(
+        sources=specs,
+        capture=capture,
+        server=ServerConfig(host=args.host, port=args.port),
+        redis_url=args.redis_url,
+        worker_args=_worker_argv(args),
+    )
+    return Runner(config).run()
+
+
+def cmd_capture(args: argparse.Namespace) -> int:
+    from stream.capture import Capture
+    from stream.run import check_redis
+
+    (spec,) = _sources(args, [args.source], [args.name] if args.name else None)
+    capture = Capture(check_redis(args.redis_url), spec, _capture_config(args))
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: capture.stop())
+    try:
+        capture.run()
+    except KeyboardInterrupt:
+        capture.stop()
     return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    import logging
+
+    from captioner.api import Captioner
+    from worker.batching import BatchPolicy
+    from worker.service import serve_worker
+    from worker.worker import WorkerConfig
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    cap = Captioner.load(args.checkpoint, device=args.device)
+    beam = args.beam
+
+    def caption(images: Sequence[Any]) -> Any:
+        return cap.caption(list(images), beam=beam)
+
+    config = WorkerConfig(
+        policy=BatchPolicy(
+            max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_age_ms=args.max_age_ms
+        ),
+        model=cap.model_id,
+        device=str(cap.device),
+    )
+    serve_worker(args.redis_url, caption, config, parent_pid=args.exit_with_parent)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from stream.run import check_redis
+    from stream.server import CaptionServer, ServerConfig
+
+    check_redis(args.redis_url).close()
+
+    async def main() -> None:
+        async with CaptionServer(args.redis_url, ServerConfig(host=args.host, port=args.port)) as s:
+            print(f"scenecast: captions at ws://{args.host}:{s.port}/ws", flush=True)
+            await asyncio.Future()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
+    return 0
+
+
+def cmd_listen(args: argparse.Namespace) -> int:
+    from stream.listen import run_listen
+
+    return run_listen(
+        args.url, sources=args.source, after=args.after, as_json=args.json, limit=args.limit
+    )
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from stream.demo_video import demo_video_path
+
+    argv = [
+        "run",
+        str(demo_video_path()),
+        "--name",
+        "demo",
+        "--live",
+        "--loop",
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+        *_worker_argv(args),
+    ]
+    run_args = build_parser().parse_args(argv)
+    code: int = run_args.func(run_args)
+    return code
 
 
 def cmd_bench_captioner(args: argparse.Namespace) -> int:
@@ -89,7 +352,12 @@ def cmd_bench_captioner(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run(args)
+    try:
+        code: int = args.func(args)
+        return code
+    except (CaptionerError, StreamError) as exc:
+        print(f"scenecast: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

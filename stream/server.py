@@ -24,7 +24,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -52,6 +52,7 @@ from stream.protocol import (
     parse_client_message,
 )
 from worker.queue import (
+    METRICS_KEY,
     SOURCES_KEY,
     CaptionEntry,
     EntryError,
@@ -65,7 +66,6 @@ log = logging.getLogger("scenecast.server")
 
 SERVER_NAME = "scenecast/0.1.0"
 MAX_MESSAGE_BYTES = 64 * 1024
-METRICS_KEY = "scenecast:metrics"
 
 
 @dataclass(frozen=True)
@@ -118,8 +118,15 @@ class Client:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     room: asyncio.Event = field(default_factory=asyncio.Event)
     replaying: dict[str, list[tuple[str, CaptionEntry]]] = field(default_factory=dict)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
     sent: int = 0
     dropped: int = 0
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` (a replay) for this client; cancelled when it disconnects."""
+        task = asyncio.create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     def send_control(self, text: str) -> None:
         self.control.append(text)
@@ -152,17 +159,39 @@ class Hub:
         self.metrics: dict[str, int] = {"messages_sent": 0, "bad_messages": 0, "gaps": 0}
         self.redis_ok = False
 
-    async def refresh_sources(self) -> None:
+    async def refresh_sources(self) -> list[str]:
+        """Read the sources hash; returns the sources seen for the first time."""
         raw = await self.redis.hgetall(SOURCES_KEY)
+        new = []
         for key, value in raw.items():
             name = key.decode()
             try:
                 self.sources[name] = json.loads(value)
             except json.JSONDecodeError:
                 continue
-            for stream in (captions_key(name), status_key(name)):
-                if stream not in self.positions:
+            if captions_key(name) not in self.positions:
+                new.append(name)
+                for stream in (captions_key(name), status_key(name)):
                     self.positions[stream] = await self._last_id(stream)
+        return new
+
+    def announce(self, source: str) -> None:
+        """A source appeared: clients that want it get its status and, since they
+        subscribed before it existed, all its captions so far (then the live tail)."""
+        for client in self.clients:
+            if client.sub.wants(source):
+                client.send_control(self.status_message(source))
+                if source not in client.replaying:
+                    client.spawn(self.replay(client, source, client.sub.cursor(source) or "0-0"))
+
+    def status_message(self, source: str) -> str:
+        info = self.sources.get(source, {})
+        return Status(
+            source=source,
+            state=str(info.get("state", "connecting")),
+            detail=str(info.get("detail", "")),
+            ts=iso_utc(int(info.get("ts_ns", time.time_ns()))),
+        ).to_json()
 
     async def _last_id(self, stream: str) -> str:
         last = await self.redis.xrevrange(stream, count=1)
@@ -172,7 +201,8 @@ class Hub:
         """Read forever; reconnects to Redis after errors."""
         while True:
             try:
-                await self.refresh_sources()
+                for source in await self.refresh_sources():
+                    self.announce(source)
                 self.redis_ok = True
                 if not self.positions:
                     await asyncio.sleep(self.config.block_ms / 1000)
@@ -243,7 +273,9 @@ class Hub:
 
     async def replay(self, client: Client, source: str, after: str) -> None:
         """Send ``captions:{source}`` after ``after``, then what arrived meanwhile."""
-        client.replaying.setdefault(source, [])
+        if source in client.replaying:
+            return
+        client.replaying[source] = []
         try:
             start = after
             while True:
@@ -378,7 +410,6 @@ class CaptionServer:
         client = Client(ws=ws, queue_size=self.config.queue_size)
         self.hub.clients.add(client)
         writer = asyncio.create_task(self._write(client))
-        replays: set[asyncio.Task[None]] = set()
         try:
             client.send_control(self.hub.hello().to_json())
             async for raw in ws:
@@ -394,17 +425,17 @@ class CaptionServer:
                     client.sub.apply(message)
                     if isinstance(message, Subscribe):
                         for source, start in client.sub.start_ids(self.hub.sources).items():
-                            if start != "$" and source not in client.replaying:
-                                task = asyncio.create_task(self.hub.replay(client, source, start))
-                                replays.add(task)
-                                task.add_done_callback(replays.discard)
+                            client.send_control(self.hub.status_message(source))
+                            if start != "$":
+                                client.spawn(self.hub.replay(client, source, start))
         except ConnectionClosed:
             pass
         finally:
             self.hub.clients.discard(client)
-            for task in [writer, *replays]:
+            tasks = [writer, *client.tasks]
+            for task in tasks:
                 task.cancel()
-            for task in [writer, *replays]:
+            for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
                     await task
 

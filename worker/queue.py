@@ -29,6 +29,7 @@ import numpy as np
 PROTOCOL_VERSION = 1
 GROUP = "captioners"
 SOURCES_KEY = "scenecast:sources"
+METRICS_KEY = "scenecast:metrics"  # hash of worker counters, summed over all workers
 SOURCE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 STATES = ("connecting", "live", "reconnecting", "ended", "error")
 

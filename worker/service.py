@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from types import FrameType
 from typing import Any
 
@@ -43,11 +44,36 @@ def install_signal_handlers(worker: Worker) -> None:
     signal.signal(signal.SIGINT, handle)
 
 
-def serve_worker(url: str, caption: CaptionFn, config: WorkerConfig, **kwargs: Any) -> WorkerStats:
+def serve_worker(
+    url: str,
+    caption: CaptionFn,
+    config: WorkerConfig,
+    *,
+    parent_pid: int | None = None,
+    **kwargs: Any,
+) -> WorkerStats:
     client = connect(url)
     worker = Worker(client, caption, config)
     install_signal_handlers(worker)
+    if parent_pid is not None:
+        watch_parent(parent_pid, worker)
     try:
         return worker.run(**kwargs)
     finally:
         client.close()
+
+
+def watch_parent(parent_pid: int, worker: Worker, *, every_s: float = 1.0) -> threading.Thread:
+    """Stop ``worker`` when the process that started it is gone (no orphans)."""
+
+    def watch() -> None:
+        while not worker.stopping:
+            if os.getppid() != parent_pid:
+                log.warning("parent process %d is gone: stopping", parent_pid)
+                worker.stop()
+                return
+            time.sleep(every_s)
+
+    thread = threading.Thread(target=watch, name="watch-parent", daemon=True)
+    thread.start()
+    return thread

@@ -32,6 +32,7 @@ from worker.decode import decode_jpegs
 from worker.publish import PUBLISH_LUA, Publication, publish_args
 from worker.queue import (
     GROUP,
+    METRICS_KEY,
     SOURCES_KEY,
     CaptionEntry,
     EntryError,
@@ -276,11 +277,20 @@ class Worker:
         pipe = self.redis.pipeline(transaction=True)
         pipe.xadd(deadletter_key(source), letter, maxlen=1000, approximate=True)
         pipe.xack(key, GROUP, entry_id)
+        pipe.hincrby(METRICS_KEY, "deadlettered", 1)
         pipe.execute()
         self.stats.deadlettered += 1
         log.warning("frame %s of %s dead-lettered: %s", entry_id, source, reason)
 
     # -- processing -------------------------------------------------------------------
+
+    def _count(self, **counts: int) -> None:
+        """Add to the shared counters that ``/metrics`` reports (all workers summed)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for name, n in counts.items():
+            if n:
+                pipe.hincrby(METRICS_KEY, name, n)
+        pipe.execute()
 
     def _process(self, batch: list[_Pending]) -> None:
         now_ns = time.time_ns()
@@ -294,6 +304,7 @@ class Worker:
                 pipe.xack(frames_key(batch[i].frame.source), GROUP, batch[i].entry_id)
             pipe.execute()
             self.stats.stale += len(stale)
+            self._count(stale=len(stale))
         work = [batch[i] for i in fresh]
         if not work:
             return
@@ -330,5 +341,11 @@ class Worker:
         self.stats.captioned += published
         self.stats.duplicates += len(results) - published
         self.stats.batches += 1
+        self._count(
+            captioned=published,
+            duplicates=len(results) - published,
+            batches=1,
+            failed=len(work) - len(ok),
+        )
         self.stats.batch_sizes.append(len(ok))
         del self.stats.batch_sizes[:-1000]

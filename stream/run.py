@@ -1,0 +1,141 @@
+"""``scenecast run``: everything for one machine in one command.
+
+Starts, in order: Redis (an embedded ``redis-server`` on a free port unless a URL is
+given), a worker process (its own process: captioning holds the GIL, the server must
+not wait on it), one capture thread per source, and the websocket server. Prints the
+URLs. Ctrl+C (or SIGTERM) stops in stages — captures stop, the worker finishes its
+batch and exits, the server closes, Redis stops — and a second one exits at once. The
+worker exits by itself if this process dies, so nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import redis
+
+from stream.capture import Capture, CaptureConfig
+from stream.embedded_redis import EmbeddedRedis
+from stream.exceptions import StreamError
+from stream.server import CaptionServer, ServerConfig
+from stream.sources import SourceSpec
+
+log = logging.getLogger("scenecast.run")
+
+
+@dataclass
+class RunConfig:
+    sources: Sequence[SourceSpec]
+    capture: CaptureConfig
+    server: ServerConfig
+    redis_url: str | None = None
+    worker_args: list[str] = field(default_factory=list)  # passed to `scenecast worker`
+    worker_timeout_s: float = 30.0
+
+
+def check_redis(url: str) -> redis.Redis:
+    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=None)
+    try:
+        client.ping()
+    except (redis.ConnectionError, redis.TimeoutError, ValueError) as exc:
+        raise StreamError(f"cannot reach Redis at {url}: {exc}") from exc
+    return client
+
+
+def start_worker(url: str, args: Sequence[str]) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "stream.cli", "worker", "--redis-url", url,
+               "--exit-with-parent", str(os.getpid()), *args]  # fmt: skip
+    return subprocess.Popen(command)
+
+
+def stop_worker(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM (drain) → wait → SIGKILL."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        log.warning("worker did not stop in %.0fs: killing it", timeout)
+        proc.kill()
+        proc.wait()
+
+
+class Runner:
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+        self.captures: list[Capture] = []
+        self.threads: list[threading.Thread] = []
+        self.stop_event: asyncio.Event | None = None
+        self.port: int | None = None
+
+    def _start_captures(self, url: str) -> None:
+        for spec in self.config.sources:
+            capture = Capture(check_redis(url), spec, self.config.capture)
+            thread = threading.Thread(target=self._capture, args=(capture,),
+                                      name=f"capture-{spec.name}", daemon=True)  # fmt: skip
+            self.captures.append(capture)
+            self.threads.append(thread)
+            thread.start()
+
+    @staticmethod
+    def _capture(capture: Capture) -> None:
+        try:
+            capture.run()
+        except Exception as exc:  # reported as an error status; the others go on
+            log.error("capture of %s failed: %s", capture.spec.name, exc)
+
+    async def serve(self, url: str) -> None:
+        loop = asyncio.get_running_loop()
+        self.stop_event = asyncio.Event()
+        signals = 0
+
+        def on_signal() -> None:
+            nonlocal signals
+            signals += 1
+            if signals > 1:
+                os._exit(130)
+            print("scenecast: stopping (Ctrl+C again to exit at once)", file=sys.stderr)
+            assert self.stop_event is not None
+            self.stop_event.set()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal)
+        worker = start_worker(url, self.config.worker_args)
+        try:
+            async with CaptionServer(url, self.config.server) as server:
+                self.port = server.port
+                host = self.config.server.host
+                print(f"scenecast: captions at ws://{host}:{server.port}/ws  "
+                      f"(viewer http://{host}:{server.port}/)", flush=True)  # fmt: skip
+                self._start_captures(url)
+                while not self.stop_event.is_set():
+                    if worker.poll() is not None:
+                        raise StreamError(f"the worker exited with code {worker.returncode}")
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.stop_event.wait(), 0.5)
+                for capture in self.captures:
+                    capture.stop()
+                for thread in self.threads:
+                    await asyncio.to_thread(thread.join, 10.0)
+        finally:
+            await asyncio.to_thread(stop_worker, worker, self.config.worker_timeout_s)
+
+    def run(self) -> int:
+        if self.config.redis_url:
+            check_redis(self.config.redis_url).close()
+            asyncio.run(self.serve(self.config.redis_url))
+            return 0
+        with EmbeddedRedis() as server:
+            print(f"scenecast: embedded Redis at {server.url} (no persistence)", flush=True)
+            asyncio.run(self.serve(server.url))
+        return 0

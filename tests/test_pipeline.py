@@ -1,0 +1,222 @@
+"""End to end: a video → capture → Redis → worker → server → websocket client.
+
+`scenecast run` runs as a real process (embedded redis-server, worker process,
+server); the client connects over a real socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import redis
+from websockets.asyncio.client import connect
+
+from captioner.checkpoint import save_checkpoint
+from stream.capture import Capture, CaptureConfig
+from stream.sources import parse_source
+from tests.conftest import TIMEOUT_FACTOR
+from tests.factories import tiny_captioner
+from tests.videos import make_video
+from worker.batching import BatchPolicy
+from worker.queue import METRICS_KEY, captions_key, decode_caption
+from worker.worker import Worker, WorkerConfig
+
+T = 30.0 * TIMEOUT_FACTOR
+SCENES = [((0, 0, 200), 2.0), ((0, 200, 0), 2.0), ((200, 0, 0), 2.0)]  # BGR, seconds
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cap = tiny_captioner()
+    from captioner.checkpoint import Checkpoint
+    from captioner.encoder import EncoderSpec
+
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    save_checkpoint(
+        path,
+        Checkpoint(
+            config=cap.decoder.config,
+            encoder=EncoderSpec(),
+            preprocess=cap.encoder.preprocess,
+            vocab=cap.vocab,
+            decoder_state=cap.decoder.state_dict(),
+            search=cap.search_config,
+        ),
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_video(tmp_path_factory.mktemp("video") / "scenes.mp4", scenes=SCENES, fps=10)
+
+
+def _start_run(args: Sequence[str]) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stream.cli", "run", *args, "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + T
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if "captions at ws://" in line:
+            return proc, line.split("captions at ")[1].split()[0]
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    output, _ = proc.communicate()
+    raise AssertionError(f"run did not start: {output}")
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    children = psutil.Process(proc.pid).children(recursive=True)
+    assert children, "run should have a worker and a redis-server as children"
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=T)  # drains and closes the pipe
+    assert proc.returncode == 0, output
+    gone, alive = psutil.wait_procs(children, timeout=T)
+    assert not alive, f"orphans left behind: {alive}"
+
+
+async def _collect(url: str, n: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    captions, statuses = [], []
+    async with connect(url) as ws:
+        await ws.send(json.dumps({"type": "subscribe", "after": "0"}))
+        while len(captions) < n or not any(s["state"] == "ended" for s in statuses):
+            try:
+                message = json.loads(await asyncio.wait_for(ws.recv(), T))
+            except TimeoutError:
+                raise AssertionError(f"timed out with {captions} {statuses}") from None
+            if message["type"] == "caption":
+                captions.append(message)
+            elif message["type"] == "status":
+                statuses.append(message)
+            elif message["type"] == "hello":
+                statuses += [{"state": s["state"]} for s in message["sources"]]
+    return captions, statuses
+
+
+def test_file_job_end_to_end(video: Path, checkpoint: Path) -> None:
+    proc, url = _start_run(
+        [str(video), "--checkpoint", str(checkpoint), "--fps", "1", "--beam", "1"]
+    )
+    try:
+        captions, statuses = asyncio.run(_collect(url, 6))
+    finally:
+        _stop(proc)
+    assert [c["seq"] for c in captions] == [0, 1, 2, 3, 4, 5]  # one per sampled frame, in order
+    assert [c["t_start_ms"] for c in captions] == [0, 1000, 2000, 3000, 4000, 5000]
+    assert all(c["source"] == "scenes" and c["text"] for c in captions)
+    # frames of one scene look alike; the scenes differ: the captions say so
+    assert captions[0]["text"] == captions[1]["text"]
+    assert len({c["text"] for c in captions[::2]}) == 3
+    assert captions[1]["segment_id"] == captions[0]["segment_id"]
+    assert captions[2]["segment_id"] == captions[1]["segment_id"] + 1
+    assert any(s["state"] == "ended" for s in statuses)
+
+
+def test_scene_change_mode_captions_each_scene(video: Path, checkpoint: Path) -> None:
+    proc, url = _start_run(
+        [
+            str(video),
+            "--checkpoint",
+            str(checkpoint),
+            "--scene-change",
+            "--fps",
+            "5",
+            "--max-interval",
+            "30",
+            "--beam",
+            "1",
+        ]
+    )
+    try:
+        captions, _ = asyncio.run(_collect(url, 3))
+    finally:
+        _stop(proc)
+    assert [c["t_start_ms"] for c in captions] == [0, 2000, 4000]  # at the cuts, ±1 frame
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["/nonexistent/video.mp4"], "no such file"),
+        (["rtsp://127.0.0.1:9/none"], "could not open"),
+        (["ftp://example.com/x.mp4"], "accepted"),
+        (["{video}", "--fps", "0"], "fps"),
+        (["{video}", "--loop"], "--loop needs --live"),
+        (["{video}", "--checkpoint", "/nonexistent.pt"], "checkpoint not found"),
+    ],
+)
+def test_bad_input_exits_2(video: Path, args: list[str], message: str, tmp_path: Path) -> None:
+    args = [a.replace("{video}", str(video)) for a in args]
+    done = subprocess.run(
+        [sys.executable, "-m", "stream.cli", "run", *args],
+        capture_output=True,
+        text=True,
+        timeout=T * 2,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_not_a_video_exits_2(tmp_path: Path) -> None:
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("this is not a video")
+    done = subprocess.run(
+        [sys.executable, "-m", "stream.cli", "run", str(fake)],
+        capture_output=True,
+        text=True,
+        timeout=T * 2,
+        check=False,
+    )
+    assert done.returncode == 2 and "notes.mp4" in done.stderr, done.stderr
+
+
+def test_live_source_with_a_slow_worker_never_captions_late(redis_server, video: Path) -> None:  # type: ignore[no-untyped-def]
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()
+    spec = parse_source(str(video), name="livecam", live=True)
+    capture = Capture(client, spec, CaptureConfig(fps=5, loop=True))
+    thread = threading.Thread(target=capture.run, daemon=True)
+    thread.start()
+    cap = tiny_captioner()
+    slow_s, max_age_ms = 0.8, 400.0
+
+    def slow_caption(images: Sequence[Any]) -> Any:
+        time.sleep(slow_s)  # a deliberately slow worker: frames pile up behind it
+        return cap.caption(list(images), beam=1)
+
+    worker = Worker(
+        client,
+        slow_caption,
+        WorkerConfig(policy=BatchPolicy(max_batch=1, max_wait_ms=0, max_age_ms=max_age_ms)),
+    )
+    deadline = time.monotonic() + 6 * TIMEOUT_FACTOR
+    worker.run(until=lambda: time.monotonic() > deadline)
+    capture.stop()
+    thread.join(T)
+    captions = [decode_caption(f) for _, f in client.xrange(captions_key("livecam"))]
+    assert len(captions) >= 3
+    assert worker.stats.stale > 0  # frames were skipped...
+    assert int(client.hget(METRICS_KEY, "stale") or 0) == worker.stats.stale  # ...and counted
+    for c in captions:  # ...and none was captioned late: age at batch time ≤ max age
+        assert c.latency_ms <= max_age_ms + slow_s * 1000 + 300, c
+    client.close()
