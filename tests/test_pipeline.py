@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -89,7 +88,7 @@ def _stop(proc: subprocess.Popen[str]) -> None:
     proc.send_signal(signal.SIGINT)
     output, _ = proc.communicate(timeout=T)  # drains and closes the pipe
     assert proc.returncode == 0, output
-    gone, alive = psutil.wait_procs(children, timeout=T)
+    _gone, alive = psutil.wait_procs(children, timeout=T)
     assert not alive, f"orphans left behind: {alive}"
 
 
