@@ -17,6 +17,7 @@ from typing import Any
 from captioner.cli import add_subcommands as add_captioner_subcommands
 from captioner.cli import positive_int
 from captioner.exceptions import CaptionerError
+from stream.caption import add_caption_subcommand
 from stream.exceptions import StreamError
 
 
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     add_service_subcommands(sub)
+    add_caption_subcommand(sub)
 
     bench = sub.add_parser("bench", help="benchmarks (figures go to BENCHMARKS.md)")
     what = bench.add_subparsers(dest="target", required=True, metavar="TARGET")
