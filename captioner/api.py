@@ -130,7 +130,9 @@ class Captioner:
         Arrays are (H, W, 3); tensors (3, H, W), e.g. JPEGs decoded on the GPU.
         """
         batch = to_batch(images, self.encoder.preprocess, device=self.device)  # (B, 3, S, S)
-        features: Tensor = self.encoder(batch).float()  # (B, P, D)
+        # On a GPU the CNN runs in fp16 (tensor cores); the decoder stays in fp32.
+        with torch.autocast("cuda", dtype=torch.float16, enabled=self.device.type == "cuda"):
+            features: Tensor = self.encoder(batch).float()  # (B, P, D)
         return features
 
     def caption(

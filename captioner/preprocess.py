@@ -80,23 +80,24 @@ def fit_geometry(height: int, width: int, size: int, fit: FitMode) -> tuple[int,
 
 
 def fit_image(image: Tensor, spec: Preprocess) -> Tensor:
-    """One uint8 image (3, H, W) → float (3, S, S) in [0, 255], fitted as ``spec`` says."""
-    _, height, width = image.shape
+    """uint8 image(s) (3, H, W) or (N, 3, H, W) → float (…, 3, S, S) in [0, 255], fitted."""
+    batched = image.ndim == 4
+    x = (image if batched else image.unsqueeze(0)).float()  # (N, 3, H, W)
+    height, width = x.shape[2], x.shape[3]
     new_h, new_w = fit_geometry(height, width, spec.size, spec.fit)
-    x = image.unsqueeze(0).float()  # (1, 3, H, W)
     if (new_h, new_w) != (height, width):
         x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", antialias=True)
         x = x.clamp_(0.0, 255.0)
-    x = x[0]  # (3, h, w)
     s = spec.size
     if spec.fit == "crop":
         top, left = (new_h - s) // 2, (new_w - s) // 2
-        return x[:, top : top + s, left : left + s]  # (3, S, S)
-    fill = torch.tensor(spec.fill, dtype=x.dtype, device=x.device).view(3, 1, 1)
-    out = fill.expand(3, s, s).clone()  # (3, S, S)
-    top, left = (s - new_h) // 2, (s - new_w) // 2
-    out[:, top : top + new_h, left : left + new_w] = x
-    return out
+        out = x[:, :, top : top + s, left : left + s]  # (N, 3, S, S)
+    else:
+        fill = torch.tensor(spec.fill, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        out = fill.expand(x.shape[0], 3, s, s).clone()  # (N, 3, S, S)
+        top, left = (s - new_h) // 2, (s - new_w) // 2
+        out[:, :, top : top + new_h, left : left + new_w] = x
+    return out if batched else out[0]
 
 
 def check_tensor(image: Tensor, index: int = 0) -> Tensor:
@@ -116,17 +117,23 @@ def to_batch(
 
     Each image is a numpy array (H, W, 3) or a torch tensor (3, H, W), on any device.
     """
-    fitted = []
+    tensors = []
     for i, image in enumerate(images):
         if isinstance(image, Tensor):
-            t = check_tensor(image, i).to(device)
+            tensors.append(check_tensor(image, i).to(device))
         else:
             array = check_image(image, i)
             if not (array.flags.writeable and array.flags.c_contiguous):
                 array = np.array(array)  # torch wants writable, contiguous memory
-            t = torch.from_numpy(array).to(device).permute(2, 0, 1)  # (3, H, W)
-        fitted.append(fit_image(t, spec))
-    batch = torch.stack(fitted)  # (B, 3, S, S), values in [0, 255]
+            tensors.append(torch.from_numpy(array).to(device).permute(2, 0, 1))  # (3, H, W)
+    # Frames of one stream share a size: fit each size group in one call, not one by one.
+    by_size: dict[tuple[int, ...], list[int]] = {}
+    for i, t in enumerate(tensors):
+        by_size.setdefault(tuple(t.shape), []).append(i)
+    batch = torch.empty(len(tensors), 3, spec.size, spec.size, device=device)
+    for indices in by_size.values():
+        group = torch.stack([tensors[i] for i in indices])  # (n, 3, H, W)
+        batch[torch.tensor(indices, device=device)] = fit_image(group, spec)
     mean = torch.tensor(spec.mean, device=batch.device).view(1, 3, 1, 1) * 255.0
     std = torch.tensor(spec.std, device=batch.device).view(1, 3, 1, 1) * 255.0
     batch = (batch - mean) / std

@@ -59,6 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
     bc.add_argument("--beams", type=_int_list, default=[1, 3])
     bc.add_argument("--seconds", type=float, default=3.0, help="minimum time per setting")
     bc.set_defaults(func=cmd_bench_captioner)
+    bp = what.add_parser("pipeline", help="file-job captions/s and live latency through Redis")
+    bp.add_argument("--checkpoint", default=None, help="default: the bundled model")
+    bp.add_argument("--device", default=None)
+    bp.add_argument("--batch", type=positive_int, default=32)
+    bp.add_argument("--beam", type=positive_int, default=3)
+    bp.add_argument("--frames", type=positive_int, default=192, help="frames in the file job")
+    bp.add_argument("--live-seconds", type=float, default=30.0)
+    bp.set_defaults(func=cmd_bench_pipeline)
     return parser
 
 
@@ -349,6 +357,27 @@ def cmd_bench_captioner(args: argparse.Namespace) -> int:
         if 1 in by_batch and len(by_batch) > 1:
             top = max(by_batch)
             print(f"beam {beam}: batch {top} = {by_batch[top] / by_batch[1]:.2f}× batch 1")
+    return 0
+
+
+def cmd_bench_pipeline(args: argparse.Namespace) -> int:
+    import torch
+
+    from captioner.api import Captioner
+    from stream.bench_pipeline import run_bench
+
+    cap = Captioner.load(args.checkpoint, device=args.device)
+    where = (
+        torch.cuda.get_device_name(cap.device)
+        if cap.device.type == "cuda"
+        else f"CPU, {torch.get_num_threads()} threads"
+    )
+    print(f"scenecast bench pipeline — model {cap.model_id}, {where}")
+    print(
+        run_bench(
+            cap, batch=args.batch, beam=args.beam, frames=args.frames, seconds=args.live_seconds
+        )
+    )
     return 0
 
 

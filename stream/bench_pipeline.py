@@ -1,0 +1,232 @@
+"""``scenecast bench pipeline``: the service's own speed, measured through Redis.
+
+- file: a generated video as a file job (capture → Redis → worker → captions);
+  captions/s against the captioner's own images/s on the same frames at the same
+  batch size (target ≥ 85 %).
+- live: the same video played as a camera at half the measured capacity;
+  p50 / p95 of capture → websocket client latency (target p95 ≤ one batch time +
+  150 ms).
+
+Everything runs in this process (embedded redis-server, capture thread, worker
+thread, server, client), so wall clocks are comparable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import redis
+from websockets.asyncio.client import connect
+
+from captioner.api import Captioner
+from captioner.sample_photos import sample_images
+from stream.capture import Capture, CaptureConfig, encode_jpeg
+from stream.embedded_redis import EmbeddedRedis
+from stream.server import CaptionServer, ServerConfig
+from stream.sources import parse_source
+from worker.batching import BatchPolicy
+from worker.decode import decode_jpegs
+from worker.queue import captions_key
+from worker.worker import Worker, WorkerConfig
+
+
+@dataclass(frozen=True)
+class FileResult:
+    frames: int
+    seconds: float
+    captions_per_s: float
+    captioner_images_per_s: float
+
+    @property
+    def ratio(self) -> float:
+        return self.captions_per_s / self.captioner_images_per_s
+
+
+@dataclass(frozen=True)
+class LiveResult:
+    rate_fps: float
+    captions: int
+    p50_ms: float
+    p95_ms: float
+    batch_ms: float
+    stale: int
+
+
+def make_bench_video(path: Path, *, seconds: float, fps: float = 10.0) -> Path:
+    """The sample photos, each a few seconds with a slow pan, 640×360."""
+    photos = [np.ascontiguousarray(p[:, :, ::-1]) for p in sample_images()]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (640, 360))
+    frames = int(seconds * fps)
+    for i in range(frames):
+        photo = photos[(i // int(fps * 2)) % len(photos)]
+        h, w = photo.shape[:2]
+        shift = (i % int(fps * 2)) * 2
+        crop = photo[: h - 20, shift : shift + w - 40]
+        writer.write(cv2.resize(crop, (640, 360), interpolation=cv2.INTER_AREA))
+    writer.release()
+    return path
+
+
+def _sampled_images(video: Path, every: int, limit: int) -> list[Any]:
+    """Frames as the worker sees them: sampled, JPEG-encoded as capture does, decoded."""
+    cap = cv2.VideoCapture(str(video))
+    out: list[Any] = []
+    index = 0
+    while len(out) < limit:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if index % every == 0:
+            data, _, _ = encode_jpeg(frame, max_side=256, quality=90)
+            out.append(decode_jpegs([data])[0])
+        index += 1
+    cap.release()
+    return out
+
+
+def captioner_rate(cap: Captioner, images: Sequence[Any], *, batch: int, beam: int) -> float:
+    cap.caption(list(images[:batch]), beam=beam)  # warm-up
+    started = time.perf_counter()
+    for lo in range(0, len(images), batch):
+        cap.caption(list(images[lo : lo + batch]), beam=beam)
+    return len(images) / (time.perf_counter() - started)
+
+
+def _worker(
+    client: redis.Redis, cap: Captioner, *, batch: int, beam: int, max_age_ms: float = 3000.0
+) -> Worker:
+    def caption(images: Sequence[Any]) -> Any:
+        return cap.caption(list(images), beam=beam)
+
+    policy = BatchPolicy(max_batch=batch, max_wait_ms=20.0, max_age_ms=max_age_ms)
+    return Worker(
+        client, caption, WorkerConfig(policy=policy, model=cap.model_id, device=str(cap.device))
+    )
+
+
+def bench_file(
+    cap: Captioner, *, batch: int = 32, beam: int = 3, frames: int = 192, workdir: Path
+) -> FileResult:
+    video = make_bench_video(workdir / "file.mp4", seconds=frames / 10 + 0.5, fps=10)
+    images = _sampled_images(video, every=1, limit=frames)
+    own = captioner_rate(cap, images, batch=batch, beam=beam)
+    with EmbeddedRedis() as server:
+        client = redis.Redis.from_url(server.url)
+        spec = parse_source(str(video), name="benchfile")
+        capture = Capture(client, spec, CaptureConfig(fps=10.0, max_backlog=4 * batch))
+        worker = _worker(client, cap, batch=batch, beam=beam)
+        started = time.perf_counter()
+        thread = threading.Thread(target=capture.run, daemon=True)
+        thread.start()
+        target = len(images)
+        worker.run(until=lambda: worker.stats.captioned >= target)
+        seconds = time.perf_counter() - started
+        thread.join(10)
+        assert client.xlen(captions_key("benchfile")) >= target
+        client.close()
+    return FileResult(
+        frames=target, seconds=seconds, captions_per_s=target / seconds, captioner_images_per_s=own
+    )
+
+
+async def _listen(url: str, seconds: float) -> list[float]:
+    latencies: list[float] = []
+    async with connect(url) as ws:
+        await ws.send(json.dumps({"type": "subscribe"}))
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                raw = await asyncio.wait_for(ws.recv(), max(0.1, end - time.monotonic()))
+            except TimeoutError:
+                break
+            message = json.loads(raw)
+            if message["type"] == "caption":
+                captured = datetime.fromisoformat(message["capture_ts"].replace("Z", "+00:00"))
+                latencies.append(time.time() * 1000 - captured.timestamp() * 1000)
+    return latencies
+
+
+def bench_live(
+    cap: Captioner,
+    *,
+    batch: int = 8,
+    beam: int = 3,
+    seconds: float = 30.0,
+    capacity_images_per_s: float,
+    workdir: Path,
+) -> LiveResult:
+    video = make_bench_video(workdir / "live.mp4", seconds=8, fps=25)
+    rate = capacity_images_per_s / 2
+    images = _sampled_images(video, every=3, limit=batch)
+    started = time.perf_counter()
+    cap.caption(images, beam=beam)
+    batch_ms = (time.perf_counter() - started) * 1000
+    with EmbeddedRedis() as server:
+        client = redis.Redis.from_url(server.url)
+        spec = parse_source(str(video), name="benchlive", live=True)
+        capture = Capture(client, spec, CaptureConfig(fps=rate, loop=True))
+        worker = _worker(client, cap, batch=batch, beam=beam)
+        threads = [
+            threading.Thread(target=capture.run, daemon=True),
+            threading.Thread(target=worker.run, daemon=True),
+        ]
+        for t in threads:
+            t.start()
+
+        async def measure() -> list[float]:
+            async with CaptionServer(server.url, ServerConfig(port=0, block_ms=100)) as srv:
+                await asyncio.sleep(2.0)  # let capture and worker settle
+                return await _listen(f"ws://127.0.0.1:{srv.port}/ws", seconds)
+
+        latencies = asyncio.run(measure())
+        capture.stop()
+        worker.stop()
+        for t in threads:
+            t.join(10)
+        client.close()
+    q = statistics.quantiles(latencies, n=20) if len(latencies) >= 2 else [float("nan")] * 19
+    return LiveResult(
+        rate_fps=rate,
+        captions=len(latencies),
+        p50_ms=statistics.median(latencies),
+        p95_ms=q[18],
+        batch_ms=batch_ms,
+        stale=worker.stats.stale,
+    )
+
+
+def run_bench(cap: Captioner, *, batch: int, beam: int, frames: int, seconds: float) -> str:
+    with tempfile.TemporaryDirectory() as tmp:
+        f = bench_file(cap, batch=batch, beam=beam, frames=frames, workdir=Path(tmp))
+        lines = [
+            f"file job: {f.frames} frames in {f.seconds:.1f}s = {f.captions_per_s:.1f} captions/s; "
+            f"captioner alone {f.captioner_images_per_s:.1f} images/s (batch {batch}, beam {beam}) "
+            f"→ {100 * f.ratio:.0f}% (target ≥ 85%)",
+        ]
+        live = bench_live(
+            cap,
+            batch=batch,
+            beam=beam,
+            seconds=seconds,
+            capacity_images_per_s=f.captioner_images_per_s,
+            workdir=Path(tmp),
+        )
+        lines.append(
+            f"live at {live.rate_fps:.1f} frames/s (half capacity): {live.captions} captions, "
+            f"capture→client p50 {live.p50_ms:.0f} ms, p95 {live.p95_ms:.0f} ms; one batch "
+            f"{live.batch_ms:.0f} ms → target p95 ≤ {live.batch_ms + 150:.0f} ms; "
+            f"{live.stale} stale frames skipped"
+        )
+    return "\n".join(lines)
