@@ -89,6 +89,12 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     t.add_argument("--threads", type=int, default=0)
     t.add_argument("--log-every", type=positive_int, default=50)
     t.add_argument(
+        "--steps-per-epoch",
+        type=int,
+        default=0,
+        help="SCST only: steps per epoch (0 = the whole training set)",
+    )
+    t.add_argument(
         "--scst",
         type=Path,
         default=None,
@@ -184,6 +190,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 max_words=args.max_words,
                 early_stop=args.early_stop,
                 seed=args.seed,
+                steps_per_epoch=args.steps_per_epoch,
             ),
             start,
             train_set=train_set,

@@ -46,6 +46,7 @@ class ScstConfig:
     max_words: int = 16
     early_stop: int = 2
     log_every: int = 20
+    steps_per_epoch: int = 0  # 0: the whole training set; else a random part each epoch
     eval_search: SearchConfig = dataclasses.field(
         default_factory=lambda: SearchConfig(method="greedy")
     )
@@ -133,6 +134,8 @@ def scst(
     rewarder = CiderD([[list(c)] for c in train_set.captions])
     n = len(train_set.captions)
     steps = math.ceil(n / config.batch_size)
+    if config.steps_per_epoch:
+        steps = min(steps, config.steps_per_epoch)
 
     def checkpoint(metrics: dict[str, Any], extra: dict[str, Any]) -> Checkpoint:
         return dataclasses.replace(
