@@ -224,3 +224,46 @@ def test_live_source_with_a_slow_worker_never_captions_late(redis_server, video:
     for began, c in zip(started_ns, captions, strict=True):
         assert (began - c.capture_ns) / 1e6 <= max_age_ms + 100 * TIMEOUT_FACTOR, c.seq
     client.close()
+
+
+def test_unreachable_live_source_reports_reconnecting_with_backoff(redis_server) -> None:  # type: ignore[no-untyped-def]
+    from worker.queue import decode_status, status_key
+
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()
+    spec = parse_source("rtsp://127.0.0.1:9/none", name="gone")
+    capture = Capture(client, spec, CaptureConfig(open_timeout_ms=500, reconnect_cap_s=1.0))
+    thread = threading.Thread(target=capture.run, daemon=True)
+    thread.start()
+    time.sleep(3 * TIMEOUT_FACTOR)
+    capture.stop()
+    thread.join(T)
+    states = [decode_status(f) for _, f in client.xrange(status_key("gone"))]
+    assert states[0].state == "connecting"
+    retries = [s for s in states if s.state == "reconnecting"]
+    assert len(retries) >= 2 and "retrying in" in retries[0].detail
+    assert states[-1].state == "ended"
+    client.close()
+
+
+def test_file_job_backs_off_when_nobody_consumes(redis_server, video: Path) -> None:  # type: ignore[no-untyped-def]
+    from worker.queue import frames_key
+
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()
+    spec = parse_source(str(video), name="pressure")
+    capture = Capture(client, spec, CaptureConfig(fps=10, max_backlog=5))
+    thread = threading.Thread(target=capture.run, daemon=True)
+    thread.start()
+    time.sleep(2 * TIMEOUT_FACTOR)
+    assert client.xlen(frames_key("pressure")) == 5  # it waits: nothing taken yet
+    assert thread.is_alive()
+    worker = Worker(
+        client,
+        lambda images: tiny_captioner().caption(list(images), beam=1),
+        WorkerConfig(policy=BatchPolicy(max_batch=16, max_wait_ms=10)),
+    )
+    worker.run(until=lambda: worker.stats.captioned >= 60)  # 6 s at 10 samples/s
+    thread.join(T)
+    assert not thread.is_alive() and capture.published == 60
+    client.close()

@@ -180,3 +180,36 @@ def test_http_endpoints(redis_server, redis_client) -> None:  # type: ignore[no-
         info.value.close()
 
     _run(redis_server.url, body)
+
+
+def test_listen_prints_captions_as_json_lines(redis_server, redis_client: redis.Redis) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    register(redis_client, "l", live=False)
+
+    async def body(server: CaptionServer) -> None:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "stream.cli",
+            "listen",
+            "--url",
+            _url(server),
+            "--json",
+            "--limit",
+            "2",
+            "--after",
+            "0",
+            stdout=subprocess.PIPE,
+        )
+        await asyncio.sleep(1.0)
+        for seq in range(2):
+            await asyncio.to_thread(publish_caption, redis_client, "l", seq, f"a thing {seq}")
+        out, _ = await asyncio.wait_for(proc.communicate(), T * 3)
+        assert proc.returncode == 0
+        lines = [json.loads(line) for line in out.decode().splitlines()]
+        captions = [m for m in lines if m["type"] == "caption"]
+        assert [c["text"] for c in captions] == ["a thing 0", "a thing 1"]
+
+    _run(redis_server.url, body)
