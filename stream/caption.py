@@ -1,9 +1,876 @@
-"""``scenecast caption VIDEO -o OUT``: recorded video → WebVTT / SRT / JSONL (issue 5)."""
+"""``scenecast caption VIDEO -o OUT``: recorded video → WebVTT / SRT / JSON lines (issue 5).
+
+Two ways to caption, one output, byte for byte:
+
+- **In-process** (no Redis URL): the file is read with ``FileReader``, sampled by the
+  sampler ``CaptureConfig.sampler()`` builds (frames a fixed-rate sampler skips are only
+  grabbed), each sampled frame is JPEG-encoded exactly as capture publishes it
+  (``encode_jpeg``, same ``CaptureConfig``), decoded back as the worker does
+  (``decode_jpegs`` on the captioner's device) and captioned in batches of ``batch``.
+  A reader thread samples and encodes the next frames while a batch is captioned.
+- **The worker pool** (``--redis-url``): a ``Capture`` of the file (a file job: nothing
+  trimmed or skipped) runs in a thread under a fresh job name ``{stem}-{8 hex}``, the
+  live pipeline's workers caption it, and ``captions:{job}`` is read back until every
+  published frame has its caption. The model, beam and device are the workers' then.
+
+Why the two agree: both sample with the same code (``stream.capture.sampled_frames`` over a
+``FileReader``); in-process, each frame and each caption also makes the round trip
+through the Redis entry codecs (``FrameEntry`` / ``CaptionEntry`` encode → bytes as
+redis-py stores them → ``decode_frame`` / ``decode_caption``), so media times (to the
+µs), scores (6 decimals) and attention (uint8 per map) are rounded by the one codec
+either way. Both turn the decoded entries into ``SampleCaption``s with one function,
+and the end of the video is noted by the same sampler wrapper that every frame passes
+(``_Watch``). What the codecs cannot pin down is the arithmetic: the output equals that
+of workers on the same kind of device (CUDA decodes JPEGs with nvJPEG, the CPU with
+libjpeg, and the model's kernels differ: a CPU run and a GPU run may word things
+differently), and a kernel may round differently for another batch size (the worker
+batches as frames arrive), which the 4-decimal scores and uint8 attention absorb in
+practice (checked on an H100: batch 1 == batch 16 == a CUDA worker batching 5 at a time).
+
+Output: the format follows ``-o``'s extension (``stream.subtitles``); ``-`` or no ``-o``
+is JSON lines on stdout, written only at the end. A file is written to a temporary file
+in the same directory, created before any work (an unwritable output fails at once),
+and renamed over the target at the end (``os.replace``); on any error it is removed, so
+a failed run leaves no partial file and an existing file as it was.
+
+Bad input (missing file, not a video, no frames, undecodable, unknown extension,
+unwritable output) raises ``StreamError``: ``scenecast: error: …`` and exit code 2.
+
+Redis keys of a job: when it ends (or fails) the job leaves ``scenecast:sources`` (so
+workers and servers stop polling it), its frame stream is emptied, and its keys expire
+after ``JOB_KEYS_TTL_S`` (a viewer can still replay its captions meanwhile).
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import logging
+import os
+import queue
+import re
+import secrets
+import stat
+import sys
+import threading
+import time
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
+
+from stream.exceptions import SourceError, StreamError
+from stream.protocol import Attention
+from stream.subtitles import STDOUT, SampleCaption, TimedSample, output_format, render, time_samples
+
+if TYPE_CHECKING:
+    import redis
+
+    from captioner.api import Captioner
+    from stream.capture import Capture, CaptureConfig
+    from stream.sampler import Image, Sampler
+    from stream.sources import FileReader, SourceSpec
+    from worker.queue import CaptionEntry, FrameEntry
+
+log = logging.getLogger("scenecast.caption")
+
+T = TypeVar("T")
+
+JOB_KEYS_TTL_S = 3600  # a finished job's captions stay replayable this long
+WAIT_NOTICE_S = 15.0  # no caption and no worker for this long: say so
+_READ_BLOCK_MS = 500  # one XREAD; short, so Ctrl-C and a failed capture are noticed
+_URL_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+# -- progress ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a captioning job is; handed to ``caption_video``'s ``progress`` callback."""
+
+    frames_read: int  # frames of the file read so far (sampled or not)
+    frame_count: int | None  # frames the container says it has (an estimate; None: unknown)
+    sampled: int  # frames sampled so far
+    captioned: int  # of which captioned
+    elapsed_s: float
+    done: bool = False
+
+    @property
+    def fraction(self) -> float | None:
+        """Share of the job done, in [0, 1]; None while it cannot be estimated."""
+        if self.done:
+            return 1.0
+        if not self.frame_count or not self.frames_read or not self.sampled:
+            return None
+        read = min(1.0, self.frames_read / self.frame_count)
+        expected = self.sampled / read  # samples the whole file will give, at this density
+        return min(1.0, read, self.captioned / expected)
+
+    @property
+    def eta_s(self) -> float | None:
+        f = self.fraction
+        if f is None or f <= 0 or self.elapsed_s <= 0:
+            return None
+        return self.elapsed_s * (1.0 - f) / f
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+def format_progress(p: Progress, *, width: int = 20) -> str:
+    """``[#####-----]  50% | 12 sampled | 11 captioned | 3.2 captions/s | ETA 0:07``."""
+    parts = []
+    f = p.fraction
+    if f is not None:
+        filled = round(f * width)
+        parts.append(f"[{'#' * filled}{'-' * (width - filled)}] {f * 100:3.0f}%")
+    rate = p.captioned / p.elapsed_s if p.elapsed_s > 0 else 0.0
+    parts += [f"{p.sampled} sampled", f"{p.captioned} captioned", f"{rate:.1f} captions/s"]
+    eta = p.eta_s
+    if eta is not None and not p.done:
+        parts.append(f"ETA {_clock(eta)}")
+    elif p.done:
+        parts.append(f"took {_clock(p.elapsed_s)}")
+    return " | ".join(parts)
+
+
+def _clock(seconds: float) -> str:
+    s = round(seconds)
+    hours, rest = divmod(s, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class ProgressBar:
+    """One line redrawn in place with ``\\r`` (at most ``every_s`` apart) on a terminal."""
+
+    def __init__(self, stream: TextIO, *, every_s: float = 0.1) -> None:
+        self.stream = stream
+        self.every_s = every_s
+        self._drawn_at: float | None = None
+        self._width = 0
+
+    def __call__(self, p: Progress) -> None:
+        now = time.monotonic()
+        if not p.done and self._drawn_at is not None and now - self._drawn_at < self.every_s:
+            return
+        line = format_progress(p)
+        self.stream.write("\r" + line + " " * max(0, self._width - len(line)))
+        self.stream.flush()
+        self._width = len(line)
+        self._drawn_at = now
+
+    def close(self) -> None:
+        """End the line (call once, on success or failure)."""
+        if self._drawn_at is not None:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._drawn_at = None
+
+
+class _Tracker:
+    """Counts for the progress callback, shared by a reader thread and the caller."""
+
+    def __init__(self, progress: ProgressFn | None, frame_count: int | None) -> None:
+        self.progress = progress
+        self.frame_count = frame_count
+        self.frames_read = 0
+        self.sampled = 0
+        self.captioned = 0
+        self._start = time.monotonic()
+
+    def report(self, *, done: bool = False) -> None:
+        if self.progress is not None:
+            self.progress(
+                Progress(
+                    frames_read=self.frames_read,
+                    frame_count=self.frame_count,
+                    sampled=self.sampled,
+                    captioned=self.captioned,
+                    elapsed_s=time.monotonic() - self._start,
+                    done=done,
+                )
+            )
+
+
+# -- the video -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What opening the file once tells: it is a video with at least one readable frame."""
+
+    spec: SourceSpec
+    fps: float  # the container's frame rate (25 when it has none)
+    frame_count: int | None  # the container's estimate
+
+
+def video_spec(path: str | os.PathLike[str]) -> SourceSpec:
+    """The ``SourceSpec`` of a local video file; ``SourceError`` for anything else."""
+    from stream.sources import parse_source
+
+    text = os.fspath(path)
+    if _URL_RE.match(text.strip()):
+        raise SourceError(
+            f"scenecast caption reads video files, not URLs ({text.split('://')[0]}://…); "
+            "for a live stream use `scenecast run`"
+        )
+    if not os.path.exists(text):
+        raise SourceError(f"no such file: {text}")
+    if not os.path.isfile(text):
+        raise SourceError(f"not a regular file: {text} (accepted: a video file)")
+    if text.strip().isdigit():  # a file named "0", not webcam 0
+        text = os.path.join(".", text)
+    return parse_source(text, live=False)
+
+
+def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
+    """Open the file and read its first frame: fail fast, with a message, on a bad file."""
+    import cv2
+
+    from stream.sources import capture_fps, open_capture
+
+    spec = video_spec(path)
+    capture = open_capture(spec)
+    try:
+        count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+        frame_count = int(count) if count > 0 else None
+        fps = capture_fps(capture)
+        if not capture.grab():
+            if frame_count:
+                raise SourceError(
+                    f"{spec.display}: none of its {frame_count} frames could be decoded "
+                    "(a damaged file or an unsupported codec; accepted: video files "
+                    "OpenCV/FFmpeg can decode, e.g. MP4/H.264, MKV, AVI, WebM)"
+                )
+            raise SourceError(f"{spec.display}: the file has no video frames")
+    finally:
+        capture.release()
+    return VideoInfo(spec=spec, fps=fps, frame_count=frame_count)
+
+
+class _Watch:
+    """A sampler that also notes every frame it is shown: how many, and the last times.
+
+    Both ways of captioning put one around the same sampler, so both learn where the
+    video ends from the same frames.
+    """
+
+    def __init__(self, inner: Sampler, tracker: _Tracker | None = None) -> None:
+        self.inner = inner
+        self.needs_image = inner.needs_image
+        self.tracker = tracker
+        self.frames = 0
+        self.last_pts: float | None = None
+        self.step_ms: float | None = None  # between the last two frames
+
+    def want(self, pts_ms: float, image: Image) -> bool:
+        if self.last_pts is not None:
+            self.step_ms = pts_ms - self.last_pts
+        self.last_pts = pts_ms
+        self.frames += 1
+        if self.tracker is not None:
+            self.tracker.frames_read = self.frames
+        return self.inner.want(pts_ms, image)
+
+    def media_end_ms(self, fps: float) -> float | None:
+        """The last frame's time plus its duration (one frame at ``fps`` for a lone frame)."""
+        if self.last_pts is None:
+            return None
+        step = self.step_ms if self.step_ms is not None and self.step_ms > 0 else 1000.0 / fps
+        return self.last_pts + step
+
+
+def _watched_config(config: CaptureConfig, tracker: _Tracker) -> tuple[CaptureConfig, list[_Watch]]:
+    """``config`` whose ``sampler()`` wraps each sampler it builds in a ``_Watch``."""
+    from stream.capture import CaptureConfig
+
+    watches: list[_Watch] = []
+
+    @dataclass(frozen=True)
+    class Watched(CaptureConfig):
+        def sampler(self) -> Sampler:
+            watch = _Watch(super().sampler(), tracker)
+            watches.append(watch)
+            return watch
+
+    values = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    return Watched(**values), watches
+
+
+@dataclass(frozen=True)
+class CaptionedVideo:
+    """The captions of a file's sampled frames, and what timing them needs."""
+
+    samples: list[SampleCaption]  # in media order, seq 0, 1, …
+    tail_ms: float  # the most the last sample may last (see stream.subtitles)
+    media_end_ms: float | None  # where the video ends
+    frames_read: int
+
+    def timed(self) -> list[TimedSample]:
+        return time_samples(self.samples, tail_ms=self.tail_ms, media_end_ms=self.media_end_ms)
+
+
+def caption_video(
+    path: str | os.PathLike[str],
+    *,
+    sampling: CaptureConfig | None = None,
+    captioner: Captioner | None = None,
+    beam: int = 3,
+    batch: int = 16,
+    redis_url: str | None = None,
+    progress: ProgressFn | None = None,
+) -> CaptionedVideo:
+    """Caption the sampled frames of a video file, in-process or through the worker pool.
+
+    ``sampling`` (default ``CaptureConfig()``: 1 frame/s, JPEG 256 px, quality 90) picks and
+    encodes the frames. Without ``redis_url``, ``captioner`` captions them here, ``batch``
+    at a time, with beam size ``beam``; with it, the live pipeline's workers do (and
+    ``captioner``, ``beam`` and ``batch`` are not used). ``progress`` is called with a
+    ``Progress`` as the job goes on, and once more with ``done=True`` at its end.
+    Raises ``SourceError`` for a file that is not a readable video.
+    """
+    from stream.capture import CaptureConfig
+
+    sampling = sampling or CaptureConfig()
+    if batch < 1 or beam < 1:
+        raise ValueError(f"batch and beam must be at least 1, got batch={batch}, beam={beam}")
+    info = probe_video(path)
+    tracker = _Tracker(progress, info.frame_count)
+    config, watches = _watched_config(sampling, tracker)
+    if redis_url is None:
+        if captioner is None:
+            raise ValueError("in-process captioning needs a captioner (or give a redis_url)")
+        entries = _caption_here(info, config, captioner, beam=beam, batch=batch, tracker=tracker)
+    else:
+        entries = _caption_with_workers(info, config, redis_url, tracker=tracker)
+    (watch,) = watches
+    if not entries:
+        raise SourceError(
+            f"{info.spec.display}: no frame could be decoded out of {watch.frames} read "
+            "(a damaged file or an unsupported codec)"
+        )
+    if info.frame_count and watch.frames < 0.9 * info.frame_count - 1:
+        log.warning(
+            "%s: read %d of the %d frames its container lists; the rest could not be "
+            "decoded (captions end there)",
+            info.spec.display,
+            watch.frames,
+            info.frame_count,
+        )
+    tracker.report(done=True)
+    tail_ms = sampling.max_interval_s * 1000.0 if sampling.scene_change else sampling.interval_ms
+    return CaptionedVideo(
+        samples=[sample_caption(entry, seq=i) for i, entry in enumerate(entries)],
+        tail_ms=tail_ms,
+        media_end_ms=watch.media_end_ms(info.fps),
+        frames_read=watch.frames,
+    )
+
+
+def sample_caption(entry: CaptionEntry, *, seq: int) -> SampleCaption:
+    """A caption as read from ``captions:{src}`` → the subtitle writers' ``SampleCaption``."""
+    maps = entry.attention_maps()  # (T, h, w) uint8
+    attention = None
+    if len(maps):
+        weights = tuple(tuple(int(x) for x in m.ravel().tolist()) for m in maps)
+        attention = Attention(grid=entry.grid, weights=weights)
+    return SampleCaption(
+        seq=seq,
+        pts_ms=entry.pts_ms,
+        text=entry.text,
+        tokens=tuple(entry.tokens),
+        score=entry.score,
+        attention=attention,
+    )
+
+
+# -- in-process ----------------------------------------------------------------------------------
+
+
+def _as_stored(fields: Mapping[str, bytes | str | int | float]) -> dict[bytes, bytes]:
+    """An entry's fields as Redis gives them back (redis-py sends numbers as their repr)."""
+    out: dict[bytes, bytes] = {}
+    for name, value in fields.items():
+        if isinstance(value, bytes):
+            out[name.encode()] = value
+        elif isinstance(value, str):
+            out[name.encode()] = value.encode()
+        else:
+            out[name.encode()] = repr(value).encode()
+    return out
+
+
+def _frame_entries(
+    reader: FileReader, sampler: Sampler, config: CaptureConfig, source: str, tracker: _Tracker
+) -> Iterator[FrameEntry]:
+    """The sampled frames as capture publishes them and a worker reads them."""
+    from stream.capture import encode_jpeg, sampled_frames
+    from worker.queue import FrameEntry, decode_frame
+
+    for seq, frame in enumerate(sampled_frames(reader, sampler)):
+        jpeg, width, height = encode_jpeg(
+            frame.image, max_side=config.max_side, quality=config.jpeg_quality
+        )
+        entry = FrameEntry(
+            source=source,
+            seq=seq,
+            pts_ms=frame.pts_ms,
+            capture_ns=frame.wall_ns,
+            width=width,
+            height=height,
+            jpeg=jpeg,
+            live=False,
+            interval_ms=config.interval_ms,
+        )
+        tracker.sampled += 1
+        yield decode_frame(_as_stored(entry.encode()))
+
+
+def _caption_entries(
+    frames: Sequence[FrameEntry], captioner: Captioner, *, beam: int
+) -> list[CaptionEntry]:
+    """Decode and caption one batch as a worker does; entries as a worker publishes them."""
+    from worker.decode import decode_jpegs
+    from worker.queue import decode_caption
+    from worker.worker import caption_entry
+
+    images = decode_jpegs([f.jpeg for f in frames], device=str(captioner.device))
+    if any(image is None for image in images):
+        raise StreamError("a sampled frame could not be decoded back from its JPEG")
+    captions = captioner.caption([im for im in images if im is not None], beam=beam)
+    out = []
+    for f, c in zip(frames, captions, strict=True):
+        entry = caption_entry(f, c, model=captioner.model_id, latency_ms=0.0, attention=True)
+        out.append(decode_caption(_as_stored(entry.encode())))
+    return out
+
+
+def _caption_here(
+    info: VideoInfo,
+    config: CaptureConfig,
+    captioner: Captioner,
+    *,
+    beam: int,
+    batch: int,
+    tracker: _Tracker,
+) -> list[CaptionEntry]:
+    from stream.sources import FileReader
+
+    reader = FileReader.open(
+        info.spec, open_timeout_ms=config.open_timeout_ms, read_timeout_ms=config.read_timeout_ms
+    )
+    sampler = config.sampler()
+    entries: list[CaptionEntry] = []
+    with reader:
+        frames = _frame_entries(reader, sampler, config, info.spec.name, tracker)
+        with contextlib.closing(_prefetch(frames, size=2 * batch)) as ahead:
+            pending: list[FrameEntry] = []
+            for frame in ahead:
+                pending.append(frame)
+                if len(pending) == batch:
+                    entries += _caption_entries(pending, captioner, beam=beam)
+                    pending.clear()
+                    tracker.captioned = len(entries)
+                tracker.report()
+            if pending:
+                entries += _caption_entries(pending, captioner, beam=beam)
+                tracker.captioned = len(entries)
+    return entries
+
+
+def _prefetch(items: Iterator[T], *, size: int) -> Generator[T, None, None]:
+    """``items`` produced by a thread, at most ``size`` ahead; its errors re-raised here.
+
+    Close the generator (``contextlib.closing``) to stop and join the thread.
+    """
+    box: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=size)
+    stop = threading.Event()
+
+    def put(kind: str, value: Any) -> bool:
+        while not stop.is_set():
+            try:
+                box.put((kind, value), timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put("item", item):
+                    return
+            put("end", None)
+        except BaseException as exc:  # handed to the consumer, raised there
+            put("error", exc)
+
+    thread = threading.Thread(target=produce, name="scenecast-caption-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = box.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        thread.join()
+
+
+# -- through the worker pool -------------------------------------------------------------------
+
+
+def job_name(spec: SourceSpec) -> str:
+    """A fresh source name for one job: the file's name + 8 random hex digits (≤ 64 chars)."""
+    return f"{spec.name[:55]}-{secrets.token_hex(4)}"
+
+
+def _caption_with_workers(
+    info: VideoInfo, config: CaptureConfig, redis_url: str, *, tracker: _Tracker
+) -> list[CaptionEntry]:
+    import redis
+
+    from stream.capture import Capture
+    from stream.embedded_redis import check_redis
+    from stream.sources import SourceSpec
+
+    client = check_redis(redis_url)
+    spec = SourceSpec("file", info.spec.target, job_name(info.spec), live=False)
+    capture = Capture(client, spec, config)
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            capture.run()
+        except BaseException as exc:  # raised in the caller's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name=f"scenecast-capture-{spec.name}", daemon=True)
+    try:
+        thread.start()
+        return _collect(client, capture, thread, failure, tracker)
+    except redis.RedisError as exc:
+        raise StreamError(f"lost Redis at {redis_url} during the job: {exc}") from exc
+    finally:
+        capture.stop()
+        thread.join(10.0)
+        with contextlib.suppress(redis.RedisError):
+            _release_job(client, spec.name)
+        client.close()
+
+
+def _collect(
+    client: redis.Redis,
+    capture: Capture,
+    thread: threading.Thread,
+    failure: list[BaseException],
+    tracker: _Tracker,
+) -> list[CaptionEntry]:
+    """Read ``captions:{job}`` until every frame the capture published has its caption."""
+    from worker.queue import captions_key, deadletter_key, decode_caption
+
+    name = capture.spec.name
+    key = captions_key(name)
+    received: dict[int, CaptionEntry] = {}
+    last_id = "0-0"
+    started = time.monotonic()
+    noticed = False
+    while True:
+        ended = not thread.is_alive()  # before reading: nothing is published after this
+        reply: Any = client.xread({key: last_id}, count=256, block=_READ_BLOCK_MS)
+        for _key, entries in reply or []:
+            for entry_id, fields in entries:
+                last_id = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+                caption = decode_caption(fields)
+                received.setdefault(caption.seq, caption)  # at-least-once: drop repeats
+        if failure:
+            raise failure[0]
+        tracker.sampled = capture.published
+        tracker.captioned = len(received)
+        tracker.report()
+        if ended and all(seq in received for seq in range(capture.published)):
+            return [received[seq] for seq in range(capture.published)]
+        dead = client.xlen(deadletter_key(name))
+        if dead:
+            raise StreamError(
+                f"the workers gave up on {dead} frame(s) of this job (see "
+                f"{deadletter_key(name)} in Redis); no output written"
+            )
+        if not received and not noticed and time.monotonic() - started > WAIT_NOTICE_S:
+            noticed = True
+            if not _has_consumers(client, name):
+                log.warning(
+                    "no caption after %.0f s and no worker has read this job's frames: "
+                    "is a worker running (`scenecast worker --redis-url URL`)?",
+                    WAIT_NOTICE_S,
+                )
+
+
+def _has_consumers(client: redis.Redis, name: str) -> bool:
+    import redis
+
+    from worker.queue import GROUP, frames_key
+
+    try:
+        groups: Any = client.xinfo_groups(frames_key(name))
+    except redis.ResponseError:  # no stream yet
+        return False
+    return any(
+        (g["name"].decode() if isinstance(g["name"], bytes) else g["name"]) == GROUP
+        and int(g["consumers"]) > 0
+        for g in groups
+    )
+
+
+def _release_job(client: redis.Redis, name: str) -> None:
+    """Forget a finished (or failed) job: see the module docstring."""
+    from worker.publish import done_key
+    from worker.queue import (
+        SOURCES_KEY,
+        captions_key,
+        deadletter_key,
+        frames_key,
+        status_key,
+    )
+
+    pipe = client.pipeline(transaction=False)
+    pipe.hdel(SOURCES_KEY, name)
+    pipe.xtrim(frames_key(name), maxlen=0)
+    for key in (
+        frames_key(name),
+        captions_key(name),
+        status_key(name),
+        deadletter_key(name),
+        done_key(name),
+        f"seq:{{{name}}}",
+    ):
+        pipe.expire(key, JOB_KEYS_TTL_S)
+    pipe.execute()
+
+
+# -- output --------------------------------------------------------------------------------------
+
+
+class OutputFile:
+    """``target`` written all at once: a temporary file beside it, renamed over it at the end.
+
+    ``open()`` creates the temporary file (so an unwritable target fails before any work);
+    ``commit(text)`` writes and renames; ``discard()`` removes the temporary file. ``-``
+    is stdout (written at ``commit``).
+    """
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self._tmp: Path | None = None
+        self._fd: int | None = None
+
+    def open(self) -> None:
+        if self.target == STDOUT:
+            return
+        path = Path(self.target)
+        if path.is_dir():
+            raise StreamError(f"cannot write {self.target}: it is a directory")
+        directory = path.parent
+        for _ in range(100):
+            tmp = directory / f".{path.name}.{secrets.token_hex(4)}.tmp"
+            try:
+                self._fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:
+                continue
+            except FileNotFoundError:
+                raise StreamError(
+                    f"cannot write {self.target}: directory {directory} does not exist"
+                ) from None
+            except NotADirectoryError:
+                raise StreamError(
+                    f"cannot write {self.target}: {directory} is not a directory"
+                ) from None
+            except PermissionError:
+                raise StreamError(
+                    f"cannot write {self.target}: directory {directory} is not writable"
+                ) from None
+            except OSError as exc:
+                raise StreamError(f"cannot write {self.target}: {exc.strerror}") from None
+            self._tmp = tmp
+            return
+        raise StreamError(f"cannot write {self.target}: no free temporary name in {directory}")
+
+    def commit(self, text: str) -> None:
+        if self.target == STDOUT:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            return
+        if self._fd is None or self._tmp is None:
+            raise RuntimeError("OutputFile.commit() before open()")
+        fd, self._fd = self._fd, None
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
+                out.write(text)
+                out.flush()
+                os.fsync(out.fileno())
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(self._tmp, stat.S_IMODE(os.stat(self.target).st_mode))  # keep its mode
+            os.replace(self._tmp, self.target)
+        except OSError as exc:
+            self.discard()
+            raise StreamError(f"cannot write {self.target}: {exc.strerror or exc}") from None
+        self._tmp = None
+
+    def discard(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+        if self._tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self._tmp.unlink()
+            self._tmp = None
+
+
+# -- the command ---------------------------------------------------------------------------------
 
 
 def add_caption_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``caption`` (not built yet: it is the next issue)."""
+    """Register ``scenecast caption``."""
+    from captioner.cli import positive_int
+
+    p = sub.add_parser(
+        "caption",
+        help="recorded video → WebVTT / SRT / JSON lines",
+        description="Caption a video file's sampled frames and write subtitles (.vtt, .srt) "
+        "or one JSON line per sampled frame (.jsonl, or - for stdout). In-process unless a "
+        "Redis URL is given; then the live pipeline's workers caption it (with their own "
+        "model and beam). The same file and options always give the same bytes.",
+    )
+    p.add_argument("video", metavar="VIDEO", help="a video file OpenCV/FFmpeg can decode")
+    p.add_argument(
+        "-o",
+        "--output",
+        default=STDOUT,
+        metavar="OUT",
+        help="OUT.vtt, OUT.srt or OUT.jsonl (format by extension); - (default): JSONL on stdout",
+    )
+    p.add_argument("--fps", type=float, default=1.0, help="samples per second (default 1)")
+    p.add_argument(
+        "--scene-change",
+        action="store_true",
+        help="sample when the picture changes (at most --fps, at least every --max-interval "
+        "seconds) instead of at a fixed rate",
+    )
+    p.add_argument("--max-interval", type=float, default=10.0, help="with --scene-change")
+    p.add_argument("--beam", type=positive_int, default=None, help="beam size (default 3)")
+    p.add_argument(
+        "--redis-url",
+        default=os.environ.get("SCENECAST_REDIS_URL"),
+        help="caption on the worker pool of this Redis (env SCENECAST_REDIS_URL); "
+        "default: in this process",
+    )
+    p.add_argument("--checkpoint", default=None, help="captioner checkpoint (default: bundled)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--batch", type=positive_int, default=None, help="images per batch (16)")
+    p.add_argument("--attention", action="store_true", help="JSONL: add each word's attention grid")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_caption)
+
+
+def _sampling(args: argparse.Namespace) -> CaptureConfig:
+    from stream.capture import CaptureConfig
+
+    try:
+        return CaptureConfig(
+            fps=args.fps, scene_change=args.scene_change, max_interval_s=args.max_interval
+        )
+    except ValueError as exc:
+        raise StreamError(f"{exc} (accepted: --fps > 0, e.g. 1 or 0.5)") from None
+
+
+def _check_device(device: str | None) -> None:
+    from captioner.api import resolve_device
+
+    try:
+        resolve_device(device)
+    except ValueError as exc:  # an unknown or unavailable device
+        raise StreamError(str(exc)) from None
+
+
+def _load_captioner(checkpoint: str | None, device: str | None) -> Captioner:
+    from captioner.api import Captioner
+
+    return Captioner.load(checkpoint, device=device)
+
+
+def cmd_caption(args: argparse.Namespace) -> int:
+    if not logging.getLogger().handlers:  # warnings as one line each: "scenecast: …"
+        logging.basicConfig(level=logging.WARNING, format="scenecast: %(message)s")
+    try:
+        return _run_caption(args)
+    except KeyboardInterrupt:
+        print("\nscenecast: interrupted; no output written", file=sys.stderr)
+        return 130
+
+
+def _run_caption(args: argparse.Namespace) -> int:
+    fmt = output_format(args.output)
+    sampling = _sampling(args)
+    if args.scene_change and args.max_interval <= 1.0 / args.fps:
+        raise StreamError(
+            f"--max-interval ({args.max_interval:g} s) must be longer than 1/--fps "
+            f"({1.0 / args.fps:g} s)"
+        )
+    if args.redis_url is None:
+        _check_device(args.device)
+    output = OutputFile(args.output)
+    output.open()
+    bar = ProgressBar(sys.stderr) if sys.stderr.isatty() and not args.quiet else None
+    try:
+        probe_video(args.video)  # a bad file fails before a model is loaded
+        captioner = None
+        if args.redis_url is None:
+            captioner = _load_captioner(args.checkpoint, args.device)
+        else:
+            ignored = [
+                flag
+                for flag, value in (
+                    ("--beam", args.beam),
+                    ("--checkpoint", args.checkpoint),
+                    ("--device", args.device),
+                    ("--batch", args.batch),
+                )
+                if value is not None
+            ]
+            if ignored and not args.quiet:
+                log.warning(
+                    "with --redis-url the workers caption with their own model and settings; "
+                    "%s not used",
+                    ", ".join(ignored),
+                )
+        result = caption_video(
+            args.video,
+            sampling=sampling,
+            captioner=captioner,
+            beam=args.beam or 3,
+            batch=args.batch or 16,
+            redis_url=args.redis_url,
+            progress=bar,
+        )
+        if bar is not None:
+            bar.close()
+        if args.attention and fmt == "jsonl":
+            missing = [s.seq for s in result.samples if s.tokens and s.attention is None]
+            if missing:
+                raise StreamError(
+                    f"--attention: the workers sent no attention maps ({len(missing)} "
+                    "captions without); run without --attention or with workers that send them"
+                )
+        output.commit(render(fmt, result.timed(), attention=args.attention))
+    except BaseException:
+        if bar is not None:
+            bar.close()
+        output.discard()
+        raise
+    return 0

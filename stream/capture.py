@@ -189,7 +189,7 @@ class Capture:
         )
         self.status("live", f"file job: {reader.frame_count or '?'} frames at {reader.fps:g} fps")
         with reader:
-            for frame in _sampled(reader, sampler):
+            for frame in sampled_frames(reader, sampler):
                 if self._stop.is_set():
                     self.status("ended", "stopped")
                     return
@@ -257,7 +257,7 @@ class Capture:
         return False
 
 
-def _sampled(reader: FileReader, sampler: Sampler) -> Iterator[Frame]:
+def sampled_frames(reader: FileReader, sampler: Sampler) -> Iterator[Frame]:
     """The sampled frames of a file. A sampler that needs no pixels decides before
     decoding, so skipped frames are only grabbed, never retrieved."""
     if sampler.needs_image:

@@ -250,7 +250,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_capture(args: argparse.Namespace) -> int:
     from stream.capture import Capture
-    from stream.run import check_redis
+    from stream.embedded_redis import check_redis
 
     (spec,) = _sources(args, [args.source], [args.name] if args.name else None)
     capture = Capture(check_redis(args.redis_url), spec, _capture_config(args))
@@ -293,7 +293,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
 
-    from stream.run import check_redis
+    from stream.embedded_redis import check_redis
     from stream.server import CaptionServer, ServerConfig
 
     check_redis(args.redis_url).close()

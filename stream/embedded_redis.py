@@ -38,6 +38,16 @@ def find_redis_server() -> Path:
     )
 
 
+def check_redis(url: str) -> redis.Redis:
+    """A client for ``url`` that answered PING, or a clear error."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=None)
+    try:
+        client.ping()
+    except (redis.ConnectionError, redis.TimeoutError, ValueError) as exc:
+        raise StreamError(f"cannot reach Redis at {url}: {exc}") from exc
+    return client
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

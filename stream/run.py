@@ -21,10 +21,8 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import redis
-
 from stream.capture import Capture, CaptureConfig
-from stream.embedded_redis import EmbeddedRedis
+from stream.embedded_redis import EmbeddedRedis, check_redis
 from stream.exceptions import StreamError
 from stream.server import CaptionServer, ServerConfig
 from stream.sources import SourceSpec
@@ -40,15 +38,6 @@ class RunConfig:
     redis_url: str | None = None
     worker_args: list[str] = field(default_factory=list)  # passed to `scenecast worker`
     worker_timeout_s: float = 30.0
-
-
-def check_redis(url: str) -> redis.Redis:
-    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=None)
-    try:
-        client.ping()
-    except (redis.ConnectionError, redis.TimeoutError, ValueError) as exc:
-        raise StreamError(f"cannot reach Redis at {url}: {exc}") from exc
-    return client
 
 
 def start_worker(url: str, args: Sequence[str]) -> subprocess.Popen[bytes]:

@@ -48,10 +48,16 @@ log = logging.getLogger("scenecast.worker")
 
 
 class CaptionLike(Protocol):
-    text: str
-    tokens: list[str]
-    score: float
-    attention: np.ndarray
+    """What the worker needs of a caption (``captioner.Caption`` has it)."""
+
+    @property
+    def text(self) -> str: ...
+    @property
+    def tokens(self) -> list[str]: ...
+    @property
+    def score(self) -> float: ...
+    @property
+    def attention(self) -> np.ndarray: ...
 
 
 class CaptionFn(Protocol):
@@ -86,6 +92,28 @@ class WorkerStats:
 
     def as_dict(self) -> dict[str, int]:
         return {k: v for k, v in vars(self).items() if isinstance(v, int)}
+
+
+def caption_entry(
+    frame: FrameEntry, caption: CaptionLike, *, model: str, latency_ms: float, attention: bool
+) -> CaptionEntry:
+    """The stored caption of ``frame`` (shared with ``scenecast caption``'s in-process path,
+    so both produce the very same entries)."""
+    maps = np.asarray(caption.attention)  # (T, h, w)
+    return CaptionEntry(
+        source=frame.source,
+        seq=frame.seq,
+        pts_ms=frame.pts_ms,
+        end_ms=frame.pts_ms + frame.interval_ms,
+        capture_ns=frame.capture_ns,
+        text=caption.text,
+        tokens=list(caption.tokens),
+        score=caption.score,
+        model=model,
+        latency_ms=latency_ms,
+        attention=quantize_attention(maps) if attention else b"",
+        grid=(maps.shape[1], maps.shape[2]) if attention and maps.ndim == 3 else (0, 0),
+    )
 
 
 def _text(value: bytes | str) -> str:
@@ -318,20 +346,12 @@ class Worker:
         pipe = self.redis.pipeline(transaction=False)
         for (p, _), c in zip(ok, captions, strict=True):
             f = p.frame
-            attention = np.asarray(c.attention)
-            entry = CaptionEntry(
-                source=f.source,
-                seq=f.seq,
-                pts_ms=f.pts_ms,
-                end_ms=f.pts_ms + f.interval_ms,
-                capture_ns=f.capture_ns,
-                text=c.text,
-                tokens=list(c.tokens),
-                score=c.score,
+            entry = caption_entry(
+                f,
+                c,
                 model=self.config.model,
                 latency_ms=(done_ns - f.capture_ns) / 1e6,
-                attention=quantize_attention(attention) if self.config.attention else b"",
-                grid=(attention.shape[1], attention.shape[2]) if attention.ndim == 3 else (0, 0),
+                attention=self.config.attention,
             )
             maxlen = self.config.live_caption_maxlen if f.live else 0
             keys, argv = publish_args(Publication(entry, p.entry_id, maxlen))
