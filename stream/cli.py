@@ -67,6 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     bp.add_argument("--frames", type=positive_int, default=192, help="frames in the file job")
     bp.add_argument("--live-seconds", type=float, default=30.0)
     bp.set_defaults(func=cmd_bench_pipeline)
+    bcap = what.add_parser("caption", help="realtime factor of `scenecast caption` on a long video")
+    bcap.add_argument("--checkpoint", default=None, help="default: the bundled model")
+    bcap.add_argument("--device", default=None)
+    bcap.add_argument("--minutes", type=float, default=10.0)
+    bcap.add_argument("--beam", type=positive_int, default=3)
+    bcap.add_argument("--batch", type=positive_int, default=16)
+    bcap.add_argument("--workers", type=int, default=2, help="worker processes for --redis-url")
+    bcap.set_defaults(func=cmd_bench_caption)
     return parser
 
 
@@ -376,6 +384,32 @@ def cmd_bench_pipeline(args: argparse.Namespace) -> int:
     print(
         run_bench(
             cap, batch=args.batch, beam=args.beam, frames=args.frames, seconds=args.live_seconds
+        )
+    )
+    return 0
+
+
+def cmd_bench_caption(args: argparse.Namespace) -> int:
+    import torch
+
+    from captioner.api import Captioner
+    from stream.bench_caption import run_bench
+
+    cap = Captioner.load(args.checkpoint, device=args.device)
+    where = (
+        torch.cuda.get_device_name(cap.device)
+        if cap.device.type == "cuda"
+        else f"CPU, {torch.get_num_threads()} threads"
+    )
+    print(f"scenecast bench caption — model {cap.model_id}, {where}")
+    print(
+        run_bench(
+            cap,
+            minutes=args.minutes,
+            beam=args.beam,
+            batch=args.batch,
+            workers=args.workers,
+            checkpoint=args.checkpoint,
         )
     )
     return 0
