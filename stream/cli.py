@@ -12,6 +12,7 @@ import os
 import platform
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from captioner.cli import add_subcommands as add_captioner_subcommands
@@ -74,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     bcap.add_argument("--beam", type=positive_int, default=3)
     bcap.add_argument("--batch", type=positive_int, default=16)
     bcap.add_argument("--workers", type=int, default=2, help="worker processes for --redis-url")
+    bcap.add_argument(
+        "--video",
+        type=Path,
+        default=None,
+        help="use this video (its length must match --minutes) instead of making one",
+    )
     bcap.set_defaults(func=cmd_bench_caption)
     return parser
 
@@ -410,6 +417,7 @@ def cmd_bench_caption(args: argparse.Namespace) -> int:
             batch=args.batch,
             workers=args.workers,
             checkpoint=args.checkpoint,
+            video=args.video,
         )
     )
     return 0
