@@ -424,6 +424,9 @@ def cmd_bench_caption(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import cv2
+
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # our errors say it better
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)

@@ -214,6 +214,9 @@ def open_capture(
         if spec.kind == "rtsp":
             # Read by OpenCV's FFmpeg backend at open time; UDP loses packets (grey smears).
             os.environ.setdefault(_FFMPEG_OPTIONS_ENV, "rtsp_transport;tcp")
+        # FFmpeg's own messages ("moov atom not found") would precede our clear error;
+        # a user can still ask for them by setting the variable.
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
         params = [
             cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
             int(open_timeout_ms),
