@@ -77,6 +77,7 @@ def save_checkpoint(path: Path, ckpt: Checkpoint, *, half: bool = False) -> None
     os.close(fd)
     try:
         torch.save(payload, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a checkpoint is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,40 @@
+"""The default model bundled in the package captions real photos sensibly.
+
+These checks fail for an untrained (or wrongly loaded) model: the words must
+name what is in the photo.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from captioner import Captioner
+from captioner.sample_photos import load_rgb, sample_paths
+
+
+@pytest.fixture(scope="module")
+def cap() -> Captioner:
+    return Captioner.load(device="cpu")  # no path: the bundled default
+
+
+def _photo(name: str):  # type: ignore[no-untyped-def]
+    return load_rgb(next(p for p in sample_paths() if p.stem == name))
+
+
+def test_bundled_model_names_the_cat(cap: Captioner) -> None:
+    (caption,) = cap.caption([_photo("chelsea")], beam=3)
+    assert {"cat", "kitten", "cats"} & set(caption.tokens), caption.text
+    assert 3 <= len(caption.tokens) <= 20
+
+
+def test_bundled_model_names_the_coffee(cap: Captioner) -> None:
+    (coffee,) = cap.caption([_photo("coffee")], beam=3)
+    assert {"coffee", "cup", "espresso", "mug"} & set(coffee.tokens), coffee.text
+
+
+def test_bundled_model_batched_equals_one_by_one(cap: Captioner) -> None:
+    images = [load_rgb(p) for p in sample_paths()]
+    batched = cap.caption(images, beam=3)
+    single = [cap.caption([im], beam=3)[0] for im in images]
+    assert [c.tokens for c in batched] == [c.tokens for c in single]
+    assert len({c.text for c in batched}) == len(images)
