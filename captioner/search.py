@@ -107,15 +107,24 @@ def _next_logp(
 
 
 def _block_repeats(logp: Tensor, history: Tensor, n: int) -> None:
-    """Ban, in place, every token that would repeat an n-gram of its own hypothesis."""
+    """Ban, in place, every token that would repeat an n-gram of its own hypothesis.
+
+    Vectorised: each earlier (n-1)-gram equal to the hypothesis' last n-1 tokens bans
+    the token that followed it. logp (N, V), history (N, t).
+    """
     steps = history.size(1)
     if steps < n:
         return
-    for row, seq in enumerate(history.tolist()):
-        prefix = seq[steps - n + 1 :]
-        for start in range(steps - n + 1):
-            if seq[start : start + n - 1] == prefix:
-                logp[row, seq[start + n - 1]] = NEG_INF
+    if n == 1:
+        logp.scatter_(1, history, NEG_INF)
+        return
+    windows = history.unfold(1, n - 1, 1)[:, :-1]  # (N, t-n+1, n-1): all but the last
+    prefix = history[:, steps - n + 1 :].unsqueeze(1)  # (N, 1, n-1)
+    matches = windows.eq(prefix).all(dim=2)  # (N, t-n+1)
+    followers = history[:, n - 1 :]  # (N, t-n+1): the token after each window
+    banned = torch.where(matches, followers, followers.new_full((), -1))
+    rows, cols = banned.ge(0).nonzero(as_tuple=True)
+    logp[rows, banned[rows, cols]] = NEG_INF
 
 
 # -- greedy and sampling --------------------------------------------------------------

@@ -20,6 +20,7 @@ import logging
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -104,6 +105,7 @@ class Capture:
         self.sampled = 0
         self.frames_read = 0
         self._seq = 0
+        self._published_ids: deque[tuple[int, int]] = deque()  # file jobs: for backlog()
 
     def stop(self) -> None:
         self._stop.set()
@@ -147,20 +149,26 @@ class Capture:
         pipe = self.redis.pipeline(transaction=True)
         pipe.xadd(frames_key(self.spec.name), entry.encode(), maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
         pipe.set(f"seq:{{{self.spec.name}}}", self._seq + 1)
-        pipe.execute()
+        entry_id, _ = pipe.execute()
+        if not self.spec.live:
+            self._published_ids.append(_stream_id(_name(entry_id)))
         self._seq += 1
         self.published += 1
 
     def backlog(self) -> int:
-        """Frames of this source not yet captioned: undelivered + pending in the group."""
-        key = frames_key(self.spec.name)
-        groups = self.redis.xinfo_groups(key)
+        """Frames of this source not yet captioned: undelivered + pending in the group.
+
+        Undelivered = the ids this capture published after the group's last delivered
+        id (kept here, so no frame data travels back from Redis to count them).
+        """
+        groups = self.redis.xinfo_groups(frames_key(self.spec.name))
         group = next((g for g in groups if _name(g["name"]) == GROUP), None)
         if group is None:
             return 0
-        last = _name(group["last-delivered-id"])
-        undelivered = self.redis.xrange(key, min=f"({last}", count=self.config.max_backlog + 1)
-        return len(undelivered or []) + int(group["pending"])
+        last = _stream_id(_name(group["last-delivered-id"]))
+        while self._published_ids and self._published_ids[0] <= last:
+            self._published_ids.popleft()
+        return len(self._published_ids) + int(group["pending"])
 
     def wait_for_room(self) -> None:
         while not self._stop.is_set() and self.backlog() >= self.config.max_backlog:
@@ -266,6 +274,11 @@ def sampled_frames(reader: FileReader, sampler: Sampler) -> Iterator[Frame]:
 
 
 _NO_IMAGE = np.zeros((1, 1, 3), np.uint8)
+
+
+def _stream_id(text: str) -> tuple[int, int]:
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def _name(value: object) -> str:
