@@ -171,7 +171,8 @@ def bench_live(
     video = make_bench_video(workdir / "live.mp4", seconds=8, fps=source_fps)
     rate = min(capacity_images_per_s / 2, source_fps)  # a paced file gives at most its fps
     images = _sampled_images(video, every=3, limit=batch)
-    for n in range(1, batch + 1):  # warm up every batch size the worker may form
+    sizes = range(1, batch + 1) if cap.device.type == "cuda" else [batch]
+    for n in sizes:  # on a GPU, warm up (autotune) every batch size the worker may form
         cap.caption(images[:n], beam=beam)
     started = time.perf_counter()
     cap.caption(images, beam=beam)
