@@ -7,19 +7,22 @@
   p50 / p95 of capture → websocket client latency (target p95 ≤ one batch time +
   150 ms).
 
-Everything runs in this process (embedded redis-server, capture thread, worker
-thread, server, client), so wall clocks are comparable.
+As in ``scenecast run``, the worker is its own process (captioning holds the GIL);
+redis-server, capture, server and client run here, on the same clock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -36,10 +39,8 @@ from stream.capture import Capture, CaptureConfig, encode_jpeg
 from stream.embedded_redis import EmbeddedRedis
 from stream.server import CaptionServer, ServerConfig
 from stream.sources import parse_source
-from worker.batching import BatchPolicy
 from worker.decode import decode_jpegs
-from worker.queue import captions_key
-from worker.worker import Worker, WorkerConfig
+from worker.queue import METRICS_KEY, captions_key
 
 
 @dataclass(frozen=True)
@@ -104,41 +105,55 @@ def captioner_rate(cap: Captioner, images: Sequence[Any], *, batch: int, beam: i
     return len(images) / (time.perf_counter() - started)
 
 
-def _worker(
-    client: redis.Redis, cap: Captioner, *, batch: int, beam: int, max_age_ms: float = 3000.0
-) -> Worker:
-    def caption(images: Sequence[Any]) -> Any:
-        return cap.caption(list(images), beam=beam)
-
-    policy = BatchPolicy(max_batch=batch, max_wait_ms=20.0, max_age_ms=max_age_ms)
-    return Worker(
-        client, caption, WorkerConfig(policy=policy, model=cap.model_id, device=str(cap.device))
-    )
+@contextlib.contextmanager
+def worker_process(
+    url: str, *, batch: int, beam: int, checkpoint: str | None, device: str
+) -> Iterator[None]:
+    """A `scenecast worker` process, as `scenecast run` starts it (its own GIL)."""
+    argv = [sys.executable, "-m", "stream.cli", "worker", "--redis-url", url, "--beam", str(beam),
+            "--max-batch", str(batch), "--max-wait-ms", "20", "--device", device]  # fmt: skip
+    if checkpoint:
+        argv += ["--checkpoint", checkpoint]
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # wait until the model is loaded
+            if "started" in line:
+                break
+        threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep draining
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(30)
 
 
 def bench_file(
-    cap: Captioner, *, batch: int = 32, beam: int = 3, frames: int = 192, workdir: Path
-) -> FileResult:
+    cap: Captioner, *, batch: int = 32, beam: int = 3, frames: int = 192, workdir: Path,
+    checkpoint: str | None = None,
+) -> FileResult:  # fmt: skip
     video = make_bench_video(workdir / "file.mp4", seconds=frames / 10 + 0.5, fps=10)
     images = _sampled_images(video, every=1, limit=frames)
     own = captioner_rate(cap, images, batch=batch, beam=beam)
-    with EmbeddedRedis() as server:
+    with (
+        EmbeddedRedis() as server,
+        worker_process(
+            server.url, batch=batch, beam=beam, checkpoint=checkpoint, device=str(cap.device)
+        ),
+    ):
         client = redis.Redis.from_url(server.url)
         spec = parse_source(str(video), name="benchfile")
         capture = Capture(client, spec, CaptureConfig(fps=10.0, max_backlog=4 * batch))
-        worker = _worker(client, cap, batch=batch, beam=beam)
         started = time.perf_counter()
         thread = threading.Thread(target=capture.run, daemon=True)
         thread.start()
         target = len(images)
-        worker.run(until=lambda: worker.stats.captioned >= target)
+        while client.xlen(captions_key("benchfile")) < target:
+            time.sleep(0.005)
         seconds = time.perf_counter() - started
         thread.join(10)
-        assert client.xlen(captions_key("benchfile")) >= target
         client.close()
-    return FileResult(
-        frames=target, seconds=seconds, captions_per_s=target / seconds, captioner_images_per_s=own
-    )
+    return FileResult(frames=target, seconds=seconds, captions_per_s=target / seconds,
+                      captioner_images_per_s=own)  # fmt: skip
 
 
 async def _listen(url: str, seconds: float) -> list[float]:
@@ -159,79 +174,62 @@ async def _listen(url: str, seconds: float) -> list[float]:
 
 
 def bench_live(
-    cap: Captioner,
-    *,
-    batch: int = 8,
-    beam: int = 3,
-    seconds: float = 30.0,
-    capacity_images_per_s: float,
-    workdir: Path,
-) -> LiveResult:
+    cap: Captioner, *, batch: int = 8, beam: int = 3, seconds: float = 30.0,
+    capacity_images_per_s: float, workdir: Path, checkpoint: str | None = None,
+) -> LiveResult:  # fmt: skip
     source_fps = 25.0
     video = make_bench_video(workdir / "live.mp4", seconds=8, fps=source_fps)
     rate = min(capacity_images_per_s / 2, source_fps)  # a paced file gives at most its fps
     images = _sampled_images(video, every=3, limit=batch)
-    sizes = range(1, batch + 1) if cap.device.type == "cuda" else [batch]
-    for n in sizes:  # on a GPU, warm up (autotune) every batch size the worker may form
-        cap.caption(images[:n], beam=beam)
     started = time.perf_counter()
     cap.caption(images, beam=beam)
     batch_ms = (time.perf_counter() - started) * 1000
-    with EmbeddedRedis() as server:
+    with (
+        EmbeddedRedis() as server,
+        worker_process(
+            server.url, batch=batch, beam=beam, checkpoint=checkpoint, device=str(cap.device)
+        ),
+    ):
         client = redis.Redis.from_url(server.url)
         spec = parse_source(str(video), name="benchlive", live=True)
         capture = Capture(client, spec, CaptureConfig(fps=rate, loop=True))
-        worker = _worker(client, cap, batch=batch, beam=beam)
-        threads = [
-            threading.Thread(target=capture.run, daemon=True),
-            threading.Thread(target=worker.run, daemon=True),
-        ]
-        for t in threads:
-            t.start()
+        thread = threading.Thread(target=capture.run, daemon=True)
+        thread.start()
 
         async def measure() -> list[float]:
             async with CaptionServer(server.url, ServerConfig(port=0, block_ms=100)) as srv:
-                await asyncio.sleep(2.0)  # let capture and worker settle
+                await asyncio.sleep(5.0)  # let capture and worker settle (and warm up)
                 return await _listen(f"ws://127.0.0.1:{srv.port}/ws", seconds)
 
         latencies = asyncio.run(measure())
         capture.stop()
-        worker.stop()
-        for t in threads:
-            t.join(10)
+        thread.join(10)
+        stale = int(client.hget(METRICS_KEY, "stale") or 0)
         client.close()
     q = statistics.quantiles(latencies, n=20) if len(latencies) >= 2 else [float("nan")] * 19
-    return LiveResult(
-        rate_fps=rate,
-        captions=len(latencies),
-        p50_ms=statistics.median(latencies),
-        p95_ms=q[18],
-        batch_ms=batch_ms,
-        stale=worker.stats.stale,
-    )
+    return LiveResult(rate_fps=rate, captions=len(latencies), p50_ms=statistics.median(latencies),
+                      p95_ms=q[18], batch_ms=batch_ms, stale=stale)  # fmt: skip
 
 
-def run_bench(cap: Captioner, *, batch: int, beam: int, frames: int, seconds: float) -> str:
+def run_bench(
+    cap: Captioner, *, batch: int, beam: int, frames: int, seconds: float,
+    checkpoint: str | None = None,
+) -> str:  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
-        f = bench_file(cap, batch=batch, beam=beam, frames=frames, workdir=Path(tmp))
+        f = bench_file(cap, batch=batch, beam=beam, frames=frames, workdir=Path(tmp),
+                       checkpoint=checkpoint)  # fmt: skip
         lines = [
             f"file job: {f.frames} frames in {f.seconds:.1f}s = {f.captions_per_s:.1f} captions/s; "
             f"captioner alone {f.captioner_images_per_s:.1f} images/s (batch {batch}, beam {beam}) "
             f"→ {100 * f.ratio:.0f}% (target ≥ 85%)",
         ]
-        live = bench_live(
-            cap,
-            batch=batch,
-            beam=beam,
-            seconds=seconds,
-            capacity_images_per_s=f.captioner_images_per_s,
-            workdir=Path(tmp),
-        )
+        live = bench_live(cap, batch=batch, beam=beam, seconds=seconds, workdir=Path(tmp),
+                          capacity_images_per_s=f.captioner_images_per_s,
+                          checkpoint=checkpoint)  # fmt: skip
         lines.append(
             f"live at {live.rate_fps:.1f} frames/s (half capacity, or the source's 25 fps if "
-            f"less): {live.captions} captions, "
-            f"capture→client p50 {live.p50_ms:.0f} ms, p95 {live.p95_ms:.0f} ms; one batch "
-            f"{live.batch_ms:.0f} ms → target p95 ≤ {live.batch_ms + 150:.0f} ms; "
-            f"{live.stale} stale frames skipped"
+            f"less): {live.captions} captions, capture→client p50 {live.p50_ms:.0f} ms, "
+            f"p95 {live.p95_ms:.0f} ms; one batch {live.batch_ms:.0f} ms → target p95 ≤ "
+            f"{live.batch_ms + 150:.0f} ms; {live.stale} stale frames skipped"
         )
     return "\n".join(lines)

@@ -390,7 +390,12 @@ def cmd_bench_pipeline(args: argparse.Namespace) -> int:
     print(f"scenecast bench pipeline — model {cap.model_id}, {where}")
     print(
         run_bench(
-            cap, batch=args.batch, beam=args.beam, frames=args.frames, seconds=args.live_seconds
+            cap,
+            batch=args.batch,
+            beam=args.beam,
+            frames=args.frames,
+            seconds=args.live_seconds,
+            checkpoint=args.checkpoint,
         )
     )
     return 0
