@@ -130,10 +130,27 @@ class Captioner:
         Arrays are (H, W, 3); tensors (3, H, W), e.g. JPEGs decoded on the GPU.
         """
         batch = to_batch(images, self.encoder.preprocess, device=self.device)  # (B, 3, S, S)
-        # On a GPU the CNN runs in fp16 (tensor cores); the decoder stays in fp32.
+        n = batch.size(0)
+        if self.device.type == "cuda":
+            # cuDNN builds its plans per input shape (slow the first time): pad to a few
+            # bucket sizes so a worker's varying batches reuse them. fp16 on tensor cores.
+            bucket = 1 << (n - 1).bit_length()
+            if bucket > n:
+                pad = batch.new_zeros(bucket - n, *batch.shape[1:])
+                batch = torch.cat([batch, pad]).contiguous(memory_format=torch.channels_last)
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.device.type == "cuda"):
-            features: Tensor = self.encoder(batch).float()  # (B, P, D)
+            features: Tensor = self.encoder(batch)[:n].float()  # (B, P, D)
         return features
+
+    def warm_up(self, max_batch: int) -> None:
+        """Run every batch bucket once (on a GPU the first call of a shape is slow)."""
+        image = np.zeros((64, 64, 3), dtype=np.uint8)
+        size = 1
+        while True:
+            self.caption([image] * min(size, max_batch), beam=self.search_config.beam)
+            if size >= max_batch:
+                break
+            size *= 2
 
     def caption(
         self,

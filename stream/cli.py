@@ -289,6 +289,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     cap = Captioner.load(args.checkpoint, device=args.device)
+    if cap.device.type == "cuda":
+        cap.warm_up(args.max_batch)
     beam = args.beam
 
     def caption(images: Sequence[Any]) -> Any:
