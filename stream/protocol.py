@@ -493,7 +493,7 @@ class CaptionMessage(_Message):
     capture_ts: str  # UTC wall clock of the capture, iso_utc()
     text: str
     tokens: tuple[str, ...]
-    score: float  # the search's score (mean log-probability per token)
+    score: float  # summed log-probability of the words and <end> (see captioner.Caption)
     model: str
     latency_ms: float  # capture → caption published
     segment_id: int
