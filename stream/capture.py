@@ -22,6 +22,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
@@ -41,6 +42,8 @@ from worker.queue import (
 )
 
 log = logging.getLogger("scenecast.capture")
+
+ENCODE_THREADS = 2  # JPEG encoders working ahead of publication in file jobs
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,7 @@ class Capture:
         self.frames_read = 0
         self._seq = 0
         self._published_ids: deque[tuple[int, int]] = deque()  # file jobs: for backlog()
+        self._backlog_bound = 0  # ≥ the group's backlog of this source (file jobs)
 
     def stop(self) -> None:
         self._stop.set()
@@ -130,10 +134,13 @@ class Capture:
         pipe.execute()
         log.info("%s: %s %s", self.spec.name, state, detail)
 
-    def publish(self, frame: Frame) -> None:
-        data, width, height = encode_jpeg(
+    def encode(self, frame: Frame) -> tuple[bytes, int, int]:
+        return encode_jpeg(
             frame.image, max_side=self.config.max_side, quality=self.config.jpeg_quality
         )
+
+    def publish(self, frame: Frame, encoded: tuple[bytes, int, int] | None = None) -> None:
+        data, width, height = encoded or self.encode(frame)
         entry = FrameEntry(
             source=self.spec.name,
             seq=self._seq,
@@ -171,8 +178,20 @@ class Capture:
         return len(self._published_ids) + int(group["pending"])
 
     def wait_for_room(self) -> None:
-        while not self._stop.is_set() and self.backlog() >= self.config.max_backlog:
-            self._stop.wait(0.02)
+        """Block while the group holds ``max_backlog`` frames of this source.
+
+        Asks Redis only when an upper bound (the last count + frames published since)
+        reaches the limit: the count can only have fallen since.
+        """
+        if self._backlog_bound < self.config.max_backlog:
+            self._backlog_bound += 1
+            return
+        while not self._stop.is_set():
+            self._backlog_bound = self.backlog()
+            if self._backlog_bound < self.config.max_backlog:
+                self._backlog_bound += 1
+                return
+            self._stop.wait(0.01)
 
     # -- sources ----------------------------------------------------------------------
 
@@ -196,18 +215,29 @@ class Capture:
             read_timeout_ms=self.config.read_timeout_ms,
         )
         self.status("live", f"file job: {reader.frame_count or '?'} frames at {reader.fps:g} fps")
-        with reader:
+        # JPEG encoding (OpenCV releases the GIL) runs in threads, a few frames ahead of
+        # publication; frames are still published one by one, in order.
+        pending: deque[tuple[Frame, Future[tuple[bytes, int, int]]]] = deque()
+        with reader, ThreadPoolExecutor(max_workers=ENCODE_THREADS) as pool:
             for frame in sampled_frames(reader, sampler):
                 if self._stop.is_set():
                     self.status("ended", "stopped")
                     return
                 self.sampled += 1
-                self.wait_for_room()
-                self.publish(frame)
+                pending.append((frame, pool.submit(self.encode, frame)))
+                if len(pending) >= 2 * ENCODE_THREADS:
+                    self._publish_next(pending)
+            while pending and not self._stop.is_set():
+                self._publish_next(pending)
         detail = f"{self.published} frames sampled"
         if reader.decode_errors:
             detail += f", {reader.decode_errors} undecodable frames skipped"
         self.status("ended", detail)
+
+    def _publish_next(self, pending: deque[tuple[Frame, Future[tuple[bytes, int, int]]]]) -> None:
+        frame, encoded = pending.popleft()
+        self.wait_for_room()
+        self.publish(frame, encoded.result())
 
     def _run_live(self) -> None:
         sampler = self.config.sampler()
