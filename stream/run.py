@@ -43,7 +43,9 @@ class RunConfig:
 def start_worker(url: str, args: Sequence[str]) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "stream.cli", "worker", "--redis-url", url,
                "--exit-with-parent", str(os.getpid()), *args]  # fmt: skip
-    return subprocess.Popen(command)
+    # Its own session: a terminal's Ctrl+C reaches only us, and we drain it with SIGTERM
+    # (otherwise it would get SIGINT and then our SIGTERM: a "second signal", no drain).
+    return subprocess.Popen(command, start_new_session=True)
 
 
 def stop_worker(proc: subprocess.Popen[bytes], timeout: float) -> None:
