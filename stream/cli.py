@@ -354,19 +354,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return code
 
 
-def cmd_bench_captioner(args: argparse.Namespace) -> int:
+def _bench_context(cap: Any) -> str:
+    """The model and machine a benchmark ran on, for its first line."""
     import torch
 
-    from captioner.api import Captioner
-    from captioner.bench import bench_captioner, format_rows
-
-    cap = Captioner.load(args.checkpoint, device=args.device)
     where = (
         torch.cuda.get_device_name(cap.device)
         if cap.device.type == "cuda"
         else f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     )
-    print(f"scenecast bench captioner — model {cap.model_id}, {where}, torch {torch.__version__}")
+    return f"model {cap.model_id}, {where}, torch {torch.__version__}"
+
+
+def cmd_bench_captioner(args: argparse.Namespace) -> int:
+
+    from captioner.api import Captioner
+    from captioner.bench import bench_captioner, format_rows
+
+    cap = Captioner.load(args.checkpoint, device=args.device)
+    print(f"scenecast bench captioner — {_bench_context(cap)}")
     rows = bench_captioner(cap, batches=args.batches, beams=args.beams, min_seconds=args.seconds)
     print(format_rows(rows))
     for beam in args.beams:
@@ -378,18 +384,12 @@ def cmd_bench_captioner(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_pipeline(args: argparse.Namespace) -> int:
-    import torch
 
     from captioner.api import Captioner
     from stream.bench_pipeline import run_bench
 
     cap = Captioner.load(args.checkpoint, device=args.device)
-    where = (
-        torch.cuda.get_device_name(cap.device)
-        if cap.device.type == "cuda"
-        else f"CPU, {torch.get_num_threads()} threads"
-    )
-    print(f"scenecast bench pipeline — model {cap.model_id}, {where}")
+    print(f"scenecast bench pipeline — {_bench_context(cap)}")
     print(
         run_bench(
             cap,
@@ -404,18 +404,12 @@ def cmd_bench_pipeline(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_caption(args: argparse.Namespace) -> int:
-    import torch
 
     from captioner.api import Captioner
     from stream.bench_caption import run_bench
 
     cap = Captioner.load(args.checkpoint, device=args.device)
-    where = (
-        torch.cuda.get_device_name(cap.device)
-        if cap.device.type == "cuda"
-        else f"CPU, {torch.get_num_threads()} threads"
-    )
-    print(f"scenecast bench caption — model {cap.model_id}, {where}")
+    print(f"scenecast bench caption — {_bench_context(cap)}")
     print(
         run_bench(
             cap,

@@ -64,9 +64,8 @@ def fitted_decoder(
     return decoder.eval()
 
 
-def tiny_captioner(*, max_len: int = 8):  # type: ignore[no-untyped-def]
-    """A real Captioner: the real EfficientNet-Lite0 encoder and a tiny random decoder."""
-    from captioner.api import Captioner
+def tiny_checkpoint(*, max_len: int = 8):  # type: ignore[no-untyped-def]
+    """The real encoder's spec and a tiny random decoder, as a checkpoint."""
     from captioner.checkpoint import Checkpoint
     from captioner.encoder import EncoderSpec
     from captioner.preprocess import Preprocess
@@ -75,7 +74,7 @@ def tiny_captioner(*, max_len: int = 8):  # type: ignore[no-untyped-def]
 
     vocab = Vocabulary([*SPECIALS, *(f"w{i}" for i in range(30))])
     decoder = tiny_decoder(len(vocab), encoder_dim=1280, end_bias=-1.0)
-    ckpt = Checkpoint(
+    return Checkpoint(
         config=decoder.config,
         encoder=EncoderSpec(),
         preprocess=Preprocess(),
@@ -83,4 +82,18 @@ def tiny_captioner(*, max_len: int = 8):  # type: ignore[no-untyped-def]
         decoder_state=decoder.state_dict(),
         search=SearchConfig(max_len=max_len),
     )
-    return Captioner.from_checkpoint(ckpt, model_id="tiny")
+
+
+def save_tiny_checkpoint(path):  # type: ignore[no-untyped-def]
+    """Write :func:`tiny_checkpoint` to ``path`` (for commands that take --checkpoint)."""
+    from captioner.checkpoint import save_checkpoint
+
+    save_checkpoint(path, tiny_checkpoint())
+    return path
+
+
+def tiny_captioner(*, max_len: int = 8):  # type: ignore[no-untyped-def]
+    """A real Captioner: the real EfficientNet-Lite0 encoder and a tiny random decoder."""
+    from captioner.api import Captioner
+
+    return Captioner.from_checkpoint(tiny_checkpoint(max_len=max_len), model_id="tiny")

@@ -42,7 +42,7 @@ from stream.caption import (
 from stream.capture import CaptureConfig
 from stream.cli import main
 from tests.conftest import TIMEOUT_FACTOR
-from tests.factories import tiny_captioner
+from tests.factories import save_tiny_checkpoint, tiny_captioner
 from tests.videos import make_video
 from worker.batching import BatchPolicy
 from worker.queue import SOURCES_KEY, captions_key, frames_key, status_key
@@ -599,21 +599,7 @@ def test_bad_input_exit_code_in_a_real_process(tmp_path: Path) -> None:
 def test_real_process_loads_the_checkpoint_and_matches_in_process(
     capsys: pytest.CaptureFixture[str], video: Path, tmp_path: Path, captioner: Any
 ) -> None:
-    from captioner.checkpoint import Checkpoint, save_checkpoint
-    from captioner.encoder import EncoderSpec
-
-    checkpoint = tmp_path / "tiny.pt"
-    save_checkpoint(
-        checkpoint,
-        Checkpoint(
-            config=captioner.decoder.config,
-            encoder=EncoderSpec(),
-            preprocess=captioner.encoder.preprocess,
-            vocab=captioner.vocab,
-            decoder_state=captioner.decoder.state_dict(),
-            search=captioner.search_config,
-        ),
-    )
+    checkpoint = save_tiny_checkpoint(tmp_path / "tiny.pt")
     out = tmp_path / "real.srt"
     done = _subprocess(
         video, "-o", out, "--checkpoint", checkpoint, "--device", "cpu", "--beam", "2", "--quiet"

@@ -22,11 +22,10 @@ import pytest
 import redis
 from websockets.asyncio.client import connect
 
-from captioner.checkpoint import save_checkpoint
 from stream.capture import Capture, CaptureConfig
 from stream.sources import parse_source
 from tests.conftest import TIMEOUT_FACTOR
-from tests.factories import tiny_captioner
+from tests.factories import save_tiny_checkpoint, tiny_captioner
 from tests.videos import make_video
 from worker.batching import BatchPolicy
 from worker.queue import METRICS_KEY, captions_key, decode_caption
@@ -38,23 +37,7 @@ SCENES = [((0, 0, 200), 2.0), ((0, 200, 0), 2.0), ((200, 0, 0), 2.0)]  # BGR, se
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cap = tiny_captioner()
-    from captioner.checkpoint import Checkpoint
-    from captioner.encoder import EncoderSpec
-
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    save_checkpoint(
-        path,
-        Checkpoint(
-            config=cap.decoder.config,
-            encoder=EncoderSpec(),
-            preprocess=cap.encoder.preprocess,
-            vocab=cap.vocab,
-            decoder_state=cap.decoder.state_dict(),
-            search=cap.search_config,
-        ),
-    )
-    return path
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.pt")  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="module")
