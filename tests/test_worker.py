@@ -13,6 +13,7 @@ from tests.frames import add_frame, jpeg, publish_caption, register
 from worker.batching import BatchPolicy
 from worker.queue import (
     GROUP,
+    METRICS_KEY,
     CaptionEntry,
     captions_key,
     deadletter_key,
@@ -112,6 +113,7 @@ def test_corrupt_frame_is_retried_then_dead_lettered(redis_client, captioner) ->
             break
     assert worker.stats.deadlettered == 1
     assert worker.stats.failed == 2  # delivered twice, failed twice, then given up
+    assert int(redis_client.hget(METRICS_KEY, "failed")) == 2  # /metrics sees both
     assert [c.seq for c in _captions(redis_client, "f")] == [1]
     letters = redis_client.xrange(deadletter_key("f"))
     assert len(letters) == 1 and letters[0][1][b"dead_reason"] == b"too many deliveries"

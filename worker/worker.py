@@ -330,16 +330,18 @@ class Worker:
             pipe = self.redis.pipeline(transaction=False)
             for i in stale:
                 pipe.xack(frames_key(batch[i].frame.source), GROUP, batch[i].entry_id)
+            pipe.hincrby(METRICS_KEY, "stale", len(stale))  # acks and count: one round trip
             pipe.execute()
             self.stats.stale += len(stale)
-            self._count(stale=len(stale))
         work = [batch[i] for i in fresh]
         if not work:
             return
         images = decode_jpegs([p.frame.jpeg for p in work], device=self.config.device)
         ok = [(p, im) for p, im in zip(work, images, strict=True) if im is not None]
-        self.stats.failed += len(work) - len(ok)  # left pending: retried, then dead-lettered
+        failed = len(work) - len(ok)  # left pending: retried, then dead-lettered
+        self.stats.failed += failed
         if not ok:
+            self._count(failed=failed)  # counted even when the whole batch failed
             return
         captions = self.caption([im for _, im in ok])
         done_ns = time.time_ns()
@@ -365,7 +367,7 @@ class Worker:
             captioned=published,
             duplicates=len(results) - published,
             batches=1,
-            failed=len(work) - len(ok),
+            failed=failed,
         )
         self.stats.batch_sizes.append(len(ok))
         del self.stats.batch_sizes[:-1000]
