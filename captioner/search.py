@@ -208,121 +208,163 @@ def _normalize(score: float, words: int, config: SearchConfig) -> float:
 
 
 @dataclass
-class _Finished:
-    """The finished beams of one image, best first, at most ``beam`` of them."""
+class _Pool:
+    """The k best finished beams of every image, best first: fixed-shape tensors.
 
-    beam: int
-    items: list[Hypothesis] = field(default_factory=list)
+    ``norm`` is -inf in empty slots; rows are indexed by the image's place in the
+    batch, so images that leave the search keep their finished beams here.
+    """
 
-    def add(self, hyp: Hypothesis) -> None:
-        self.items.append(hyp)
-        self.items.sort(key=lambda h: -h.normalized)
-        del self.items[self.beam :]
+    norm: Tensor  # (B, k) length-normalised score, the ranking key
+    score: Tensor  # (B, k) summed log-probability
+    length: Tensor  # (B, k) words
+    ids: Tensor  # (B, k, max_len)
+    attention: Tensor  # (B, k, max_len, P)
 
-    def full(self) -> bool:
-        return len(self.items) >= self.beam
+    @classmethod
+    def empty(cls, batch: int, k: int, max_len: int, positions: int, like: Tensor) -> _Pool:
+        device = like.device
+        return cls(
+            norm=torch.full((batch, k), NEG_INF, device=device),
+            score=torch.full((batch, k), NEG_INF, device=device),
+            length=torch.zeros((batch, k), dtype=torch.long, device=device),
+            ids=torch.zeros((batch, k, max_len), dtype=torch.long, device=device),
+            attention=torch.zeros((batch, k, max_len, positions), dtype=like.dtype, device=device),
+        )
 
-    def worst(self) -> float:
-        return self.items[-1].normalized
+    def merge(self, rows: Tensor, candidates: _Pool) -> Tensor:
+        """Keep, for each of ``rows``, the k best of its pool and ``candidates`` (A, k).
+
+        Returns the worst kept normalised score per row (A,), -inf while not full.
+        """
+        k = self.norm.size(1)
+        norm = torch.cat([self.norm[rows], candidates.norm], dim=1)  # (A, 2k)
+        best, pick = norm.topk(k, dim=1)  # (A, k), best first
+        self.norm[rows] = best
+        for name in ("score", "length", "ids", "attention"):
+            both = torch.cat([getattr(self, name)[rows], getattr(candidates, name)], dim=1)
+            getattr(self, name)[rows] = _take(both, pick)
+        return best[:, -1]
+
+
+def _take(values: Tensor, index: Tensor) -> Tensor:
+    """values (A, n, ...) gathered along dim 1 by index (A, m) -> (A, m, ...)."""
+    rows = torch.arange(values.size(0), device=values.device).unsqueeze(1)  # (A, 1)
+    return values[rows, index]
 
 
 @torch.inference_mode()
 def beam_search(
     decoder: Decoder, features: Tensor, vocab: Vocabulary, config: SearchConfig
 ) -> list[Hypothesis]:
-    """Beam k for a whole batch at once.
+    """Beam k for a whole batch at once, bookkeeping in tensors.
 
-    Each image keeps k alive beams and its own list of finished ones. A beam that
-    emits ``<end>`` among the k best candidates moves to the finished list; the
-    image is done when k beams have finished and no alive beam can still beat the
-    worst of them. Done images leave the batch, so the rest run on fewer rows.
+    Each image keeps k alive beams and a pool of its k best finished ones. Of the 2k
+    best candidates of a step, an ``<end>`` among the first k finishes a beam; the
+    first k others stay alive. An image is done when no alive beam is left (forced end
+    at ``max_len``) or k beams have finished and no alive beam can still beat the worst
+    of them; done images leave the batch, so the rest run on fewer rows. One small
+    device-to-host copy per step (which images are done), none per beam.
     """
-    k, vocab_size = config.beam, len(vocab)
-    batch, device = features.size(0), features.device
+    k, vocab_size, max_len = config.beam, len(vocab), config.max_len
+    batch, positions, device = features.size(0), features.size(1), features.device
     banned = _banned_mask(vocab, config, device)
-    rows = list(range(batch))  # images still searching, in batch order
+    rows = torch.arange(batch, device=device)  # (A,) images still searching
     feats = features.repeat_interleave(k, dim=0)  # (A*k, P, D)
     projected = decoder.project(feats)  # (A*k, P, A)
     state = decoder.init_state(feats)
     tokens = torch.full((batch * k,), vocab.start_id, dtype=torch.long, device=device)
     history = torch.empty((batch * k, 0), dtype=torch.long, device=device)  # (A*k, t)
-    attn = torch.empty((batch * k, 0, features.size(1)), device=device)  # (A*k, t, P)
+    attn: Tensor | None = None  # (A*k, t, P), dtype of the attention maps
     scores = torch.full((batch, k), NEG_INF, device=device)  # (A, k)
     scores[:, 0] = 0.0  # at step 0 all beams are the same: expand only the first
-    done = [_Finished(k) for _ in range(batch)]
+    rank = torch.arange(2 * k, device=device)  # (2k,)
+    slot = torch.arange(k, device=device)  # (k,)
+    pool: _Pool | None = None
+    bound_scale = float(max_len + 1) ** config.length_penalty if config.length_penalty > 0 else 1.0
 
-    for step in range(config.max_len + 1):
+    for step in range(max_len + 1):
         logits, alpha, state = decoder.step(feats, projected, tokens, state)
+        if attn is None:
+            attn = alpha.new_empty((batch * k, 0, positions))
+        if pool is None:
+            pool = _Pool.empty(batch, k, max_len, positions, alpha)
+        alive_rows = rows.size(0)
         logp = _next_logp(logits, step, vocab, config, banned, history)  # (A*k, V)
-        total = (scores.view(-1, 1) + logp).view(len(rows), k * vocab_size)  # (A, k*V)
-        top_scores, top_index = total.topk(2 * k, dim=1)  # (A, 2k)
-        keep_rows: list[int] = []
-        keep_beams: list[int] = []  # flat index into the A*k current beams
-        keep_tokens: list[int] = []
-        keep_scores: list[float] = []
-        for a, (cand_scores, cand_index) in enumerate(
-            zip(top_scores.tolist(), top_index.tolist(), strict=True)
-        ):
-            row = rows[a]
-            alive: list[tuple[int, int, float]] = []
-            for rank, (value, flat) in enumerate(zip(cand_scores, cand_index, strict=True)):
-                origin, token = divmod(flat, vocab_size)
-                if value == NEG_INF or len(alive) == k:
-                    break
-                beam_index = a * k + origin
-                if token == vocab.end_id:
-                    if rank < k:  # only ends among the k best candidates count
-                        done[row].add(_finished(history, attn, beam_index, step, value, config))
-                    continue
-                alive.append((beam_index, token, value))
-            if _row_done(done[row], alive, config):
-                continue
-            while len(alive) < k:  # too few candidates (tiny vocabulary): dead padding beams
-                alive.append((alive[0][0], alive[0][1], NEG_INF))
-            keep_rows.append(a)
-            for beam_index, token, value in alive:
-                keep_beams.append(beam_index)
-                keep_tokens.append(token)
-                keep_scores.append(value)
-        if not keep_rows:
+        total = (scores.view(-1, 1) + logp).view(alive_rows, k * vocab_size)  # (A, k*V)
+        top_scores, top_index = total.topk(2 * k, dim=1)  # (A, 2k), best first
+        origin = top_index.div(vocab_size, rounding_mode="floor")  # (A, 2k) beam in row
+        token = top_index.remainder(vocab_size)  # (A, 2k)
+        beam_index = origin + (torch.arange(alive_rows, device=device) * k).unsqueeze(1)
+        finite = top_scores.isfinite()
+        is_end = token.eq(vocab.end_id)
+
+        # finished: an <end> among the k best candidates
+        ends = (is_end & finite)[:, :k]  # (A, k)
+        end_beams = beam_index[:, :k].reshape(-1)  # (A*k,)
+        candidates = _Pool(
+            norm=torch.where(
+                ends, top_scores[:, :k] / float(step + 1) ** config.length_penalty, NEG_INF
+            ),
+            score=top_scores[:, :k],
+            length=torch.full_like(end_beams, step).view(alive_rows, k),
+            ids=_pad(history.index_select(0, end_beams), max_len).view(alive_rows, k, max_len),
+            attention=_pad(attn.index_select(0, end_beams).transpose(1, 2), max_len)
+            .transpose(1, 2)
+            .reshape(alive_rows, k, max_len, positions),
+        )
+        worst = pool.merge(rows, candidates)  # (A,)
+
+        # alive: the first k candidates that are not <end>; too few (tiny vocabulary):
+        # dead padding beams with score -inf that copy the first alive one
+        alive = ~is_end & finite  # (A, 2k)
+        pick = torch.where(alive, rank, rank + 2 * k).argsort(dim=1)[:, :k]  # (A, k)
+        count = alive.sum(dim=1, keepdim=True)  # (A, 1)
+        dead = slot.unsqueeze(0) >= count  # (A, k)
+        next_scores = torch.where(dead, NEG_INF, top_scores.gather(1, pick))
+        next_beams = beam_index.gather(1, pick)
+        next_beams = torch.where(dead, next_beams[:, :1], next_beams)
+        next_tokens = token.gather(1, pick)
+        next_tokens = torch.where(dead, next_tokens[:, :1], next_tokens)
+
+        # done: nothing alive, or k finished that no alive beam can beat (log-probs only
+        # fall as a beam grows; with a length penalty the bound assumes the longest
+        # caption, which flatters it: a conservative test)
+        bound = next_scores.max(dim=1).values / bound_scale  # (A,)
+        done = count.squeeze(1).eq(0) | (worst.isfinite() & bound.le(worst))
+        keep = (~done).nonzero().squeeze(1)  # (A',): the one host sync of the step
+        if keep.numel() == 0:
             break
-        index = torch.tensor(keep_beams, device=device)
-        rows = [rows[a] for a in keep_rows]
-        tokens = torch.tensor(keep_tokens, device=device)
-        scores = torch.tensor(keep_scores, device=device).view(len(rows), k)
+        index = next_beams.index_select(0, keep).view(-1)  # (A'*k,)
+        tokens = next_tokens.index_select(0, keep).view(-1)
+        scores = next_scores.index_select(0, keep)
         state = state.select(index)
         history = torch.cat([history.index_select(0, index), tokens.unsqueeze(1)], dim=1)
         attn = torch.cat(
             [attn.index_select(0, index), alpha.index_select(0, index).unsqueeze(1)], 1
         )
-        if len(keep_rows) * k != feats.size(0):  # some images finished: shrink the batch
-            row_index = torch.tensor(keep_rows, device=device).repeat_interleave(k) * k
+        if keep.numel() != alive_rows:  # some images finished: shrink the batch
+            rows = rows.index_select(0, keep)
+            row_index = (keep * k).repeat_interleave(k) + slot.repeat(keep.numel())
             feats = feats.index_select(0, row_index)
             projected = projected.index_select(0, row_index)
-    return [finished.items[0] for finished in done]
+    assert pool is not None
+    return _best(pool, config)
 
 
-def _finished(
-    history: Tensor, attn: Tensor, beam_index: int, step: int, score: float, config: SearchConfig
-) -> Hypothesis:
-    ids = history[beam_index].tolist()
-    return Hypothesis(ids, score, attn[beam_index].float().cpu(), _normalize(score, step, config))
+def _pad(values: Tensor, length: int) -> Tensor:
+    """Right-pad the last dimension with zeros to ``length``."""
+    return torch.nn.functional.pad(values, (0, length - values.size(-1)))
 
 
-def _row_done(
-    finished: _Finished, alive: list[tuple[int, int, float]], config: SearchConfig
-) -> bool:
-    """No alive beam (forced end at max_len), or k finished that no alive beam can beat.
-
-    Log-probabilities only fall as a beam grows, so with no length penalty the best
-    alive score is a bound. With a penalty, the bound assumes the beam ends at the
-    longest allowed length, which flatters it — a conservative test.
-    """
-    if not alive:
-        return True
-    if not finished.full():
-        return False
-    bound = max(value for _, _, value in alive)
-    if config.length_penalty > 0:
-        bound /= float(config.max_len + 1) ** config.length_penalty
-    return bound <= finished.worst()
+def _best(pool: _Pool, config: SearchConfig) -> list[Hypothesis]:
+    """The best finished beam of every image, copied to the host once."""
+    lengths = pool.length[:, 0].tolist()
+    scores = pool.score[:, 0].tolist()
+    norms = pool.norm[:, 0].tolist()
+    ids = pool.ids[:, 0].cpu()
+    attention = pool.attention[:, 0].float().cpu()
+    return [
+        Hypothesis(ids[b, :n].tolist(), scores[b], attention[b, :n], norms[b])
+        for b, n in enumerate(lengths)
+    ]
