@@ -21,7 +21,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -44,6 +44,7 @@ from worker.queue import (
 log = logging.getLogger("scenecast.capture")
 
 ENCODE_THREADS = 2  # JPEG encoders working ahead of publication in file jobs
+LOOKAHEAD = 4 * ENCODE_THREADS  # file jobs: frames decoded ahead of publication
 
 
 @dataclass(frozen=True)
@@ -140,27 +141,31 @@ class Capture:
         )
 
     def publish(self, frame: Frame, encoded: tuple[bytes, int, int] | None = None) -> None:
-        data, width, height = encoded or self.encode(frame)
-        entry = FrameEntry(
-            source=self.spec.name,
-            seq=self._seq,
-            pts_ms=frame.pts_ms,
-            capture_ns=frame.wall_ns,
-            width=width,
-            height=height,
-            jpeg=data,
-            live=self.spec.live,
-            interval_ms=self.config.interval_ms,
-        )
+        self.publish_many([(frame, encoded or self.encode(frame))])
+
+    def publish_many(self, frames: Sequence[tuple[Frame, tuple[bytes, int, int]]]) -> None:
+        """Publish encoded frames in order, in one transaction (one round trip)."""
         maxlen = self.config.live_maxlen if self.spec.live else None
         pipe = self.redis.pipeline(transaction=True)
-        pipe.xadd(frames_key(self.spec.name), entry.encode(), maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
-        pipe.set(f"seq:{{{self.spec.name}}}", self._seq + 1)
-        entry_id, _ = pipe.execute()
+        for i, (frame, (data, width, height)) in enumerate(frames):
+            entry = FrameEntry(
+                source=self.spec.name,
+                seq=self._seq + i,
+                pts_ms=frame.pts_ms,
+                capture_ns=frame.wall_ns,
+                width=width,
+                height=height,
+                jpeg=data,
+                live=self.spec.live,
+                interval_ms=self.config.interval_ms,
+            )
+            pipe.xadd(frames_key(self.spec.name), entry.encode(), maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
+        pipe.set(f"seq:{{{self.spec.name}}}", self._seq + len(frames))
+        *entry_ids, _ = pipe.execute()
         if not self.spec.live:
-            self._published_ids.append(_stream_id(_name(entry_id)))
-        self._seq += 1
-        self.published += 1
+            self._published_ids.extend(_stream_id(_name(i)) for i in entry_ids)
+        self._seq += len(frames)
+        self.published += len(frames)
 
     def backlog(self) -> int:
         """Frames of this source not yet captioned: undelivered + pending in the group.
@@ -177,19 +182,20 @@ class Capture:
             self._published_ids.popleft()
         return len(self._published_ids) + int(group["pending"])
 
-    def wait_for_room(self) -> None:
-        """Block while the group holds ``max_backlog`` frames of this source.
+    def wait_for_room(self, frames: int = 1) -> None:
+        """Block until ``frames`` more fit under ``max_backlog`` frames in the group.
 
         Asks Redis only when an upper bound (the last count + frames published since)
         reaches the limit: the count can only have fallen since.
         """
-        if self._backlog_bound < self.config.max_backlog:
-            self._backlog_bound += 1
+        frames = min(frames, self.config.max_backlog)
+        if self._backlog_bound + frames <= self.config.max_backlog:
+            self._backlog_bound += frames
             return
         while not self._stop.is_set():
             self._backlog_bound = self.backlog()
-            if self._backlog_bound < self.config.max_backlog:
-                self._backlog_bound += 1
+            if self._backlog_bound + frames <= self.config.max_backlog:
+                self._backlog_bound += frames
                 return
             self._stop.wait(0.01)
 
@@ -225,19 +231,22 @@ class Capture:
                     return
                 self.sampled += 1
                 pending.append((frame, pool.submit(self.encode, frame)))
-                if len(pending) >= 2 * ENCODE_THREADS:
-                    self._publish_next(pending)
+                if len(pending) >= LOOKAHEAD:
+                    self._publish_ready(pending)
             while pending and not self._stop.is_set():
-                self._publish_next(pending)
+                self._publish_ready(pending)
         detail = f"{self.published} frames sampled"
         if reader.decode_errors:
             detail += f", {reader.decode_errors} undecodable frames skipped"
         self.status("ended", detail)
 
-    def _publish_next(self, pending: deque[tuple[Frame, Future[tuple[bytes, int, int]]]]) -> None:
-        frame, encoded = pending.popleft()
-        self.wait_for_room()
-        self.publish(frame, encoded.result())
+    def _publish_ready(self, pending: deque[tuple[Frame, Future[tuple[bytes, int, int]]]]) -> None:
+        """Publish the oldest frame (waiting for its JPEG) and every encoded one after it."""
+        ready = [pending.popleft()]
+        while pending and pending[0][1].done() and len(ready) < self.config.max_backlog:
+            ready.append(pending.popleft())
+        self.wait_for_room(len(ready))
+        self.publish_many([(frame, encoded.result()) for frame, encoded in ready])
 
     def _run_live(self) -> None:
         sampler = self.config.sampler()

@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     bp.add_argument("--beam", type=positive_int, default=3)
     bp.add_argument("--frames", type=positive_int, default=192, help="frames in the file job")
     bp.add_argument("--live-seconds", type=float, default=30.0)
+    bp.add_argument("--rounds", type=positive_int, default=3, help="file-job rounds (median)")
     bp.set_defaults(func=cmd_bench_pipeline)
     bcap = what.add_parser("caption", help="realtime factor of `scenecast caption` on a long video")
     bcap.add_argument("--checkpoint", default=None, help="default: the bundled model")
@@ -398,6 +399,7 @@ def cmd_bench_pipeline(args: argparse.Namespace) -> int:
             frames=args.frames,
             seconds=args.live_seconds,
             checkpoint=args.checkpoint,
+            rounds=args.rounds,
         )
     )
     return 0

@@ -54,6 +54,7 @@ from stream.protocol import (
 from worker.queue import (
     METRICS_KEY,
     SOURCES_KEY,
+    STAGE_PREFIX,
     CaptionEntry,
     EntryError,
     captions_key,
@@ -385,12 +386,22 @@ class CaptionServer:
         ]
         try:
             worker = await self.redis.hgetall(METRICS_KEY)
+            stages = []
             for key, value in sorted(worker.items()):
                 name = key.decode()
+                if name.startswith(STAGE_PREFIX):
+                    stage = name.removeprefix(STAGE_PREFIX)
+                    seconds = float(value)
+                    stages.append(
+                        f'scenecast_worker_stage_seconds_total{{stage="{stage}"}} {seconds:.3f}'
+                    )
+                    continue
                 lines += [
                     f"# TYPE scenecast_worker_{name}_total counter",
                     f"scenecast_worker_{name}_total {int(value)}",
                 ]
+            if stages:  # time per worker stage: read (waiting included), decode, caption, publish
+                lines += ["# TYPE scenecast_worker_stage_seconds_total counter", *stages]
             lines.append("# TYPE scenecast_source_state gauge")
             for source, info in sorted(self.hub.sources.items()):
                 lines.append(

@@ -15,6 +15,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from stream.server import CaptionServer, ServerConfig
 from tests.conftest import TIMEOUT_FACTOR
 from tests.frames import publish_caption, register
+from worker.queue import METRICS_KEY
 
 T = 5.0 * TIMEOUT_FACTOR
 
@@ -174,6 +175,10 @@ def test_http_endpoints(redis_server, redis_client) -> None:  # type: ignore[no-
         assert "<html" in (await asyncio.to_thread(_get, base + "/")).lower()
         metrics = await asyncio.to_thread(_get, base + "/metrics")
         assert "scenecast_up 1" in metrics and "scenecast_clients 0" in metrics
+        redis_client.hset(METRICS_KEY, mapping={"captioned": 5, "seconds:caption": 1.25})
+        metrics = await asyncio.to_thread(_get, base + "/metrics")
+        assert "scenecast_worker_captioned_total 5" in metrics
+        assert 'scenecast_worker_stage_seconds_total{stage="caption"} 1.250' in metrics
         with pytest.raises(urllib.error.HTTPError) as info:
             await asyncio.to_thread(_get, base + "/nope")
         assert info.value.code == 404

@@ -170,3 +170,40 @@ def test_publish_assigns_segments_and_drops_duplicates(redis_client) -> None:  #
     captions = _captions(redis_client, "s")
     assert [c.seq for c in captions] == [0, 1, 2, 3, 4]
     assert [c.segment_id for c in captions] == [0, 0, 1, 1, 2]
+
+
+def test_run_publishes_in_order_while_the_next_batch_is_captioned(redis_client, captioner) -> None:  # type: ignore[no-untyped-def]
+    """run() hands publication to a thread: order kept, nothing captioned is lost."""
+    register(redis_client, "p", live=False)
+    for seq in range(20):
+        add_frame(redis_client, "p", seq, data=jpeg(COLORS[seq % len(COLORS)]))
+    worker = Worker(
+        redis_client,
+        _caption_fn(captioner),
+        WorkerConfig(policy=BatchPolicy(max_batch=3, max_wait_ms=0)),
+    )
+    worker.run(until=lambda: worker.stats.captioned + 3 >= 20)  # stops with batches in flight
+    captions = _captions(redis_client, "p")
+    assert [c.seq for c in captions] == list(range(len(captions)))
+    assert len(captions) == worker.stats.captioned >= 17
+    assert _pending(redis_client, "p") == 0  # everything read was captioned and acked
+    assert len(worker.stats.batch_sizes) == worker.stats.batches >= 6
+
+
+def test_time_per_stage_is_counted_for_metrics(redis_client, captioner) -> None:  # type: ignore[no-untyped-def]
+    register(redis_client, "t", live=False)
+    for seq in range(4):
+        add_frame(redis_client, "t", seq, data=jpeg(COLORS[seq]))
+    worker = Worker(
+        redis_client, _caption_fn(captioner), WorkerConfig(policy=BatchPolicy(max_batch=4))
+    )
+    while worker.stats.captioned < 4:
+        worker.step()
+    stored = {
+        k.decode(): float(v)
+        for k, v in redis_client.hgetall(METRICS_KEY).items()
+        if k.startswith(b"seconds:")
+    }
+    assert set(stored) == {"seconds:read", "seconds:decode", "seconds:caption", "seconds:publish"}
+    assert all(v > 0 for v in stored.values())
+    assert stored["seconds:caption"] == pytest.approx(worker.stats.seconds["caption"])

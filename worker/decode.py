@@ -29,10 +29,14 @@ def decode_jpegs(
 def _decode_cpu(blob: bytes) -> np.ndarray | None:
     if not blob:
         return None
+    if _IMREAD_RGB is not None:  # OpenCV ≥ 4.10 decodes straight to RGB
+        image: np.ndarray | None = cv2.imdecode(np.frombuffer(blob, dtype=np.uint8), _IMREAD_RGB)
+        return image
     image = cv2.imdecode(np.frombuffer(blob, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        return None
-    return np.ascontiguousarray(image[:, :, ::-1])  # BGR → RGB
+    return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+_IMREAD_RGB: int | None = getattr(cv2, "IMREAD_COLOR_RGB", None)
 
 
 def _decode_cuda(blobs: Sequence[bytes], device: str) -> list[np.ndarray | torch.Tensor | None]:

@@ -30,6 +30,7 @@ PROTOCOL_VERSION = 1
 GROUP = "captioners"
 SOURCES_KEY = "scenecast:sources"
 METRICS_KEY = "scenecast:metrics"  # hash of worker counters, summed over all workers
+STAGE_PREFIX = "seconds:"  # METRICS_KEY fields "seconds:{stage}": time spent per stage
 SOURCE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 STATES = ("connecting", "live", "reconnecting", "ended", "error")
 

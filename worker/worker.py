@@ -29,11 +29,13 @@ import redis
 
 from worker.batching import BatchPolicy, split_stale
 from worker.decode import decode_jpegs
+from worker.handoff import Handoff
 from worker.publish import PUBLISH_LUA, Publication, publish_args
 from worker.queue import (
     GROUP,
     METRICS_KEY,
     SOURCES_KEY,
+    STAGE_PREFIX,
     CaptionEntry,
     EntryError,
     FrameEntry,
@@ -89,6 +91,7 @@ class WorkerStats:
     deadlettered: int = 0
     claimed: int = 0
     batch_sizes: list[int] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # per stage, summed
 
     def as_dict(self) -> dict[str, int]:
         return {k: v for k, v in vars(self).items() if isinstance(v, int)}
@@ -152,19 +155,31 @@ class Worker:
         return self._stop.is_set()
 
     def run(self, *, until: Callable[[], bool] | None = None) -> WorkerStats:
-        """Work until :meth:`stop` (or ``until()`` is true)."""
+        """Work until :meth:`stop` (or ``until()`` is true).
+
+        Pipelined: a background thread publishes batch N while the model captions
+        batch N+1 (in order; everything captioned is published before this returns).
+        """
         log.info("worker %s started", self.config.consumer)
-        while not self._stop.is_set() and not (until and until()):
-            self.step()
+        with Handoff(self._publish_batch, depth=2, name="publisher") as publisher:
+            while not self._stop.is_set() and not (until and until()):
+                started = time.perf_counter()
+                batch = self._reclaim() if self._claim_due() else []
+                batch += self._gather(self.config.policy.room(len(batch)))
+                prepared = self._prepare(batch, read_s=time.perf_counter() - started)
+                if prepared is not None:
+                    publisher.submit(self._caption(prepared))
         log.info("worker %s stopped: %s", self.config.consumer, self.stats.as_dict())
         return self.stats
 
     def step(self) -> int:
         """Gather one batch (or time out) and process it; the number of frames handled."""
+        started = time.perf_counter()
         batch = self._reclaim() if self._claim_due() else []
         batch += self._gather(self.config.policy.room(len(batch)))
-        if batch:
-            self._process(batch)
+        prepared = self._prepare(batch, read_s=time.perf_counter() - started)
+        if prepared is not None:
+            self._publish_batch(self._caption(prepared))
         return len(batch)
 
     # -- sources and groups -----------------------------------------------------------
@@ -312,15 +327,22 @@ class Worker:
 
     # -- processing -------------------------------------------------------------------
 
-    def _count(self, **counts: int) -> None:
+    def _count(self, pipe: Any = None, /, **counts: int) -> None:
         """Add to the shared counters that ``/metrics`` reports (all workers summed)."""
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = pipe or self.redis.pipeline(transaction=False)
         for name, n in counts.items():
             if n:
                 pipe.hincrby(METRICS_KEY, name, n)
         pipe.execute()
 
-    def _process(self, batch: list[_Pending]) -> None:
+    def _prepare(self, batch: list[_Pending], *, read_s: float) -> _Prepared | None:
+        """Skip (ack, count) stale live frames and decode the rest; None: nothing to caption.
+
+        ``read_s``: the time it took to gather the batch (waiting for frames included).
+        """
+        if not batch:
+            return None
+        started = time.perf_counter()
         now_ns = time.time_ns()
         policy = self.config.policy
         fresh, stale = split_stale(
@@ -335,24 +357,34 @@ class Worker:
             self.stats.stale += len(stale)
         work = [batch[i] for i in fresh]
         if not work:
-            return
+            return None
         images = decode_jpegs([p.frame.jpeg for p in work], device=self.config.device)
         ok = [(p, im) for p, im in zip(work, images, strict=True) if im is not None]
         failed = len(work) - len(ok)  # left pending: retried, then dead-lettered
         self.stats.failed += failed
         if not ok:
             self._count(failed=failed)  # counted even when the whole batch failed
-            return
-        captions = self.caption([im for _, im in ok])
-        done_ns = time.time_ns()
+            return None
+        seconds = {"read": read_s, "decode": time.perf_counter() - started}
+        return _Prepared([p for p, _ in ok], [im for _, im in ok], failed, seconds)
+
+    def _caption(self, prepared: _Prepared) -> _Captioned:
+        started = time.perf_counter()
+        captions = self.caption(prepared.images)
+        seconds = {**prepared.seconds, "caption": time.perf_counter() - started}
+        return _Captioned(prepared.frames, captions, prepared.failed, time.time_ns(), seconds)
+
+    def _publish_batch(self, done: _Captioned) -> None:
+        """Each caption published and its frame acked atomically; counters in one trip."""
+        started = time.perf_counter()
         pipe = self.redis.pipeline(transaction=False)
-        for (p, _), c in zip(ok, captions, strict=True):
+        for p, c in zip(done.frames, done.captions, strict=True):
             f = p.frame
             entry = caption_entry(
                 f,
                 c,
                 model=self.config.model,
-                latency_ms=(done_ns - f.capture_ns) / 1e6,
+                latency_ms=(done.done_ns - f.capture_ns) / 1e6,
                 attention=self.config.attention,
             )
             maxlen = self.config.live_caption_maxlen if f.live else 0
@@ -360,14 +392,39 @@ class Worker:
             self._publish(keys=keys, args=argv, client=pipe)
         results = pipe.execute()
         published = sum(1 for r in results if r)
-        self.stats.captioned += published
-        self.stats.duplicates += len(results) - published
-        self.stats.batches += 1
+        seconds = {**done.seconds, "publish": time.perf_counter() - started}
+        counters = self.redis.pipeline(transaction=False)
+        for stage, value in seconds.items():
+            counters.hincrbyfloat(METRICS_KEY, f"{STAGE_PREFIX}{stage}", value)
+            self.stats.seconds[stage] = self.stats.seconds.get(stage, 0.0) + value
         self._count(
+            counters,
             captioned=published,
             duplicates=len(results) - published,
             batches=1,
-            failed=failed,
+            failed=done.failed,
         )
-        self.stats.batch_sizes.append(len(ok))
+        self.stats.captioned += published
+        self.stats.duplicates += len(results) - published
+        self.stats.batches += 1
+        self.stats.batch_sizes.append(len(done.frames))
         del self.stats.batch_sizes[:-1000]
+
+
+@dataclass
+class _Prepared:
+    """Frames decoded and ready to caption (stale and undecodable ones left out)."""
+
+    frames: list[_Pending]
+    images: list[Any]
+    failed: int
+    seconds: dict[str, float]  # per stage so far: read, decode
+
+
+@dataclass
+class _Captioned:
+    frames: list[_Pending]
+    captions: Sequence[CaptionLike]
+    failed: int
+    done_ns: int  # when the model finished: the captions' latency ends here
+    seconds: dict[str, float]  # read, decode, caption
