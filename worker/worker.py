@@ -30,6 +30,7 @@ import redis
 from worker.batching import BatchPolicy, split_stale
 from worker.decode import decode_jpegs
 from worker.handoff import Handoff
+from worker.prefetch import BatchBuffer
 from worker.publish import PUBLISH_LUA, Publication, publish_args
 from worker.queue import (
     GROUP,
@@ -70,7 +71,9 @@ class CaptionFn(Protocol):
 class WorkerConfig:
     policy: BatchPolicy = field(default_factory=BatchPolicy)
     consumer: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}")
-    block_ms: int = 500  # one blocking read; short, so stop() is prompt
+    # One blocking read. Short: stop() is prompt, and an idle worker looks for new
+    # sources after each empty read (a new file job starts within ~block_ms).
+    block_ms: int = 100
     claim_idle_ms: int = 30_000
     claim_every_s: float = 5.0
     max_deliveries: int = 3
@@ -78,7 +81,7 @@ class WorkerConfig:
     attention: bool = True
     model: str = "scenecast"
     device: str = "cpu"
-    sources_every_s: float = 1.0
+    sources_every_s: float = 1.0  # a busy worker looks for new sources this often
 
 
 @dataclass
@@ -155,32 +158,76 @@ class Worker:
         return self._stop.is_set()
 
     def run(self, *, until: Callable[[], bool] | None = None) -> WorkerStats:
-        """Work until :meth:`stop` (or ``until()`` is true).
+        """Work until :meth:`stop` (or ``until()`` is true), in three threads.
 
-        Pipelined: a background thread publishes batch N while the model captions
-        batch N+1 (in order; everything captioned is published before this returns).
+        A reader thread reads and decodes the next batch (``BatchBuffer``) while this
+        thread captions the current one and a publisher thread publishes the one
+        before (in order). On stop, frames already read are still captioned, and
+        everything captioned is published and acked before this returns.
         """
         log.info("worker %s started", self.config.consumer)
+        buffer: BatchBuffer[_Decoded] = BatchBuffer(self.config.policy)
+        halt = threading.Event()
+        failure: list[BaseException] = []
+        reader = threading.Thread(
+            target=self._read_ahead, args=(buffer, halt, failure), name="reader", daemon=True
+        )
+        timeout = self.config.block_ms / 1000
         with Handoff(self._publish_batch, depth=2, name="publisher") as publisher:
-            while not self._stop.is_set() and not (until and until()):
-                started = time.perf_counter()
-                batch = self._reclaim() if self._claim_due() else []
-                batch += self._gather(self.config.policy.room(len(batch)))
-                prepared = self._prepare(batch, read_s=time.perf_counter() - started)
-                if prepared is not None:
-                    publisher.submit(self._caption(prepared))
+            reader.start()
+            try:
+                while not self._stop.is_set() and not (until and until()) and not failure:
+                    self._caption_decoded(*buffer.take(timeout=timeout), publisher.submit)
+            finally:
+                halt.set()
+                buffer.close()
+                reader.join()
+            while True:  # frames read before the stop are still captioned
+                decoded, seconds = buffer.take(timeout=0)
+                if not decoded:
+                    break
+                self._caption_decoded(decoded, seconds, publisher.submit)
+        if failure:
+            raise failure[0]
         log.info("worker %s stopped: %s", self.config.consumer, self.stats.as_dict())
         return self.stats
 
     def step(self) -> int:
-        """Gather one batch (or time out) and process it; the number of frames handled."""
+        """One batch, all in this thread: gather (or time out), caption, publish.
+
+        Returns the number of frames handled.
+        """
         started = time.perf_counter()
         batch = self._reclaim() if self._claim_due() else []
         batch += self._gather(self.config.policy.room(len(batch)))
-        prepared = self._prepare(batch, read_s=time.perf_counter() - started)
-        if prepared is not None:
-            self._publish_batch(self._caption(prepared))
+        read_s = time.perf_counter() - started
+        fresh = [batch[i] for i in self._skip_stale(batch)]
+        started = time.perf_counter()
+        decoded = self._decode(fresh)
+        seconds = {"read": read_s, "decode": time.perf_counter() - started}
+        self._caption_decoded(decoded, seconds, self._publish_batch)
         return len(batch)
+
+    def _read_ahead(
+        self, buffer: BatchBuffer[_Decoded], halt: threading.Event, failure: list[BaseException]
+    ) -> None:
+        """The reader thread: fill the next batch until ``halt``."""
+        try:
+            while not halt.is_set():
+                room = buffer.room(timeout=self.config.block_ms / 1000)
+                if room == 0 or halt.is_set():
+                    continue
+                started = time.perf_counter()
+                got = self._reclaim() if self._claim_due() else []
+                if len(got) < room:
+                    got += self._read_once(room - len(got), block_ms=self.config.block_ms)
+                read_s = time.perf_counter() - started
+                started = time.perf_counter()
+                decoded = self._decode(got)
+                buffer.add(decoded, {"read": read_s, "decode": time.perf_counter() - started})
+        except BaseException as exc:  # raised again by run()
+            failure.append(exc)
+            buffer.close()
 
     # -- sources and groups -----------------------------------------------------------
 
@@ -206,6 +253,7 @@ class Worker:
     # -- reading ----------------------------------------------------------------------
 
     def _gather(self, room: int) -> list[_Pending]:
+        """Read until the policy closes the batch (``step()``; ``run()`` reads ahead)."""
         policy = self.config.policy
         batch: list[_Pending] = []
         first_arrival: float | None = None
@@ -213,14 +261,7 @@ class Worker:
             wait = policy.wait_ms(len(batch), first_arrival, time.monotonic() * 1000)
             if wait <= 0:
                 break
-            sources = self.sources()
-            if not sources:
-                self._stop.wait(min(self.config.block_ms, 200) / 1000)
-                if not batch:
-                    return batch
-                continue
-            block = int(min(wait, self.config.block_ms))
-            got = self._read(sources, count=room, block_ms=max(block, 1))
+            got = self._read_once(room, block_ms=int(min(wait, self.config.block_ms)))
             if got and first_arrival is None:
                 first_arrival = time.monotonic() * 1000
             batch += got
@@ -228,6 +269,22 @@ class Worker:
             if not got and not batch:
                 return batch  # idle: let the caller check for stop and reclaim
         return batch
+
+    def _read_once(self, room: int, *, block_ms: int) -> list[_Pending]:
+        """One blocking read of up to ``room`` frames over every source.
+
+        After an empty read (or with no sources yet) the next read looks for new
+        sources first, so an idle worker starts on a new source within ~``block_ms``.
+        """
+        sources = self.sources()
+        if not sources:
+            self._stop.wait(block_ms / 1000)
+            self._sources_at = 0.0
+            return []
+        got = self._read(sources, count=room, block_ms=max(block_ms, 1))
+        if not got:
+            self._sources_at = 0.0
+        return got
 
     def _read(self, sources: Sequence[str], *, count: int, block_ms: int) -> list[_Pending]:
         streams: dict[Any, Any] = {frames_key(s): ">" for s in sources}
@@ -335,44 +392,49 @@ class Worker:
                 pipe.hincrby(METRICS_KEY, name, n)
         pipe.execute()
 
-    def _prepare(self, batch: list[_Pending], *, read_s: float) -> _Prepared | None:
-        """Skip (ack, count) stale live frames and decode the rest; None: nothing to caption.
-
-        ``read_s``: the time it took to gather the batch (waiting for frames included).
-        """
-        if not batch:
-            return None
-        started = time.perf_counter()
-        now_ns = time.time_ns()
-        policy = self.config.policy
+    def _skip_stale(self, frames: Sequence[_Pending]) -> list[int]:
+        """Ack and count stale live frames (one round trip); the indices of the others."""
         fresh, stale = split_stale(
-            policy, [(p.frame.live, p.frame.capture_ns) for p in batch], now_ns
+            self.config.policy, [(p.frame.live, p.frame.capture_ns) for p in frames], time.time_ns()
         )
         if stale:
             pipe = self.redis.pipeline(transaction=False)
             for i in stale:
-                pipe.xack(frames_key(batch[i].frame.source), GROUP, batch[i].entry_id)
-            pipe.hincrby(METRICS_KEY, "stale", len(stale))  # acks and count: one round trip
+                pipe.xack(frames_key(frames[i].frame.source), GROUP, frames[i].entry_id)
+            pipe.hincrby(METRICS_KEY, "stale", len(stale))
             pipe.execute()
             self.stats.stale += len(stale)
-        work = [batch[i] for i in fresh]
-        if not work:
-            return None
-        images = decode_jpegs([p.frame.jpeg for p in work], device=self.config.device)
-        ok = [(p, im) for p, im in zip(work, images, strict=True) if im is not None]
-        failed = len(work) - len(ok)  # left pending: retried, then dead-lettered
-        self.stats.failed += failed
-        if not ok:
-            self._count(failed=failed)  # counted even when the whole batch failed
-            return None
-        seconds = {"read": read_s, "decode": time.perf_counter() - started}
-        return _Prepared([p for p, _ in ok], [im for _, im in ok], failed, seconds)
+        return fresh
 
-    def _caption(self, prepared: _Prepared) -> _Captioned:
+    def _decode(self, frames: Sequence[_Pending]) -> list[_Decoded]:
+        """Decoded frames; undecodable ones are counted and left pending (retried, then
+        dead-lettered)."""
+        if not frames:
+            return []
+        images = decode_jpegs([p.frame.jpeg for p in frames], device=self.config.device)
+        ok = [_Decoded(p, im) for p, im in zip(frames, images, strict=True) if im is not None]
+        failed = len(frames) - len(ok)
+        if failed:
+            self.stats.failed += failed
+            self._count(failed=failed)
+        return ok
+
+    def _caption_decoded(
+        self,
+        decoded: list[_Decoded],
+        seconds: dict[str, float],
+        publish: Callable[[_Captioned], None],
+    ) -> None:
+        """Skip what went stale while waiting, caption the rest, hand it to ``publish``."""
+        if not decoded:
+            return
+        fresh = [decoded[i] for i in self._skip_stale([d.pending for d in decoded])]
+        if not fresh:
+            return
         started = time.perf_counter()
-        captions = self.caption(prepared.images)
-        seconds = {**prepared.seconds, "caption": time.perf_counter() - started}
-        return _Captioned(prepared.frames, captions, prepared.failed, time.time_ns(), seconds)
+        captions = self.caption([d.image for d in fresh])
+        seconds = {**seconds, "caption": time.perf_counter() - started}
+        publish(_Captioned([d.pending for d in fresh], captions, time.time_ns(), seconds))
 
     def _publish_batch(self, done: _Captioned) -> None:
         """Each caption published and its frame acked atomically; counters in one trip."""
@@ -397,13 +459,7 @@ class Worker:
         for stage, value in seconds.items():
             counters.hincrbyfloat(METRICS_KEY, f"{STAGE_PREFIX}{stage}", value)
             self.stats.seconds[stage] = self.stats.seconds.get(stage, 0.0) + value
-        self._count(
-            counters,
-            captioned=published,
-            duplicates=len(results) - published,
-            batches=1,
-            failed=done.failed,
-        )
+        self._count(counters, captioned=published, duplicates=len(results) - published, batches=1)
         self.stats.captioned += published
         self.stats.duplicates += len(results) - published
         self.stats.batches += 1
@@ -412,19 +468,14 @@ class Worker:
 
 
 @dataclass
-class _Prepared:
-    """Frames decoded and ready to caption (stale and undecodable ones left out)."""
-
-    frames: list[_Pending]
-    images: list[Any]
-    failed: int
-    seconds: dict[str, float]  # per stage so far: read, decode
+class _Decoded:
+    pending: _Pending
+    image: Any  # RGB (H, W, 3) array, or (3, H, W) tensor on the GPU
 
 
 @dataclass
 class _Captioned:
     frames: list[_Pending]
     captions: Sequence[CaptionLike]
-    failed: int
     done_ns: int  # when the model finished: the captions' latency ends here
     seconds: dict[str, float]  # read, decode, caption
