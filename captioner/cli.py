@@ -44,6 +44,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
 def add_search_flags(p: argparse.ArgumentParser, *, beam: int = 3) -> None:
     p.add_argument("--beam", type=positive_int, default=beam, help="beam size; 1 = greedy")
     p.add_argument(

@@ -169,32 +169,56 @@ def bench_file(
         client = redis.Redis.from_url(server.url)
         for i in range(rounds):
             own = captioner_rate(cap, images, batch=batch, beam=beam)
-            before = _worker_counters(client)
-            source = f"benchfile{i}"
-            spec = parse_source(str(video), name=source)
-            capture = Capture(client, spec, CaptureConfig(fps=10.0, max_backlog=4 * batch))
-            started = time.perf_counter()
-            thread = threading.Thread(target=capture.run, daemon=True)
-            thread.start()
-            while client.xlen(captions_key(source)) < len(images):
-                time.sleep(0.005)
-            seconds = time.perf_counter() - started
-            thread.join(10)
-            after = _worker_counters(client)
-            batches = max(after.get("batches", 0) - before.get("batches", 0), 1)
-            stage_ms = {
-                name.removeprefix(STAGE_PREFIX): 1000 * (value - before.get(name, 0)) / batches
-                for name, value in after.items()
-                if name.startswith(STAGE_PREFIX)
-            }
-            results.append(FileRound(own, len(images) / seconds, len(images) / batches, stage_ms))
+            results.append(file_round(client, video, len(images), f"benchfile{i}", batch, own))
         client.close()
     return FileResult(frames=len(images), rounds=results)
+
+
+def file_round(
+    client: redis.Redis, video: Path, frames: int, source: str, batch: int, own: float
+) -> FileRound:
+    """One file job as source ``source`` through the running worker, timed from the
+    start of capture to the last caption in Redis."""
+    before = _worker_counters(client)
+    spec = parse_source(str(video), name=source)
+    capture = Capture(client, spec, CaptureConfig(fps=10.0, max_backlog=4 * batch))
+    started = time.perf_counter()
+    thread = threading.Thread(target=capture.run, daemon=True)
+    thread.start()
+    while client.xlen(captions_key(source)) < frames:
+        time.sleep(0.005)
+    seconds = time.perf_counter() - started
+    thread.join(10)
+    after = _worker_counters(client)
+    batches = max(after.get("batches", 0) - before.get("batches", 0), 1)
+    stage_ms = {
+        name.removeprefix(STAGE_PREFIX): 1000 * (value - before.get(name, 0)) / batches
+        for name, value in after.items()
+        if name.startswith(STAGE_PREFIX)
+    }
+    return FileRound(own, frames / seconds, frames / batches, stage_ms)
 
 
 def _worker_counters(client: redis.Redis) -> dict[str, float]:
     raw: dict[bytes, bytes] = client.hgetall(METRICS_KEY)  # type: ignore[assignment]
     return {k.decode(): float(v) for k, v in raw.items()}
+
+
+def format_file(f: FileResult, *, batch: int, beam: int | None) -> list[str]:
+    what = f"batch {batch}, beam {beam}" if beam else f"batch {batch}"
+    return [
+        f"file job, {f.frames} frames, {what}, {len(f.rounds)} rounds (captioner alone / "
+        "through Redis / the worker's mean batch and ms per batch in each stage; read + "
+        "decode and publish run in threads beside the model):",
+        *(
+            f"  {r.captioner_images_per_s:.1f} images/s / {r.captions_per_s:.1f} captions/s"
+            f" = {100 * r.ratio:.0f}% / {r.mean_batch:.1f} frames, "
+            + " ".join(f"{stage} {ms:.1f}" for stage, ms in r.stage_ms.items())
+            for r in f.rounds
+        ),
+        f"  median of the rounds: {100 * f.ratio:.0f}% (target ≥ 85%); medians "
+        f"{f.captions_per_s:.1f} captions/s, {f.captioner_images_per_s:.1f} images/s alone",
+    ]
 
 
 async def _listen(url: str, seconds: float) -> list[float]:
@@ -259,19 +283,7 @@ def run_bench(
     with tempfile.TemporaryDirectory() as tmp:
         f = bench_file(cap, batch=batch, beam=beam, frames=frames, workdir=Path(tmp),
                        checkpoint=checkpoint, rounds=rounds)  # fmt: skip
-        lines = [
-            f"file job, {f.frames} frames, batch {batch}, beam {beam}, {len(f.rounds)} rounds "
-            "(captioner alone / through Redis / the worker's mean batch and ms per batch in "
-            "each stage; read + decode and publish run in threads beside the model):",
-            *(
-                f"  {r.captioner_images_per_s:.1f} images/s / {r.captions_per_s:.1f} captions/s"
-                f" = {100 * r.ratio:.0f}% / {r.mean_batch:.1f} frames, "
-                + " ".join(f"{stage} {ms:.1f}" for stage, ms in r.stage_ms.items())
-                for r in f.rounds
-            ),
-            f"  median of the rounds: {100 * f.ratio:.0f}% (target ≥ 85%); medians "
-            f"{f.captions_per_s:.1f} captions/s, {f.captioner_images_per_s:.1f} images/s alone",
-        ]
+        lines = format_file(f, batch=batch, beam=beam)
         live = bench_live(cap, batch=batch, beam=beam, seconds=seconds, workdir=Path(tmp),
                           capacity_images_per_s=f.captioner_images_per_s,
                           checkpoint=checkpoint)  # fmt: skip

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from captioner.cli import add_subcommands as add_captioner_subcommands
-from captioner.cli import positive_int
+from captioner.cli import positive_float, positive_int
 from captioner.exceptions import CaptionerError
 from stream.caption import add_caption_subcommand
 from stream.exceptions import StreamError
@@ -68,6 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     bp.add_argument("--frames", type=positive_int, default=192, help="frames in the file job")
     bp.add_argument("--live-seconds", type=float, default=30.0)
     bp.add_argument("--rounds", type=positive_int, default=3, help="file-job rounds (median)")
+    bp.add_argument(
+        "--stand-in-ms",
+        type=positive_float,
+        default=None,
+        metavar="MS",
+        help="file job only, the model replaced by a stand-in taking MS per batch: "
+        "the pipeline's own ceiling for a model of that speed",
+    )
     bp.set_defaults(func=cmd_bench_pipeline)
     bcap = what.add_parser("caption", help="realtime factor of `scenecast caption` on a long video")
     bcap.add_argument("--checkpoint", default=None, help="default: the bundled model")
@@ -385,6 +393,17 @@ def cmd_bench_captioner(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_pipeline(args: argparse.Namespace) -> int:
+    if args.stand_in_ms is not None:
+        from stream.bench_stand_in import run_stand_in_bench
+
+        where = f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+        print(f"scenecast bench pipeline — stand-in model, {where}")
+        print(
+            run_stand_in_bench(
+                ms=args.stand_in_ms, batch=args.batch, frames=args.frames, rounds=args.rounds
+            )
+        )
+        return 0
 
     from captioner.api import Captioner
     from stream.bench_pipeline import run_bench
