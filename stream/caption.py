@@ -48,20 +48,20 @@ import contextlib
 import dataclasses
 import logging
 import os
-import queue
 import re
 import secrets
 import stat
 import sys
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO
 
 from stream.exceptions import SourceError, StreamError
 from stream.protocol import Attention
+from stream.read_ahead import read_ahead
 from stream.subtitles import STDOUT, SampleCaption, TimedSample, output_format, render, time_samples
 
 if TYPE_CHECKING:
@@ -75,7 +75,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("scenecast.caption")
 
-T = TypeVar("T")
 
 JOB_KEYS_TTL_S = 3600  # a finished job's captions stay replayable this long
 WAIT_NOTICE_S = 15.0  # no caption and no worker for this long: say so
@@ -466,7 +465,7 @@ def _caption_here(
     entries: list[CaptionEntry] = []
     with reader:
         frames = _frame_entries(reader, sampler, config, info.spec.name, tracker)
-        with contextlib.closing(_prefetch(frames, size=2 * batch)) as ahead:
+        with contextlib.closing(read_ahead(frames, size=2 * batch, name="caption-reader")) as ahead:
             pending: list[FrameEntry] = []
             for frame in ahead:
                 pending.append(frame)
@@ -479,47 +478,6 @@ def _caption_here(
                 entries += _caption_entries(pending, captioner, beam=beam)
                 tracker.captioned = len(entries)
     return entries
-
-
-def _prefetch(items: Iterator[T], *, size: int) -> Generator[T, None, None]:
-    """``items`` produced by a thread, at most ``size`` ahead; its errors re-raised here.
-
-    Close the generator (``contextlib.closing``) to stop and join the thread.
-    """
-    box: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=size)
-    stop = threading.Event()
-
-    def put(kind: str, value: Any) -> bool:
-        while not stop.is_set():
-            try:
-                box.put((kind, value), timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not put("item", item):
-                    return
-            put("end", None)
-        except BaseException as exc:  # handed to the consumer, raised there
-            put("error", exc)
-
-    thread = threading.Thread(target=produce, name="scenecast-caption-reader", daemon=True)
-    thread.start()
-    try:
-        while True:
-            kind, value = box.get()
-            if kind == "end":
-                return
-            if kind == "error":
-                raise value
-            yield value
-    finally:
-        stop.set()
-        thread.join()
 
 
 # -- through the worker pool -------------------------------------------------------------------

@@ -15,6 +15,7 @@ Each state change (connecting, live, reconnecting, ended, error) is published to
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -30,6 +31,7 @@ import numpy as np
 import redis
 
 from stream.exceptions import SourceError, SourceLostError
+from stream.read_ahead import read_ahead
 from stream.sampler import FixedRateSampler, Sampler, SceneChangeSampler
 from stream.sources import FileReader, Frame, LatestFrameReader, SourceSpec, backoff_delays
 from worker.queue import (
@@ -224,8 +226,15 @@ class Capture:
         # JPEG encoding (OpenCV releases the GIL) runs in threads, a few frames ahead of
         # publication; frames are still published one by one, in order.
         pending: deque[tuple[Frame, Future[tuple[bytes, int, int]]]] = deque()
-        with reader, ThreadPoolExecutor(max_workers=ENCODE_THREADS) as pool:
-            for frame in sampled_frames(reader, sampler):
+        # Decoding runs in a thread too (read_ahead), overlapping the Redis round trips.
+        with (
+            reader,
+            ThreadPoolExecutor(max_workers=ENCODE_THREADS) as pool,
+            contextlib.closing(
+                read_ahead(sampled_frames(reader, sampler), size=LOOKAHEAD, name="decoder")
+            ) as frames,
+        ):
+            for frame in frames:
                 if self._stop.is_set():
                     self.status("ended", "stopped")
                     return

@@ -1,16 +1,18 @@
 """The caption worker: consumer group ``captioners`` over every source's frames.
 
-Loop: discover sources → read frames (``XREADGROUP``) into a batch across all
-sources until it is full or its oldest frame waited ``max_wait_ms`` → skip and ack
-stale live frames → decode JPEGs (on the GPU when there is one) → caption the
+Per batch: discover sources → read frames (``XREADGROUP``) into a batch across all
+sources until it is full or its oldest frame waited ``max_wait_ms`` → decode JPEGs
+(on the GPU when there is one) → skip and ack stale live frames → caption the
 batch → publish each caption and ack its frame atomically (``worker.publish``).
+``run()`` overlaps the stages in three threads (reader, model, publisher) so the
+model never waits on Redis or on decoding; ``step()`` does one batch in one thread.
 
 Recovery: every ``claim_every_s`` the worker takes over frames that another
 consumer left pending longer than ``claim_idle_ms`` (``XAUTOCLAIM``); a frame
 delivered ``max_deliveries`` times without success (a corrupt JPEG, say) goes to
 ``deadletter:{src}`` and is acked. A ``NOGROUP`` error (Redis restarted without
-persistence) re-creates the group. ``stop()`` (SIGTERM) ends the loop after the
-batch in hand is published and acked.
+persistence) re-creates the group. ``stop()`` (SIGTERM) stops reading; the frames
+in hand are captioned, published and acked, then ``run()`` returns.
 """
 
 from __future__ import annotations
