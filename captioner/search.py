@@ -299,21 +299,26 @@ def beam_search(
         finite = top_scores.isfinite()
         is_end = token.eq(vocab.end_id)
 
-        # finished: an <end> among the k best candidates
+        # finished: an <end> among the k best candidates. On a CPU, asking whether
+        # any beam ended costs nothing and most steps have none; on a GPU it would
+        # be a second host sync per step, so the (cheap) merge always runs there.
         ends = (is_end & finite)[:, :k]  # (A, k)
-        end_beams = beam_index[:, :k].reshape(-1)  # (A*k,)
-        candidates = _Pool(
-            norm=torch.where(
-                ends, top_scores[:, :k] / float(step + 1) ** config.length_penalty, NEG_INF
-            ),
-            score=top_scores[:, :k],
-            length=torch.full_like(end_beams, step).view(alive_rows, k),
-            ids=_pad(history.index_select(0, end_beams), max_len).view(alive_rows, k, max_len),
-            attention=_pad(attn.index_select(0, end_beams).transpose(1, 2), max_len)
-            .transpose(1, 2)
-            .reshape(alive_rows, k, max_len, positions),
-        )
-        worst = pool.merge(rows, candidates)  # (A,)
+        if device.type != "cpu" or bool(ends.any()):
+            end_beams = beam_index[:, :k].reshape(-1)  # (A*k,)
+            candidates = _Pool(
+                norm=torch.where(
+                    ends, top_scores[:, :k] / float(step + 1) ** config.length_penalty, NEG_INF
+                ),
+                score=top_scores[:, :k],
+                length=torch.full_like(end_beams, step).view(alive_rows, k),
+                ids=_pad(history.index_select(0, end_beams), max_len).view(alive_rows, k, max_len),
+                attention=_pad(attn.index_select(0, end_beams).transpose(1, 2), max_len)
+                .transpose(1, 2)
+                .reshape(alive_rows, k, max_len, positions),
+            )
+            worst = pool.merge(rows, candidates)  # (A,)
+        else:
+            worst = pool.norm.index_select(0, rows)[:, -1]
 
         # alive: the first k candidates that are not <end>; too few (tiny vocabulary):
         # dead padding beams with score -inf that copy the first alive one

@@ -58,7 +58,10 @@ class CaptureConfig:
     max_side: int = 256  # JPEG frames are resized so their longer side is at most this
     jpeg_quality: int = 90
     live_maxlen: int = 16  # live frames kept in Redis (MAXLEN ~)
-    max_backlog: int = 64  # file jobs: frames undelivered + pending before capture waits
+    # File jobs: frames undelivered + pending before capture waits. A worker holds up to
+    # two batches (one captioning, one read ahead): 256 keeps 4 workers at batch 32 fed,
+    # and is ~5 MB of 256-px JPEGs in Redis.
+    max_backlog: int = 256
     loop: bool = False  # live file: start again at its end
     reconnect_cap_s: float = 30.0
     open_timeout_ms: int = 10_000
