@@ -22,7 +22,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -33,7 +33,8 @@ import redis
 from stream.exceptions import SourceError, SourceLostError
 from stream.read_ahead import read_ahead
 from stream.sampler import FixedRateSampler, Sampler, SceneChangeSampler
-from stream.sources import FileReader, Frame, LatestFrameReader, SourceSpec, backoff_delays
+from stream.sources import FileReader, Frame, LatestFrameReader, SourceSpec
+from worker.backoff import backoff_delays
 from worker.queue import (
     GROUP,
     SOURCES_KEY,
@@ -116,6 +117,10 @@ class Capture:
         self._seq = 0
         self._published_ids: deque[tuple[int, int]] = deque()  # file jobs: for backlog()
         self._backlog_bound = 0  # ≥ the group's backlog of this source (file jobs)
+        self._state = ("connecting", "")  # the last state, sent again after a Redis outage
+        self._redis_lost = False
+        self._redis_delays: Iterator[float] | None = None
+        self.redis_outages = 0
 
     def stop(self) -> None:
         self._stop.set()
@@ -130,9 +135,52 @@ class Capture:
             if "BUSYGROUP" not in str(exc):
                 raise
         last = self.redis.get(f"seq:{{{self.spec.name}}}")
-        self._seq = int(last) if last is not None else 0
+        # max: a Redis that came back empty must not restart the numbering
+        self._seq = max(self._seq, int(last) if last is not None else 0)
 
     def status(self, state: str, detail: str = "") -> None:
+        """Publish a state change; while Redis is unreachable it is kept and sent on return."""
+        self._state = (state, detail)
+        if not self._redis_lost:
+            self._attempt(lambda: self._send_status(state, detail))
+
+    # -- Redis outages ----------------------------------------------------------------
+    #
+    # Capture outlives Redis: file jobs wait and publish the same frames again (nothing
+    # skipped; frames that were queued in a Redis restarted without persistence are
+    # lost with it); live sources drop frames until Redis is back (captions describe
+    # now). On return the group, the seq, the registry entry and the state are
+    # restored, as Redis may have come back empty.
+
+    def _attempt(self, action: Callable[[], object]) -> bool:
+        """Run a Redis action, rejoining first after an outage; False: Redis unreachable."""
+        try:
+            if self._redis_lost:
+                self._rejoin()
+            action()
+            return True
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if not self._redis_lost:
+                self.redis_outages += 1
+                log.warning("%s: Redis unreachable (%s)", self.spec.name, exc)
+            self._redis_lost = True
+            return False
+
+    def _redis_pause(self) -> None:
+        """Wait one reconnect delay (exponential backoff with jitter), or until stopped."""
+        if self._redis_delays is None:
+            self._redis_delays = backoff_delays(cap=self.config.reconnect_cap_s)
+        self._stop.wait(next(self._redis_delays))
+
+    def _rejoin(self) -> None:
+        self.register()
+        self._published_ids.clear()  # ids of a lost stream would count as backlog forever
+        self._backlog_bound = 0
+        self._send_status(*self._state)
+        self._redis_lost, self._redis_delays = False, None
+        log.info("%s: Redis reachable again", self.spec.name)
+
+    def _send_status(self, state: str, detail: str) -> None:
         entry = StatusEntry(self.spec.name, state, detail, time.time_ns(), live=self.spec.live)
         pipe = self.redis.pipeline(transaction=False)
         pipe.xadd(status_key(self.spec.name), entry.encode(), maxlen=100, approximate=True)  # type: ignore[arg-type]
@@ -251,14 +299,23 @@ class Capture:
         if reader.decode_errors:
             detail += f", {reader.decode_errors} undecodable frames skipped"
         self.status("ended", detail)
+        while self._redis_lost and not self._stop.is_set():  # a job's end must get through
+            self._redis_pause()
+            self._attempt(lambda: None)  # rejoining sends the state: ended
 
     def _publish_ready(self, pending: deque[tuple[Frame, Future[tuple[bytes, int, int]]]]) -> None:
         """Publish the oldest frame (waiting for its JPEG) and every encoded one after it."""
         ready = [pending.popleft()]
         while pending and pending[0][1].done() and len(ready) < self.config.max_backlog:
             ready.append(pending.popleft())
-        self.wait_for_room(len(ready))
-        self.publish_many([(frame, encoded.result()) for frame, encoded in ready])
+        frames = [(frame, encoded.result()) for frame, encoded in ready]
+
+        def room_then_publish() -> None:
+            self.wait_for_room(len(frames))
+            self.publish_many(frames)
+
+        while not self._attempt(room_then_publish) and not self._stop.is_set():
+            self._redis_pause()  # then the same frames again: a file job skips nothing
 
     def _run_live(self) -> None:
         sampler = self.config.sampler()
@@ -312,7 +369,8 @@ class Capture:
             self.frames_read += 1
             if sampler.want(frame.pts_ms, frame.image):
                 self.sampled += 1
-                self.publish(frame)
+                if not self._attempt(lambda: self.publish(frame)):  # noqa: B023 - called now
+                    self._redis_pause()  # this frame is dropped; the reader keeps the newest
         return False
 
 

@@ -13,7 +13,6 @@ Reads top to bottom:
   (a one-slot buffer; overwritten frames are counted), media time is the monotonic
   clock since capture start, and a stall or read failure is reported so the capture
   loop can reconnect. A file can be played as a camera (paced at its frame rate, looped).
-- ``backoff_delays``: reconnect delays, exponential with jitter. Pure.
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ import hashlib
 import logging
 import math
 import os
-import random
 import re
 import threading
 import time
@@ -393,7 +391,7 @@ class LatestFrameReader:
     at the end of a finite source (``ended``), or on failure: a failed read, an error
     from OpenCV, or no frame for ``read_timeout_ms`` (a stall, noticed by ``latest()``).
     Failure sets ``failed`` and ``error``; the capture loop then opens a new reader
-    after a ``backoff_delays`` delay.
+    after a ``worker.backoff.backoff_delays`` delay.
 
     ``pace_fps`` sleeps so frames come at that rate (a file played as a camera);
     ``loop`` rewinds a finite source at its end instead of ending.
@@ -600,34 +598,3 @@ class LatestFrameReader:
         self._stop.set()
         self.failed.set()
         self._cond.notify_all()
-
-
-# --- reconnecting -----------------------------------------------------------------------
-
-
-def backoff_delays(
-    base: float = 0.5,
-    cap: float = 30.0,
-    factor: float = 2.0,
-    jitter: float = 0.2,
-    rng: random.Random | None = None,
-) -> Iterator[float]:
-    """Endless reconnect delays (s): base, base·factor, … up to ``cap``, each ± ``jitter``.
-
-    The un-jittered delay ``d = min(cap, base·factorⁿ)`` never decreases; the delay
-    given is ``d·(1 + u)`` with ``u`` uniform in [−jitter, +jitter], so sources that
-    failed together do not reconnect together. Start a new generator after a success.
-    """
-    if not (base > 0 and math.isfinite(base)):
-        raise ValueError(f"base must be a positive number of seconds, got {base}")
-    if not (cap >= base and math.isfinite(cap)):
-        raise ValueError(f"cap must be at least base ({base}), got {cap}")
-    if not (factor >= 1 and math.isfinite(factor)):
-        raise ValueError(f"factor must be at least 1, got {factor}")
-    if not 0 <= jitter < 1:
-        raise ValueError(f"jitter must be a fraction in [0, 1), got {jitter}")
-    rng = rng or random.Random()
-    delay = base
-    while True:
-        yield delay * (1.0 + rng.uniform(-jitter, jitter))
-        delay = min(cap, delay * factor)

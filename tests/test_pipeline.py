@@ -250,3 +250,91 @@ def test_file_job_backs_off_when_nobody_consumes(redis_server, video: Path) -> N
     thread.join(T)
     assert not thread.is_alive() and capture.published == 60
     client.close()
+
+
+def _no_retry_client(url: str) -> redis.Redis:
+    """Client-side retries off: capture's own handling of a lost Redis is what is tested."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0))
+
+
+def _wait_for(condition: Any, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout * TIMEOUT_FACTOR
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def test_file_job_waits_out_a_redis_restart_and_goes_on(video: Path) -> None:
+    """Redis restarts empty in the middle of a file job: capture waits, registers the
+    source again, numbers on (no seq reused), publishes the frames it held, and ends."""
+    from stream.capture import describe_sources
+    from stream.embedded_redis import EmbeddedRedis, free_port
+    from worker.queue import frames_key
+
+    port = free_port()
+    server = EmbeddedRedis(port=port).start()
+    client = _no_retry_client(server.url)
+    spec = parse_source(str(video), name="restart")
+    capture = Capture(client, spec, CaptureConfig(fps=10, max_backlog=5, reconnect_cap_s=0.5))
+    thread = threading.Thread(target=capture.run, daemon=True)
+    try:
+        thread.start()
+        _wait_for(lambda: client.xlen(frames_key("restart")) == 5, "5 frames (then backlog)")
+        server.stop()  # nothing consumed them: lost with a Redis without persistence
+        _wait_for(lambda: capture.redis_outages == 1, "capture to notice")
+        time.sleep(0.5)
+        assert thread.is_alive()  # waiting, not dead
+        server = EmbeddedRedis(port=port).start()
+        _wait_for(lambda: client.xlen(frames_key("restart")) == 5, "the next 5 frames")
+        assert describe_sources(client)["restart"]["state"] == "live"  # registered again
+        worker = Worker(
+            client,
+            lambda images: tiny_captioner().caption(list(images), beam=1),
+            WorkerConfig(policy=BatchPolicy(max_batch=16, max_wait_ms=10)),
+        )
+        worker.run(until=lambda: not thread.is_alive() and worker.stats.captioned >= 55)
+        thread.join(T)
+        assert not thread.is_alive()
+        seqs = [decode_caption(f).seq for _, f in client.xrange(captions_key("restart"))]
+        assert seqs == list(range(5, 60))  # the first 5 went with the old Redis; none twice
+        assert describe_sources(client)["restart"]["state"] == "ended"
+    finally:
+        capture.stop()
+        thread.join(T)
+        client.close()
+        server.stop()
+
+
+def test_live_capture_drops_frames_while_redis_is_away_then_resumes(video: Path) -> None:
+    from stream.capture import describe_sources
+    from stream.embedded_redis import EmbeddedRedis, free_port
+    from worker.queue import decode_frame, frames_key
+
+    port = free_port()
+    server = EmbeddedRedis(port=port).start()
+    client = _no_retry_client(server.url)
+    spec = parse_source(str(video), name="cam", live=True)
+    capture = Capture(client, spec, CaptureConfig(fps=10, loop=True, reconnect_cap_s=0.5))
+    thread = threading.Thread(target=capture.run, daemon=True)
+    try:
+        thread.start()
+        _wait_for(lambda: capture.published >= 3, "live frames")
+        server.stop()
+        _wait_for(lambda: capture.redis_outages == 1, "capture to notice")
+        published_before = capture.published
+        time.sleep(1.0)
+        assert capture.published == published_before and thread.is_alive()  # dropping, alive
+        server = EmbeddedRedis(port=port).start()
+        _wait_for(lambda: client.xlen(frames_key("cam")) >= 3, "frames after the restart")
+        assert describe_sources(client)["cam"]["state"] == "live"
+        first = decode_frame(client.xrange(frames_key("cam"), count=1)[0][1])
+        assert first.seq >= published_before  # numbering goes on, never reused
+    finally:
+        capture.stop()
+        thread.join(T)
+        client.close()
+        server.stop()
+    assert not thread.is_alive()

@@ -22,13 +22,13 @@ from stream.sources import (
     FileReader,
     LatestFrameReader,
     SourceSpec,
-    backoff_delays,
     monotonic_pts,
     open_capture,
     parse_source,
     redact_url,
 )
 from tests.videos import make_video
+from worker.backoff import backoff_delays
 
 TIMEOUT_FACTOR = float(os.environ.get("SCENECAST_TESTS_TIMEOUT_FACTOR", "1"))
 

@@ -207,3 +207,55 @@ def test_time_per_stage_is_counted_for_metrics(redis_client, captioner) -> None:
     assert set(stored) == {"seconds:read", "seconds:decode", "seconds:caption", "seconds:publish"}
     assert all(v > 0 for v in stored.values())
     assert stored["seconds:caption"] == pytest.approx(worker.stats.seconds["caption"])
+
+
+def test_the_worker_survives_a_redis_restart(captioner) -> None:  # type: ignore[no-untyped-def]
+    """Redis goes away and comes back empty on the same port: the worker waits, then
+    re-creates its group and captions the new frames (it used to exit)."""
+    import threading
+    import time
+
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    from stream.embedded_redis import EmbeddedRedis, free_port
+
+    port = free_port()
+    server = EmbeddedRedis(port=port).start()
+    # no client-side retries: the worker's own reconnect loop is what is tested
+    client = redis.Redis.from_url(server.url, retry=Retry(NoBackoff(), 0))
+    worker = Worker(
+        client,
+        _caption_fn(captioner),
+        WorkerConfig(policy=BatchPolicy(max_batch=4, max_wait_ms=0), reconnect_cap_s=0.5),
+    )
+    deadline = time.monotonic() + 60
+    thread = threading.Thread(
+        target=worker.run, kwargs={"until": lambda: time.monotonic() > deadline}, daemon=True
+    )
+    try:
+        register(client, "r", live=False)
+        for seq in range(2):
+            add_frame(client, "r", seq, data=jpeg(COLORS[seq]))
+        thread.start()
+        while worker.stats.captioned < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert worker.stats.captioned == 2
+        server.stop()
+        while worker.stats.reconnects < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert thread.is_alive()  # still there, retrying
+        server = EmbeddedRedis(port=port).start()  # a restart without persistence
+        register(client, "r", live=False)
+        for seq in (2, 3):
+            add_frame(client, "r", seq, data=jpeg(COLORS[seq]))
+        while worker.stats.captioned < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [c.seq for c in _captions(client, "r")] == [2, 3]
+        assert _pending(client, "r") == 0
+    finally:
+        worker.stop()
+        thread.join(30)
+        client.close()
+        server.stop()
+    assert not thread.is_alive()

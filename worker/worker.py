@@ -22,13 +22,14 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 import redis
 
+from worker.backoff import backoff_delays
 from worker.batching import BatchPolicy, split_stale
 from worker.decode import decode_jpegs
 from worker.handoff import Handoff
@@ -84,6 +85,7 @@ class WorkerConfig:
     model: str = "scenecast"
     device: str = "cpu"
     sources_every_s: float = 1.0  # a busy worker looks for new sources this often
+    reconnect_cap_s: float = 30.0  # Redis unreachable: longest wait between attempts
 
 
 @dataclass
@@ -95,6 +97,7 @@ class WorkerStats:
     failed: int = 0
     deadlettered: int = 0
     claimed: int = 0
+    reconnects: int = 0  # times Redis was unreachable and the worker started again
     batch_sizes: list[int] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)  # per stage, summed
 
@@ -166,8 +169,30 @@ class Worker:
         thread captions the current one and a publisher thread publishes the one
         before (in order). On stop, frames already read are still captioned, and
         everything captioned is published and acked before this returns.
+
+        Redis unreachable: wait (exponential backoff with jitter, capped) and start
+        again. Frames read but not published stay pending in Redis and are reclaimed
+        (``XAUTOCLAIM``); a restarted Redis without its data gets its groups back.
         """
         log.info("worker %s started", self.config.consumer)
+        delays: Iterator[float] | None = None
+        while not self._stop.is_set() and not (until and until()):
+            batches = self.stats.batches
+            try:
+                self._run_pipelined(until)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if delays is None or self.stats.batches != batches:  # worked since: start over
+                    delays = backoff_delays(cap=self.config.reconnect_cap_s)
+                delay = next(delays)
+                self.stats.reconnects += 1
+                log.warning("Redis unreachable (%s): retrying in %.1f s", exc, delay)
+                self._groups.clear()  # Redis may come back empty: re-create the groups
+                self._sources_at = 0.0
+                self._stop.wait(delay)
+        log.info("worker %s stopped: %s", self.config.consumer, self.stats.as_dict())
+        return self.stats
+
+    def _run_pipelined(self, until: Callable[[], bool] | None) -> None:
         buffer: BatchBuffer[_Decoded] = BatchBuffer(self.config.policy)
         halt = threading.Event()
         failure: list[BaseException] = []
@@ -191,8 +216,6 @@ class Worker:
                 self._caption_decoded(decoded, seconds, publisher.submit)
         if failure:
             raise failure[0]
-        log.info("worker %s stopped: %s", self.config.consumer, self.stats.as_dict())
-        return self.stats
 
     def step(self) -> int:
         """One batch, all in this thread: gather (or time out), caption, publish.
