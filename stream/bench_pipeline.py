@@ -174,6 +174,9 @@ def bench_file(
     return FileResult(frames=len(images), rounds=results)
 
 
+STALL_S = 120.0  # no new caption for this long: the benchmark fails instead of hanging
+
+
 def file_round(
     client: redis.Redis, video: Path, frames: int, source: str, batch: int, own: float
 ) -> FileRound:
@@ -185,8 +188,17 @@ def file_round(
     started = time.perf_counter()
     thread = threading.Thread(target=capture.run, daemon=True)
     thread.start()
-    while client.xlen(captions_key(source)) < frames:
+    done, progress_at = 0, time.monotonic()
+    while done < frames:
         time.sleep(0.005)
+        count = client.xlen(captions_key(source))
+        if count > done:
+            done, progress_at = count, time.monotonic()
+        elif time.monotonic() - progress_at > STALL_S:
+            raise RuntimeError(
+                f"file job stalled: {done} of {frames} captions, none for {STALL_S:.0f} s "
+                "(did the worker process die?)"
+            )
     seconds = time.perf_counter() - started
     thread.join(10)
     after = _worker_counters(client)
