@@ -259,3 +259,19 @@ def test_the_worker_survives_a_redis_restart(captioner) -> None:  # type: ignore
         client.close()
         server.stop()
     assert not thread.is_alive()
+
+
+def test_a_model_error_stops_run_and_leaves_no_threads_behind(redis_client) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    register(redis_client, "boom", live=False)
+    add_frame(redis_client, "boom", 0, data=jpeg(COLORS[0]))
+
+    def failing(images: Sequence[Any]) -> Any:
+        raise RuntimeError("CUDA out of memory")
+
+    worker = Worker(redis_client, failing, WorkerConfig(policy=BatchPolicy(max_wait_ms=0)))
+    with pytest.raises(RuntimeError, match="out of memory"):
+        worker.run()
+    assert not {"reader", "publisher"} & {t.name for t in threading.enumerate()}
+    assert _pending(redis_client, "boom") == 1  # not acked: another worker will reclaim it
