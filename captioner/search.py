@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -207,52 +208,6 @@ def _normalize(score: float, words: int, config: SearchConfig) -> float:
 # -- beam search ----------------------------------------------------------------------
 
 
-@dataclass
-class _Pool:
-    """The k best finished beams of every image, best first: fixed-shape tensors.
-
-    ``norm`` is -inf in empty slots; rows are indexed by the image's place in the
-    batch, so images that leave the search keep their finished beams here.
-    """
-
-    norm: Tensor  # (B, k) length-normalised score, the ranking key
-    score: Tensor  # (B, k) summed log-probability
-    length: Tensor  # (B, k) words
-    ids: Tensor  # (B, k, max_len)
-    attention: Tensor  # (B, k, max_len, P)
-
-    @classmethod
-    def empty(cls, batch: int, k: int, max_len: int, positions: int, like: Tensor) -> _Pool:
-        device = like.device
-        return cls(
-            norm=torch.full((batch, k), NEG_INF, device=device),
-            score=torch.full((batch, k), NEG_INF, device=device),
-            length=torch.zeros((batch, k), dtype=torch.long, device=device),
-            ids=torch.zeros((batch, k, max_len), dtype=torch.long, device=device),
-            attention=torch.zeros((batch, k, max_len, positions), dtype=like.dtype, device=device),
-        )
-
-    def merge(self, rows: Tensor, candidates: _Pool) -> Tensor:
-        """Keep, for each of ``rows``, the k best of its pool and ``candidates`` (A, k).
-
-        Returns the worst kept normalised score per row (A,), -inf while not full.
-        """
-        k = self.norm.size(1)
-        norm = torch.cat([self.norm[rows], candidates.norm], dim=1)  # (A, 2k)
-        best, pick = norm.topk(k, dim=1)  # (A, k), best first
-        self.norm[rows] = best
-        for name in ("score", "length", "ids", "attention"):
-            both = torch.cat([getattr(self, name)[rows], getattr(candidates, name)], dim=1)
-            getattr(self, name)[rows] = _take(both, pick)
-        return best[:, -1]
-
-
-def _take(values: Tensor, index: Tensor) -> Tensor:
-    """values (A, n, ...) gathered along dim 1 by index (A, m) -> (A, m, ...)."""
-    rows = torch.arange(values.size(0), device=values.device).unsqueeze(1)  # (A, 1)
-    return values[rows, index]
-
-
 @torch.inference_mode()
 def beam_search(
     decoder: Decoder, features: Tensor, vocab: Vocabulary, config: SearchConfig
@@ -263,113 +218,134 @@ def beam_search(
     best candidates of a step, an ``<end>`` among the first k finishes a beam; the
     first k others stay alive. An image is done when no alive beam is left (forced end
     at ``max_len``) or k beams have finished and no alive beam can still beat the worst
-    of them; done images leave the batch, so the rest run on fewer rows. One small
-    device-to-host copy per step (which images are done), none per beam.
+    of them; done images leave the batch, so the rest run on fewer rows.
+
+    A step records only back-pointers (each alive beam's parent and word) and the
+    attention maps; a finished beam is a reference (step, beam), and words and maps
+    are traced back once at the end. So a step is a fixed, small number of tensor
+    operations whatever the batch, with one device-to-host copy (which images are
+    done) and none per image or beam.
     """
     k, vocab_size, max_len = config.beam, len(vocab), config.max_len
-    batch, positions, device = features.size(0), features.size(1), features.device
+    batch, device = features.size(0), features.device
     banned = _banned_mask(vocab, config, device)
     rows = torch.arange(batch, device=device)  # (A,) images still searching
     feats = features.repeat_interleave(k, dim=0)  # (A*k, P, D)
     projected = decoder.project(feats)  # (A*k, P, A)
     state = decoder.init_state(feats)
     tokens = torch.full((batch * k,), vocab.start_id, dtype=torch.long, device=device)
-    history = torch.empty((batch * k, 0), dtype=torch.long, device=device)  # (A*k, t)
-    attn: Tensor | None = None  # (A*k, t, P), dtype of the attention maps
+    history = torch.empty((batch * k, 0), dtype=torch.long, device=device)  # n-gram bans only
     scores = torch.full((batch, k), NEG_INF, device=device)  # (A, k)
     scores[:, 0] = 0.0  # at step 0 all beams are the same: expand only the first
     rank = torch.arange(2 * k, device=device)  # (2k,)
+    rank_after = rank + 2 * k  # candidates that are not alive sort after those that are
     slot = torch.arange(k, device=device)  # (k,)
-    pool: _Pool | None = None
+    neg_inf = torch.tensor(NEG_INF, device=device)  # (a scalar tensor: no copy per use)
+    offsets = (torch.arange(batch, device=device) * k).unsqueeze(1)  # (B, 1) first beam of row
+    # the pool of finished beams, best first: [normalised score, score] and [step, beam]
+    pool_value = torch.full((batch, k, 2), NEG_INF, device=device)
+    pool_ref = torch.zeros((batch, k, 2), dtype=torch.long, device=device)
+    trace = _Trace()
     bound_scale = float(max_len + 1) ** config.length_penalty if config.length_penalty > 0 else 1.0
 
     for step in range(max_len + 1):
         logits, alpha, state = decoder.step(feats, projected, tokens, state)
-        if attn is None:
-            attn = alpha.new_empty((batch * k, 0, positions))
-        if pool is None:
-            pool = _Pool.empty(batch, k, max_len, positions, alpha)
+        trace.alphas.append(alpha)  # (A*k, P): the maps of the words chosen now
         alive_rows = rows.size(0)
         logp = _next_logp(logits, step, vocab, config, banned, history)  # (A*k, V)
         total = (scores.view(-1, 1) + logp).view(alive_rows, k * vocab_size)  # (A, k*V)
         top_scores, top_index = total.topk(2 * k, dim=1)  # (A, 2k), best first
-        origin = top_index.div(vocab_size, rounding_mode="floor")  # (A, 2k) beam in row
         token = top_index.remainder(vocab_size)  # (A, 2k)
-        beam_index = origin + (torch.arange(alive_rows, device=device) * k).unsqueeze(1)
-        finite = top_scores.isfinite()
         is_end = token.eq(vocab.end_id)
+        finite = top_scores.isfinite()
+        offset = offsets[:alive_rows]  # (A, 1) each row's first beam
 
         # finished: an <end> among the k best candidates. On a CPU, asking whether
         # any beam ended costs nothing and most steps have none; on a GPU it would
         # be a second host sync per step, so the (cheap) merge always runs there.
         ends = (is_end & finite)[:, :k]  # (A, k)
         if device.type != "cpu" or bool(ends.any()):
-            end_beams = beam_index[:, :k].reshape(-1)  # (A*k,)
-            candidates = _Pool(
-                norm=torch.where(
-                    ends, top_scores[:, :k] / float(step + 1) ** config.length_penalty, NEG_INF
-                ),
-                score=top_scores[:, :k],
-                length=torch.full_like(end_beams, step).view(alive_rows, k),
-                ids=_pad(history.index_select(0, end_beams), max_len).view(alive_rows, k, max_len),
-                attention=_pad(attn.index_select(0, end_beams).transpose(1, 2), max_len)
-                .transpose(1, 2)
-                .reshape(alive_rows, k, max_len, positions),
-            )
-            worst = pool.merge(rows, candidates)  # (A,)
-        else:
-            worst = pool.norm.index_select(0, rows)[:, -1]
+            penalty = float(step + 1) ** config.length_penalty
+            value = torch.stack(
+                [torch.where(ends, top_scores[:, :k] / penalty, neg_inf), top_scores[:, :k]], 2
+            )  # (A, k, 2)
+            end_beams = top_index[:, :k].div(vocab_size, rounding_mode="floor") + offset
+            ref = torch.stack([torch.full_like(end_beams, step), end_beams], 2)  # (A, k, 2)
+            both_value = torch.cat([pool_value.index_select(0, rows), value], 1)  # (A, 2k, 2)
+            both_ref = torch.cat([pool_ref.index_select(0, rows), ref], 1)
+            pick = both_value[:, :, 0].topk(k, dim=1).indices.unsqueeze(2).expand(-1, -1, 2)
+            pool_value[rows] = both_value.gather(1, pick)
+            pool_ref[rows] = both_ref.gather(1, pick)
+        worst = pool_value.index_select(0, rows)[:, -1, 0]  # (A,), -inf while not full
 
         # alive: the first k candidates that are not <end>; too few (tiny vocabulary):
         # dead padding beams with score -inf that copy the first alive one
-        alive = ~is_end & finite  # (A, 2k)
-        pick = torch.where(alive, rank, rank + 2 * k).argsort(dim=1)[:, :k]  # (A, k)
+        alive = finite & ~is_end  # (A, 2k)
+        pick = torch.where(alive, rank, rank_after).argsort(dim=1)[:, :k]  # (A, k)
         count = alive.sum(dim=1, keepdim=True)  # (A, 1)
-        dead = slot.unsqueeze(0) >= count  # (A, k)
-        next_scores = torch.where(dead, NEG_INF, top_scores.gather(1, pick))
-        next_beams = beam_index.gather(1, pick)
-        next_beams = torch.where(dead, next_beams[:, :1], next_beams)
-        next_tokens = token.gather(1, pick)
-        next_tokens = torch.where(dead, next_tokens[:, :1], next_tokens)
+        dead = slot >= count  # (A, k)
+        next_scores = torch.where(dead, neg_inf, top_scores.gather(1, pick))  # (A, k)
+        chosen = top_index.gather(1, pick)
+        chosen = torch.where(dead, chosen[:, :1], chosen)  # (A, k) into the row's k*V
+        next_beams = chosen.div(vocab_size, rounding_mode="floor") + offset
+        next_tokens = chosen.remainder(vocab_size)
 
-        # done: nothing alive, or k finished that no alive beam can beat (log-probs only
-        # fall as a beam grows; with a length penalty the bound assumes the longest
-        # caption, which flatters it: a conservative test)
-        bound = next_scores.max(dim=1).values / bound_scale  # (A,)
-        done = count.squeeze(1).eq(0) | (worst.isfinite() & bound.le(worst))
+        # done: k finished that no alive beam can beat (log-probs only fall as a beam
+        # grows; with a length penalty the bound assumes the longest caption, which
+        # flatters it: a conservative test), or nothing alive (bound -inf)
+        bound = next_scores.max(dim=1).values  # (A,)
+        done = (bound / bound_scale if bound_scale != 1.0 else bound).le(worst)
         keep = (~done).nonzero().squeeze(1)  # (A',): the one host sync of the step
         if keep.numel() == 0:
             break
-        index = next_beams.index_select(0, keep).view(-1)  # (A'*k,)
+        index = next_beams.index_select(0, keep).view(-1)  # (A'*k,) into this step's beams
         tokens = next_tokens.index_select(0, keep).view(-1)
+        trace.parents.append(index)
+        trace.words.append(tokens)
         scores = next_scores.index_select(0, keep)
         state = state.select(index)
-        history = torch.cat([history.index_select(0, index), tokens.unsqueeze(1)], dim=1)
-        attn = torch.cat(
-            [attn.index_select(0, index), alpha.index_select(0, index).unsqueeze(1)], 1
-        )
+        if config.no_repeat_ngram:
+            history = torch.cat([history.index_select(0, index), tokens.unsqueeze(1)], dim=1)
         if keep.numel() != alive_rows:  # some images finished: shrink the batch
             rows = rows.index_select(0, keep)
             row_index = (keep * k).repeat_interleave(k) + slot.repeat(keep.numel())
             feats = feats.index_select(0, row_index)
             projected = projected.index_select(0, row_index)
-    assert pool is not None
-    return _best(pool, config)
+    return trace.best(pool_value[:, 0], pool_ref[:, 0], config)
 
 
-def _pad(values: Tensor, length: int) -> Tensor:
-    """Right-pad the last dimension with zeros to ``length``."""
-    return torch.nn.functional.pad(values, (0, length - values.size(-1)))
+@dataclass
+class _Trace:
+    """Per step: the attention maps of the step's beams, and for the next step's beams
+    their parent (an index into this step's beams) and their word."""
+
+    alphas: list[Tensor] = field(default_factory=list)  # (A_s*k, P)
+    parents: list[Tensor] = field(default_factory=list)  # (A_{s+1}*k,)
+    words: list[Tensor] = field(default_factory=list)  # (A_{s+1}*k,)
+
+    def best(self, value: Tensor, ref: Tensor, config: SearchConfig) -> list[Hypothesis]:
+        """Each image's best finished beam, traced back: value (B, 2) [normalised, score],
+        ref (B, 2) [step, beam]. One copy to the host of everything, then pure indexing."""
+        alphas = _host_steps(self.alphas)
+        parents = _host_steps(self.parents)
+        words = _host_steps(self.words)
+        out = []
+        for (norm, score), (length, beam) in zip(value.tolist(), ref.tolist(), strict=True):
+            ids = [0] * length
+            maps = np.empty((length, alphas[0].shape[1]), dtype=np.float32)
+            for t in range(length - 1, -1, -1):  # word t was chosen at step t
+                ids[t] = int(words[t][beam])
+                beam = int(parents[t][beam])
+                maps[t] = alphas[t][beam]
+            out.append(Hypothesis(ids, score, torch.from_numpy(maps), norm))
+        return out
 
 
-def _best(pool: _Pool, config: SearchConfig) -> list[Hypothesis]:
-    """The best finished beam of every image, copied to the host once."""
-    lengths = pool.length[:, 0].tolist()
-    scores = pool.score[:, 0].tolist()
-    norms = pool.norm[:, 0].tolist()
-    ids = pool.ids[:, 0].cpu()
-    attention = pool.attention[:, 0].float().cpu()
-    return [
-        Hypothesis(ids[b, :n].tolist(), scores[b], attention[b, :n], norms[b])
-        for b, n in enumerate(lengths)
-    ]
+def _host_steps(steps: list[Tensor]) -> list[np.ndarray]:
+    """Per-step tensors copied to the host in one transfer, split back per step."""
+    if not steps:
+        return []
+    joined = torch.cat(steps).cpu()
+    if joined.is_floating_point():
+        joined = joined.float()
+    return list(np.split(joined.numpy(), np.cumsum([t.size(0) for t in steps])[:-1]))
