@@ -212,7 +212,7 @@ def _normalize(score: float, words: int, config: SearchConfig) -> float:
 def beam_search(
     decoder: Decoder, features: Tensor, vocab: Vocabulary, config: SearchConfig
 ) -> list[Hypothesis]:
-    """Beam k for a whole batch at once, bookkeeping in tensors.
+    """Beam k for a whole batch at once.
 
     Each image keeps k alive beams and a pool of its k best finished ones. Of the 2k
     best candidates of a step, an ``<end>`` among the first k finishes a beam; the
@@ -220,16 +220,16 @@ def beam_search(
     at ``max_len``) or k beams have finished and no alive beam can still beat the worst
     of them; done images leave the batch, so the rest run on fewer rows.
 
-    A step records only back-pointers (each alive beam's parent and word) and the
-    attention maps; a finished beam is a reference (step, beam), and words and maps
-    are traced back once at the end. So a step is a fixed, small number of tensor
-    operations whatever the batch, with one device-to-host copy (which images are
-    done) and none per image or beam.
+    Where the work runs: the model, the log-probabilities and the top 2k candidates on
+    the device; the bookkeeping (a few (A, 2k) arrays) in NumPy on the host, after one
+    small copy per step. On a GPU, where a step is bound by kernel launches, that is
+    cheaper than doing the bookkeeping as device kernels, and it never copies anything
+    per image or per beam. A step records back-pointers (each alive beam's parent and
+    word); a finished beam is a reference (step, beam), traced back once at the end.
     """
     k, vocab_size, max_len = config.beam, len(vocab), config.max_len
     batch, device = features.size(0), features.device
     banned = _banned_mask(vocab, config, device)
-    rows = torch.arange(batch, device=device)  # (A,) images still searching
     feats = features.repeat_interleave(k, dim=0)  # (A*k, P, D)
     projected = decoder.project(feats)  # (A*k, P, A)
     state = decoder.init_state(feats)
@@ -237,106 +237,135 @@ def beam_search(
     history = torch.empty((batch * k, 0), dtype=torch.long, device=device)  # n-gram bans only
     scores = torch.full((batch, k), NEG_INF, device=device)  # (A, k)
     scores[:, 0] = 0.0  # at step 0 all beams are the same: expand only the first
-    rank = torch.arange(2 * k, device=device)  # (2k,)
-    rank_after = rank + 2 * k  # candidates that are not alive sort after those that are
-    slot = torch.arange(k, device=device)  # (k,)
-    neg_inf = torch.tensor(NEG_INF, device=device)  # (a scalar tensor: no copy per use)
-    offsets = (torch.arange(batch, device=device) * k).unsqueeze(1)  # (B, 1) first beam of row
-    # the pool of finished beams, best first: [normalised score, score] and [step, beam]
-    pool_value = torch.full((batch, k, 2), NEG_INF, device=device)
-    pool_ref = torch.zeros((batch, k, 2), dtype=torch.long, device=device)
-    trace = _Trace()
-    bound_scale = float(max_len + 1) ** config.length_penalty if config.length_penalty > 0 else 1.0
+    book = _Bookkeeping(batch, k, vocab_size, vocab.end_id, config)
+    alphas: list[Tensor] = []  # per step, (A_s*k, P): the maps of the words chosen then
+    exact_in_float = k * vocab_size < 2**24  # candidate indices survive a float32 copy
 
     for step in range(max_len + 1):
         logits, alpha, state = decoder.step(feats, projected, tokens, state)
-        trace.alphas.append(alpha)  # (A*k, P): the maps of the words chosen now
-        alive_rows = rows.size(0)
+        alphas.append(alpha)
         logp = _next_logp(logits, step, vocab, config, banned, history)  # (A*k, V)
-        total = (scores.view(-1, 1) + logp).view(alive_rows, k * vocab_size)  # (A, k*V)
+        total = (scores.view(-1, 1) + logp).view(-1, k * vocab_size)  # (A, k*V)
         top_scores, top_index = total.topk(2 * k, dim=1)  # (A, 2k), best first
-        token = top_index.remainder(vocab_size)  # (A, 2k)
-        is_end = token.eq(vocab.end_id)
-        finite = top_scores.isfinite()
-        offset = offsets[:alive_rows]  # (A, 1) each row's first beam
+        if exact_in_float:  # one copy to the host per step
+            top = torch.cat([top_scores, top_index.to(top_scores.dtype)], dim=1).cpu().numpy()
+            host_scores, host_index = top[:, : 2 * k], top[:, 2 * k :].astype(np.int64)
+        else:
+            host_scores, host_index = top_scores.cpu().numpy(), top_index.cpu().numpy()
+        keep, index, next_tokens, next_scores = book.step(step, host_scores, host_index)
+        if keep is None:
+            break
+        index_dev = torch.from_numpy(index).to(device)  # (A'*k,) into this step's beams
+        tokens = torch.from_numpy(next_tokens).to(device)
+        scores = torch.from_numpy(next_scores).to(device)
+        state = state.select(index_dev)
+        if config.no_repeat_ngram:
+            history = torch.cat([history.index_select(0, index_dev), tokens.unsqueeze(1)], 1)
+        if keep is not _ALL:  # some images finished: shrink the batch
+            row_index = torch.from_numpy(_beams_of(keep, k)).to(device)
+            feats = feats.index_select(0, row_index)
+            projected = projected.index_select(0, row_index)
+    return book.best(_host_steps(alphas))
 
-        # finished: an <end> among the k best candidates. On a CPU, asking whether
-        # any beam ended costs nothing and most steps have none; on a GPU it would
-        # be a second host sync per step, so the (cheap) merge always runs there.
-        ends = (is_end & finite)[:, :k]  # (A, k)
-        if device.type != "cpu" or bool(ends.any()):
-            penalty = float(step + 1) ** config.length_penalty
-            value = torch.stack(
-                [torch.where(ends, top_scores[:, :k] / penalty, neg_inf), top_scores[:, :k]], 2
-            )  # (A, k, 2)
-            end_beams = top_index[:, :k].div(vocab_size, rounding_mode="floor") + offset
-            ref = torch.stack([torch.full_like(end_beams, step), end_beams], 2)  # (A, k, 2)
-            both_value = torch.cat([pool_value.index_select(0, rows), value], 1)  # (A, 2k, 2)
-            both_ref = torch.cat([pool_ref.index_select(0, rows), ref], 1)
-            pick = both_value[:, :, 0].topk(k, dim=1).indices.unsqueeze(2).expand(-1, -1, 2)
-            pool_value[rows] = both_value.gather(1, pick)
-            pool_ref[rows] = both_ref.gather(1, pick)
-        worst = pool_value.index_select(0, rows)[:, -1, 0]  # (A,), -inf while not full
+
+_ALL = np.empty(0, dtype=np.int64)  # "every row is kept" (no shrinking this step)
+
+
+def _beams_of(rows: np.ndarray, k: int) -> np.ndarray:
+    """Flat beam indices (len(rows)*k,) of the given rows."""
+    return (rows[:, None] * k + np.arange(k)).ravel()
+
+
+class _Bookkeeping:
+    """Beam search's host side: alive beams, finished pools, back-pointers. NumPy only.
+
+    Row a of a step is the a-th image still searching; ``rows`` maps it to the batch.
+    """
+
+    def __init__(
+        self, batch: int, k: int, vocab_size: int, end_id: int, config: SearchConfig
+    ) -> None:
+        self.k, self.vocab_size, self.end_id, self.config = k, vocab_size, end_id, config
+        self.rows = np.arange(batch)
+        # the pool of finished beams per image, best first; -inf: an empty place
+        self.pool_norm = np.full((batch, k), -np.inf, dtype=np.float32)
+        self.pool_score = np.full((batch, k), -np.inf, dtype=np.float32)
+        self.pool_step = np.zeros((batch, k), dtype=np.int64)
+        self.pool_beam = np.zeros((batch, k), dtype=np.int64)
+        self.parents: list[np.ndarray] = []  # per step, (A_{s+1}*k,): index into step s
+        self.words: list[np.ndarray] = []  # per step, (A_{s+1}*k,): the word chosen
+        penalty = config.length_penalty
+        self.bound_scale = float(config.max_len + 1) ** penalty if penalty > 0 else 1.0
+
+    def step(
+        self, step: int, top_scores: np.ndarray, top_index: np.ndarray
+    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:
+        """The 2k best candidates of every row (A, 2k) → (kept rows, or ``_ALL``, or
+        None when all are done; the next beams' parents (A'*k,), words (A'*k,) and
+        scores (A', k))."""
+        k = self.k
+        alive_rows = len(self.rows)
+        token = top_index % self.vocab_size  # (A, 2k)
+        beam = top_index // self.vocab_size + (np.arange(alive_rows) * k)[:, None]  # flat
+        finite = np.isfinite(top_scores)
+        is_end = token == self.end_id
+
+        # finished: an <end> among the k best candidates, into the pool (stable sort:
+        # a tie keeps the beam that finished first)
+        ends = is_end[:, :k] & finite[:, :k]
+        if ends.any():
+            penalty = np.float32(float(step + 1) ** self.config.length_penalty)
+            norm = np.where(ends, top_scores[:, :k] / penalty, np.float32(-np.inf))
+            r = self.rows
+            both_norm = np.concatenate([self.pool_norm[r], norm], axis=1)  # (A, 2k)
+            order = np.argsort(-both_norm, axis=1, kind="stable")[:, :k]
+            take = np.arange(alive_rows)[:, None], order
+            self.pool_norm[r] = both_norm[take]
+            self.pool_score[r] = np.concatenate([self.pool_score[r], top_scores[:, :k]], 1)[take]
+            steps = np.full((alive_rows, k), step, dtype=np.int64)
+            self.pool_step[r] = np.concatenate([self.pool_step[r], steps], 1)[take]
+            self.pool_beam[r] = np.concatenate([self.pool_beam[r], beam[:, :k]], 1)[take]
+        worst = self.pool_norm[self.rows, -1]  # (A,), -inf while not full
 
         # alive: the first k candidates that are not <end>; too few (tiny vocabulary):
         # dead padding beams with score -inf that copy the first alive one
         alive = finite & ~is_end  # (A, 2k)
-        pick = torch.where(alive, rank, rank_after).argsort(dim=1)[:, :k]  # (A, k)
-        count = alive.sum(dim=1, keepdim=True)  # (A, 1)
-        dead = slot >= count  # (A, k)
-        next_scores = torch.where(dead, neg_inf, top_scores.gather(1, pick))  # (A, k)
-        chosen = top_index.gather(1, pick)
-        chosen = torch.where(dead, chosen[:, :1], chosen)  # (A, k) into the row's k*V
-        next_beams = chosen.div(vocab_size, rounding_mode="floor") + offset
-        next_tokens = chosen.remainder(vocab_size)
+        pick = np.argsort(~alive, axis=1, kind="stable")[:, :k]  # alive first, in rank order
+        count = alive.sum(axis=1, keepdims=True)  # (A, 1)
+        dead = np.arange(k) >= count  # (A, k)
+        take = np.arange(alive_rows)[:, None], pick
+        next_scores = np.where(dead, np.float32(-np.inf), top_scores[take])
+        next_beams = np.where(dead, beam[take][:, :1], beam[take])
+        next_tokens = np.where(dead, token[take][:, :1], token[take])
 
         # done: k finished that no alive beam can beat (log-probs only fall as a beam
         # grows; with a length penalty the bound assumes the longest caption, which
         # flatters it: a conservative test), or nothing alive (bound -inf)
-        bound = next_scores.max(dim=1).values  # (A,)
-        done = (bound / bound_scale if bound_scale != 1.0 else bound).le(worst)
-        keep = (~done).nonzero().squeeze(1)  # (A',): the one host sync of the step
-        if keep.numel() == 0:
-            break
-        index = next_beams.index_select(0, keep).view(-1)  # (A'*k,) into this step's beams
-        tokens = next_tokens.index_select(0, keep).view(-1)
-        trace.parents.append(index)
-        trace.words.append(tokens)
-        scores = next_scores.index_select(0, keep)
-        state = state.select(index)
-        if config.no_repeat_ngram:
-            history = torch.cat([history.index_select(0, index), tokens.unsqueeze(1)], dim=1)
-        if keep.numel() != alive_rows:  # some images finished: shrink the batch
-            rows = rows.index_select(0, keep)
-            row_index = (keep * k).repeat_interleave(k) + slot.repeat(keep.numel())
-            feats = feats.index_select(0, row_index)
-            projected = projected.index_select(0, row_index)
-    return trace.best(pool_value[:, 0], pool_ref[:, 0], config)
+        bound = next_scores.max(axis=1) / np.float32(self.bound_scale)
+        keep = np.flatnonzero(~(bound <= worst))
+        if len(keep) == 0:
+            return None, _ALL, _ALL, np.empty((0, k), np.float32)
+        index = next_beams[keep].ravel()
+        words = next_tokens[keep].ravel()
+        self.parents.append(index)
+        self.words.append(words)
+        if len(keep) == alive_rows:
+            return _ALL, index, words, next_scores
+        self.rows = self.rows[keep]
+        return keep, index, words, next_scores[keep]
 
-
-@dataclass
-class _Trace:
-    """Per step: the attention maps of the step's beams, and for the next step's beams
-    their parent (an index into this step's beams) and their word."""
-
-    alphas: list[Tensor] = field(default_factory=list)  # (A_s*k, P)
-    parents: list[Tensor] = field(default_factory=list)  # (A_{s+1}*k,)
-    words: list[Tensor] = field(default_factory=list)  # (A_{s+1}*k,)
-
-    def best(self, value: Tensor, ref: Tensor, config: SearchConfig) -> list[Hypothesis]:
-        """Each image's best finished beam, traced back: value (B, 2) [normalised, score],
-        ref (B, 2) [step, beam]. One copy to the host of everything, then pure indexing."""
-        alphas = _host_steps(self.alphas)
-        parents = _host_steps(self.parents)
-        words = _host_steps(self.words)
+    def best(self, alphas: list[np.ndarray]) -> list[Hypothesis]:
+        """Each image's best finished beam, its words and maps traced back."""
         out = []
-        for (norm, score), (length, beam) in zip(value.tolist(), ref.tolist(), strict=True):
+        for b in range(len(self.pool_norm)):
+            length, beam = int(self.pool_step[b, 0]), int(self.pool_beam[b, 0])
             ids = [0] * length
             maps = np.empty((length, alphas[0].shape[1]), dtype=np.float32)
             for t in range(length - 1, -1, -1):  # word t was chosen at step t
-                ids[t] = int(words[t][beam])
-                beam = int(parents[t][beam])
+                ids[t] = int(self.words[t][beam])
+                beam = int(self.parents[t][beam])
                 maps[t] = alphas[t][beam]
+            score, norm = float(self.pool_score[b, 0]), float(self.pool_norm[b, 0])
             out.append(Hypothesis(ids, score, torch.from_numpy(maps), norm))
         return out
 

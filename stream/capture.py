@@ -235,22 +235,23 @@ class Capture:
             self._published_ids.popleft()
         return len(self._published_ids) + int(group["pending"])
 
-    def wait_for_room(self, frames: int = 1) -> None:
-        """Block until ``frames`` more fit under ``max_backlog`` frames in the group.
+    def wait_for_room(self, frames: int = 1) -> int:
+        """Block until at least one frame fits under ``max_backlog`` frames in the group;
+        how many of ``frames`` fit now (counted as published from here). 0: stopped.
 
         Asks Redis only when an upper bound (the last count + frames published since)
         reaches the limit: the count can only have fallen since.
         """
-        frames = min(frames, self.config.max_backlog)
-        if self._backlog_bound + frames <= self.config.max_backlog:
-            self._backlog_bound += frames
-            return
-        while not self._stop.is_set():
+        limit = self.config.max_backlog
+        while self._backlog_bound >= limit:
+            if self._stop.is_set():
+                return 0
             self._backlog_bound = self.backlog()
-            if self._backlog_bound + frames <= self.config.max_backlog:
-                self._backlog_bound += frames
-                return
-            self._stop.wait(0.01)
+            if self._backlog_bound >= limit:
+                self._stop.wait(0.01)
+        fit = min(frames, limit - self._backlog_bound)
+        self._backlog_bound += fit
+        return fit
 
     # -- sources ----------------------------------------------------------------------
 
@@ -304,18 +305,24 @@ class Capture:
             self._attempt(lambda: None)  # rejoining sends the state: ended
 
     def _publish_ready(self, pending: deque[tuple[Frame, Future[tuple[bytes, int, int]]]]) -> None:
-        """Publish the oldest frame (waiting for its JPEG) and every encoded one after it."""
+        """Publish the oldest frame (waiting for its JPEG) and the encoded ones after it,
+        as many as the backlog has room for; the others go back to the front."""
         ready = [pending.popleft()]
         while pending and pending[0][1].done() and len(ready) < self.config.max_backlog:
             ready.append(pending.popleft())
         frames = [(frame, encoded.result()) for frame, encoded in ready]
+        published = 0
 
         def room_then_publish() -> None:
-            self.wait_for_room(len(frames))
-            self.publish_many(frames)
+            nonlocal published
+            fit = self.wait_for_room(len(frames))
+            if fit:
+                self.publish_many(frames[:fit])
+            published = fit
 
         while not self._attempt(room_then_publish) and not self._stop.is_set():
             self._redis_pause()  # then the same frames again: a file job skips nothing
+        pending.extendleft(reversed(ready[published:]))
 
     def _run_live(self) -> None:
         sampler = self.config.sampler()
