@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from captioner.search import SearchConfig, beam_search, greedy, sample, search
-from captioner.vocab import Vocabulary
+from captioner.vocab import SPECIALS, Vocabulary
 from tests.factories import fitted_decoder, tiny_decoder
 
 
@@ -112,3 +112,31 @@ def test_search_config_rejects_bad_values() -> None:
         SearchConfig(method="nucleus")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="beam"):
         SearchConfig(beam=0)
+
+
+def test_beam_with_fewer_candidates_than_beams_is_exact() -> None:
+    """One word besides <end>: fewer live candidates than beams at every step (dead
+    padding beams). Only max_len + 1 captions exist; beam 3 must pick the best of them
+    by its ranking (score / (words + 1) ** length_penalty), in a batch as alone."""
+    vocab = Vocabulary([*SPECIALS, "w0"])
+    features = _features(4)
+    lengths = set()
+    for seed, end_bias in ((0, -1.0), (1, -3.0), (2, -2.0), (1, -1.0)):
+        decoder = tiny_decoder(len(vocab), seed=seed, end_bias=end_bias)
+        config = SearchConfig(method="beam", beam=3, max_len=4, length_penalty=0.7)
+        batched = search(decoder, features, vocab, config)
+        for i, hyp in enumerate(batched):
+            ranked = []
+            for words in range(config.max_len + 1):
+                caption = torch.tensor([[vocab.start_id, *[4] * words, vocab.end_id]])
+                with torch.no_grad():
+                    logits, _ = decoder(features[i : i + 1], caption)
+                # the score: the model's log-probabilities of the words and <end>
+                logp = logits[0].log_softmax(-1).gather(1, caption[0, 1:, None]).sum()
+                ranked.append((float(logp) / (words + 1) ** 0.7, words))
+            assert len(hyp.ids) == max(ranked)[1]
+            assert hyp.ids == [4] * len(hyp.ids)
+            single = search(decoder, features[i : i + 1], vocab, config)[0]
+            assert single.ids == hyp.ids
+            lengths.add(len(hyp.ids))
+    assert lengths == {0, 1, 2, 3, 4}  # every length won somewhere: the test can fail
