@@ -103,15 +103,17 @@ def _next_logp(
         forced[:, vocab.end_id] = logp[:, vocab.end_id]
         return forced
     if config.no_repeat_ngram:
-        _block_repeats(logp, history, config.no_repeat_ngram)
+        _block_repeats(logp, history, config.no_repeat_ngram, sink=vocab.pad_id)
     return logp
 
 
-def _block_repeats(logp: Tensor, history: Tensor, n: int) -> None:
+def _block_repeats(logp: Tensor, history: Tensor, n: int, *, sink: int) -> None:
     """Ban, in place, every token that would repeat an n-gram of its own hypothesis.
 
-    Vectorised: each earlier (n-1)-gram equal to the hypothesis' last n-1 tokens bans
-    the token that followed it. logp (N, V), history (N, t).
+    Vectorised, and without a host sync: each earlier (n-1)-gram equal to the
+    hypothesis' last n-1 tokens bans the token that followed it; windows that do not
+    match write their -inf into ``sink``, a token that is always banned (``<pad>``).
+    logp (N, V), history (N, t).
     """
     steps = history.size(1)
     if steps < n:
@@ -123,9 +125,7 @@ def _block_repeats(logp: Tensor, history: Tensor, n: int) -> None:
     prefix = history[:, steps - n + 1 :].unsqueeze(1)  # (N, 1, n-1)
     matches = windows.eq(prefix).all(dim=2)  # (N, t-n+1)
     followers = history[:, n - 1 :]  # (N, t-n+1): the token after each window
-    banned = torch.where(matches, followers, followers.new_full((), -1))
-    rows, cols = banned.ge(0).nonzero(as_tuple=True)
-    logp[rows, banned[rows, cols]] = NEG_INF
+    logp.scatter_(1, followers.masked_fill(~matches, sink), NEG_INF)
 
 
 # -- greedy and sampling --------------------------------------------------------------
