@@ -255,8 +255,8 @@ def beam_search(
         keep, index, next_tokens, next_scores = book.step(step, host_scores, host_index)
         if keep is None:
             break
-        index_dev = torch.from_numpy(index).to(device)  # (A'*k,) into this step's beams
-        tokens = torch.from_numpy(next_tokens).to(device)
+        moved = torch.from_numpy(np.stack([index, next_tokens])).to(device)  # one copy
+        index_dev, tokens = moved[0], moved[1]  # (A'*k,): parents in this step's beams, words
         scores = torch.from_numpy(next_scores).to(device)
         state = state.select(index_dev)
         if config.no_repeat_ngram:
