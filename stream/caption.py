@@ -530,6 +530,8 @@ def _collect(
     tracker: _Tracker,
 ) -> list[CaptionEntry]:
     """Read ``captions:{job}`` until every frame the capture published has its caption."""
+    import redis
+
     from worker.queue import captions_key, deadletter_key, decode_caption
 
     name = capture.spec.name
@@ -539,8 +541,18 @@ def _collect(
     started = time.monotonic()
     noticed = False
     while True:
+        if capture.redis_data_lost:
+            raise StreamError(
+                "Redis restarted without its data during the job, and frames of it went "
+                "with it; no output written. Run the job again (a Redis with persistence, "
+                "e.g. appendonly yes, keeps jobs through restarts)"
+            )
         ended = not thread.is_alive()  # before reading: nothing is published after this
-        reply: Any = client.xread({key: last_id}, count=256, block=_READ_BLOCK_MS)
+        try:
+            reply: Any = client.xread({key: last_id}, count=256, block=_READ_BLOCK_MS)
+            dead = client.xlen(deadletter_key(name))
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise StreamError(f"lost the connection to Redis ({exc}); no output written") from exc
         for _key, entries in reply or []:
             for entry_id, fields in entries:
                 last_id = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
@@ -553,7 +565,6 @@ def _collect(
         tracker.report()
         if ended and all(seq in received for seq in range(capture.published)):
             return [received[seq] for seq in range(capture.published)]
-        dead = client.xlen(deadletter_key(name))
         if dead:
             raise StreamError(
                 f"the workers gave up on {dead} frame(s) of this job (see "

@@ -121,6 +121,7 @@ class Capture:
         self._redis_lost = False
         self._redis_delays: Iterator[float] | None = None
         self.redis_outages = 0
+        self.redis_data_lost = False  # Redis came back without frames published before
 
     def stop(self) -> None:
         self._stop.set()
@@ -135,6 +136,8 @@ class Capture:
             if "BUSYGROUP" not in str(exc):
                 raise
         last = self.redis.get(f"seq:{{{self.spec.name}}}")
+        if last is None and self._seq > 0:  # we published, and Redis forgot: it restarted empty
+            self.redis_data_lost = True
         # max: a Redis that came back empty must not restart the numbering
         self._seq = max(self._seq, int(last) if last is not None else 0)
 

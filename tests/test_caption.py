@@ -609,3 +609,29 @@ def test_real_process_loads_the_checkpoint_and_matches_in_process(
     here = tmp_path / "here.srt"
     assert run(capsys, video, "-o", here, "--beam", "2")[0] == 0
     assert out.read_bytes() == here.read_bytes()
+
+
+def test_a_job_whose_frames_went_with_a_restarted_redis_fails_clearly(redis_client) -> None:  # type: ignore[no-untyped-def]
+    """Redis came back empty: the job's earlier frames are gone, so its captions can
+    never all arrive; the job says so instead of waiting for ever."""
+    from stream.caption import _collect, _Tracker
+    from stream.capture import Capture
+    from stream.exceptions import StreamError
+    from stream.sources import Frame, parse_source
+
+    video = Path(__file__).parents[1] / "stream" / "assets" / "demo.mp4"
+    capture = Capture(redis_client, parse_source(str(video), name="lostjob"), CaptureConfig())
+    capture.register()
+    assert not capture.redis_data_lost
+    image = np.zeros((48, 64, 3), np.uint8)
+    capture.publish(Frame(index=0, pts_ms=0.0, image=image))
+    capture.register()  # the same Redis: nothing lost
+    assert not capture.redis_data_lost
+    redis_client.flushdb()  # what a restart without persistence leaves
+    capture.register()
+    assert capture.redis_data_lost
+    done = threading.Thread(target=lambda: None)
+    done.start()
+    done.join()
+    with pytest.raises(StreamError, match="Redis restarted without its data"):
+        _collect(redis_client, capture, done, [], _Tracker(None, None))
