@@ -116,25 +116,38 @@ def to_batch(
     """RGB uint8 images of any sizes → normalised float batch (B, 3, S, S), channels_last.
 
     Each image is a numpy array (H, W, 3) or a torch tensor (3, H, W), on any device.
+    Frames of one stream share a size: each size group is stacked on the host, moved
+    to the device in one copy and fitted in one call, not image by image.
     """
-    tensors = []
-    for i, image in enumerate(images):
-        if isinstance(image, Tensor):
-            tensors.append(check_tensor(image, i).to(device))
-        else:
-            array = check_image(image, i)
-            if not (array.flags.writeable and array.flags.c_contiguous):
-                array = np.array(array)  # torch wants writable, contiguous memory
-            tensors.append(torch.from_numpy(array).to(device).permute(2, 0, 1))  # (3, H, W)
-    # Frames of one stream share a size: fit each size group in one call, not one by one.
-    by_size: dict[tuple[int, ...], list[int]] = {}
-    for i, t in enumerate(tensors):
-        by_size.setdefault(tuple(t.shape), []).append(i)
-    batch = torch.empty(len(tensors), 3, spec.size, spec.size, device=device)
+    checked: list[np.ndarray | Tensor] = [
+        check_tensor(image, i) if isinstance(image, Tensor) else check_image(image, i)
+        for i, image in enumerate(images)
+    ]
+    by_size: dict[tuple[int, int], list[int]] = {}
+    for i, image in enumerate(checked):
+        size = (image.shape[1], image.shape[2]) if isinstance(image, Tensor) else image.shape[:2]
+        by_size.setdefault((int(size[0]), int(size[1])), []).append(i)
+    batch = torch.empty(len(checked), 3, spec.size, spec.size, device=device)
     for indices in by_size.values():
-        group = torch.stack([tensors[i] for i in indices])  # (n, 3, H, W)
+        group = _stack([checked[i] for i in indices], device)  # (n, 3, H, W) uint8
         batch[torch.tensor(indices, device=device)] = fit_image(group, spec)
     mean = torch.tensor(spec.mean, device=batch.device).view(1, 3, 1, 1) * 255.0
     std = torch.tensor(spec.std, device=batch.device).view(1, 3, 1, 1) * 255.0
     batch = (batch - mean) / std
     return batch.contiguous(memory_format=torch.channels_last)
+
+
+def _stack(images: list[np.ndarray | Tensor], device: torch.device | str) -> Tensor:
+    """Same-size images → (n, 3, H, W) uint8 on ``device``; arrays in one host copy."""
+    if all(isinstance(image, np.ndarray) for image in images):
+        stacked = np.stack(images)  # (n, H, W, 3): a fresh, contiguous, writable copy
+        # NCHW-contiguous, as fitting expects (same kernels, so the same numbers)
+        return torch.from_numpy(stacked).to(device).permute(0, 3, 1, 2).contiguous()
+    return torch.stack(
+        [
+            image.to(device)
+            if isinstance(image, Tensor)
+            else torch.from_numpy(np.array(image)).to(device).permute(2, 0, 1)  # a copy
+            for image in images
+        ]
+    )
