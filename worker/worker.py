@@ -151,6 +151,7 @@ class Worker:
         self._sources_at = 0.0
         self._claimed_at = 0.0
         self._groups: set[str] = set()
+        self._stats_lock = threading.Lock()
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -226,9 +227,8 @@ class Worker:
         batch = self._reclaim() if self._claim_due() else []
         batch += self._gather(self.config.policy.room(len(batch)))
         read_s = time.perf_counter() - started
-        fresh = [batch[i] for i in self._skip_stale(batch)]
         started = time.perf_counter()
-        decoded = self._decode(fresh)
+        decoded = self._decode_fresh(batch)
         seconds = {"read": read_s, "decode": time.perf_counter() - started}
         self._caption_decoded(decoded, seconds, self._publish_batch)
         return len(batch)
@@ -248,7 +248,7 @@ class Worker:
                     got += self._read_once(room - len(got), block_ms=self.config.block_ms)
                 read_s = time.perf_counter() - started
                 started = time.perf_counter()
-                decoded = self._decode(got)
+                decoded = self._decode_fresh(got)
                 buffer.add(decoded, {"read": read_s, "decode": time.perf_counter() - started})
         except BaseException as exc:  # raised again by run()
             failure.append(exc)
@@ -428,12 +428,14 @@ class Worker:
                 pipe.xack(frames_key(frames[i].frame.source), GROUP, frames[i].entry_id)
             pipe.hincrby(METRICS_KEY, "stale", len(stale))
             pipe.execute()
-            self.stats.stale += len(stale)
+            with self._stats_lock:  # the reader and the model's thread both skip
+                self.stats.stale += len(stale)
         return fresh
 
-    def _decode(self, frames: Sequence[_Pending]) -> list[_Decoded]:
-        """Decoded frames; undecodable ones are counted and left pending (retried, then
-        dead-lettered)."""
+    def _decode_fresh(self, frames: Sequence[_Pending]) -> list[_Decoded]:
+        """The frames not stale yet, decoded (stale ones acked and counted, undecodable
+        ones counted and left pending: retried, then dead-lettered)."""
+        frames = [frames[i] for i in self._skip_stale(frames)]
         if not frames:
             return []
         images = decode_jpegs([p.frame.jpeg for p in frames], device=self.config.device)
