@@ -252,23 +252,30 @@ def beam_search(
             host_scores, host_index = top[:, : 2 * k], top[:, 2 * k :].astype(np.int64)
         else:
             host_scores, host_index = top_scores.cpu().numpy(), top_index.cpu().numpy()
-        keep, index, next_tokens, next_scores = book.step(step, host_scores, host_index)
-        if keep is None:
+        nxt = book.step(step, host_scores, host_index)
+        if nxt is None:  # every image is done
             break
-        moved = torch.from_numpy(np.stack([index, next_tokens])).to(device)  # one copy
-        index_dev, tokens = moved[0], moved[1]  # (A'*k,): parents in this step's beams, words
-        scores = torch.from_numpy(next_scores).to(device)
-        state = state.select(index_dev)
+        moved = torch.from_numpy(np.stack([nxt.parents, nxt.words])).to(device)  # one copy
+        parents, tokens = moved[0], moved[1]  # (A'*k,)
+        scores = torch.from_numpy(nxt.scores).to(device)
+        state = state.select(parents)
         if config.no_repeat_ngram:
-            history = torch.cat([history.index_select(0, index_dev), tokens.unsqueeze(1)], 1)
-        if keep is not _ALL:  # some images finished: shrink the batch
-            row_index = torch.from_numpy(_beams_of(keep, k)).to(device)
+            history = torch.cat([history.index_select(0, parents), tokens.unsqueeze(1)], 1)
+        if nxt.kept is not None:  # some images finished: shrink the batch
+            row_index = torch.from_numpy(_beams_of(nxt.kept, k)).to(device)
             feats = feats.index_select(0, row_index)
             projected = projected.index_select(0, row_index)
     return book.best(_host_steps(alphas))
 
 
-_ALL = np.empty(0, dtype=np.int64)  # "every row is kept" (no shrinking this step)
+@dataclass
+class _Next:
+    """The next step's beams, decided on the host."""
+
+    parents: np.ndarray  # (A'*k,) each beam's parent among this step's beams
+    words: np.ndarray  # (A'*k,) the word it adds
+    scores: np.ndarray  # (A', k)
+    kept: np.ndarray | None  # rows of this step still searching; None: all of them
 
 
 def _beams_of(rows: np.ndarray, k: int) -> np.ndarray:
@@ -297,12 +304,9 @@ class _Bookkeeping:
         penalty = config.length_penalty
         self.bound_scale = float(config.max_len + 1) ** penalty if penalty > 0 else 1.0
 
-    def step(
-        self, step: int, top_scores: np.ndarray, top_index: np.ndarray
-    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:
-        """The 2k best candidates of every row (A, 2k) → (kept rows, or ``_ALL``, or
-        None when all are done; the next beams' parents (A'*k,), words (A'*k,) and
-        scores (A', k))."""
+    def step(self, step: int, top_scores: np.ndarray, top_index: np.ndarray) -> _Next | None:
+        """The 2k best candidates of every row (A, 2k) → the next beams, or None when
+        every image is done."""
         k = self.k
         alive_rows = len(self.rows)
         token = top_index % self.vocab_size  # (A, 2k)
@@ -344,15 +348,14 @@ class _Bookkeeping:
         bound = next_scores.max(axis=1) / np.float32(self.bound_scale)
         keep = np.flatnonzero(~(bound <= worst))
         if len(keep) == 0:
-            return None, _ALL, _ALL, np.empty((0, k), np.float32)
-        index = next_beams[keep].ravel()
-        words = next_tokens[keep].ravel()
-        self.parents.append(index)
+            return None
+        parents, words = next_beams[keep].ravel(), next_tokens[keep].ravel()
+        self.parents.append(parents)
         self.words.append(words)
         if len(keep) == alive_rows:
-            return _ALL, index, words, next_scores
+            return _Next(parents, words, next_scores, kept=None)
         self.rows = self.rows[keep]
-        return keep, index, words, next_scores[keep]
+        return _Next(parents, words, next_scores[keep], kept=keep)
 
     def best(self, alphas: list[np.ndarray]) -> list[Hypothesis]:
         """Each image's best finished beam, its words and maps traced back."""
