@@ -62,6 +62,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from stream.exceptions import SourceError, StreamError
 from stream.protocol import Attention
 from stream.read_ahead import read_ahead
+from stream.sampling_flags import add_sampling_flags, sampling_config
 from stream.subtitles import STDOUT, SampleCaption, TimedSample, output_format, render, time_samples
 
 if TYPE_CHECKING:
@@ -724,14 +725,7 @@ def add_caption_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentPars
         metavar="OUT",
         help="OUT.vtt, OUT.srt or OUT.jsonl (format by extension); - (default): JSONL on stdout",
     )
-    p.add_argument("--fps", type=float, default=1.0, help="samples per second (default 1)")
-    p.add_argument(
-        "--scene-change",
-        action="store_true",
-        help="sample when the picture changes (at most --fps, at least every --max-interval "
-        "seconds) instead of at a fixed rate",
-    )
-    p.add_argument("--max-interval", type=float, default=10.0, help="with --scene-change")
+    add_sampling_flags(p)
     p.add_argument("--beam", type=positive_int, default=None, help="beam size (default 3)")
     p.add_argument(
         "--redis-url",
@@ -745,17 +739,6 @@ def add_caption_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentPars
     p.add_argument("--attention", action="store_true", help="JSONL: add each word's attention grid")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_caption)
-
-
-def _sampling(args: argparse.Namespace) -> CaptureConfig:
-    from stream.capture import CaptureConfig
-
-    try:
-        return CaptureConfig(
-            fps=args.fps, scene_change=args.scene_change, max_interval_s=args.max_interval
-        )
-    except ValueError as exc:
-        raise StreamError(f"{exc} (accepted: --fps > 0, e.g. 1 or 0.5)") from None
 
 
 def _check_device(device: str | None) -> None:
@@ -785,7 +768,7 @@ def cmd_caption(args: argparse.Namespace) -> int:
 
 def _run_caption(args: argparse.Namespace) -> int:
     fmt = output_format(args.output)
-    sampling = _sampling(args)
+    sampling = sampling_config(args)
     if args.scene_change and args.max_interval <= 1.0 / args.fps:
         raise StreamError(
             f"--max-interval ({args.max_interval:g} s) must be longer than 1/--fps "

@@ -20,6 +20,7 @@ from captioner.cli import positive_float, positive_int
 from captioner.exceptions import CaptionerError
 from stream.caption import add_caption_subcommand
 from stream.exceptions import StreamError
+from stream.sampling_flags import add_sampling_flags, sampling_config
 
 
 def _int_list(text: str) -> list[int]:
@@ -105,14 +106,7 @@ def _redis_url(p: argparse.ArgumentParser, *, required: bool) -> None:
 
 
 def _capture_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--fps", type=float, default=1.0, help="samples per second (default 1)")
-    p.add_argument(
-        "--scene-change",
-        action="store_true",
-        help="caption when the picture changes (at most --fps, at least every "
-        "--max-interval seconds) instead of at a fixed rate",
-    )
-    p.add_argument("--max-interval", type=float, default=10.0)
+    add_sampling_flags(p)
     p.add_argument(
         "--live",
         action="store_true",
@@ -222,17 +216,7 @@ def probe(spec: Any) -> None:
 
 
 def _capture_config(args: argparse.Namespace) -> Any:
-    from stream.capture import CaptureConfig
-
-    try:
-        return CaptureConfig(
-            fps=args.fps,
-            scene_change=args.scene_change,
-            max_interval_s=args.max_interval,
-            loop=args.loop,
-        )
-    except ValueError as exc:
-        raise StreamError(str(exc)) from None
+    return sampling_config(args, loop=args.loop)
 
 
 def _worker_argv(args: argparse.Namespace) -> list[str]:
