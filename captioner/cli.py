@@ -68,6 +68,13 @@ def add_search_flags(p: argparse.ArgumentParser, *, beam: int = 3) -> None:
         default=None,
         help="never repeat an n-gram within a caption (default: the model's)",
     )
+    p.add_argument(
+        "--repeat-words",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="--no-repeat-words: each word at most once, function words (a, of, the, "
+        "...) excepted; --repeat-words: repeats allowed (default: the model's)",
+    )
 
 
 def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -288,6 +295,8 @@ def _search_config(args: argparse.Namespace, base: SearchConfig) -> SearchConfig
         changes["length_penalty"] = args.length_penalty
     if args.no_repeat_ngram is not None:
         changes["no_repeat_ngram"] = args.no_repeat_ngram
+    if args.repeat_words is not None:
+        changes["no_repeat_words"] = not args.repeat_words
     return dataclasses.replace(base, **changes)
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from captioner.function_words import FUNCTION_WORDS
 from captioner.model import Decoder
 from captioner.vocab import Vocabulary
 
@@ -37,6 +38,7 @@ class SearchConfig:
     max_len: int = 20
     length_penalty: float = 0.0  # rank finished beams by score / (length ** length_penalty)
     no_repeat_ngram: int = 0  # 0: off; n: never repeat an n-gram within a caption
+    no_repeat_words: bool = False  # each word at most once, function words excepted
     allow_unk: bool = False
     top_k: int = 0  # sampling: 0 = the whole vocabulary
     temperature: float = 1.0
@@ -88,22 +90,52 @@ def _banned_mask(vocab: Vocabulary, config: SearchConfig, device: torch.device) 
     return mask
 
 
+def _repeatable_mask(vocab: Vocabulary, device: torch.device) -> Tensor:
+    """(V,) bool: True for the tokens ``no_repeat_words`` lets a caption repeat."""
+    repeatable = torch.zeros(len(vocab), dtype=torch.bool)
+    ids = [vocab.index[w] for w in FUNCTION_WORDS if w in vocab.index]
+    repeatable[ids] = True
+    repeatable[vocab.pad_id] = True  # history never holds it; the ban's sink
+    return repeatable.to(device)
+
+
+@dataclass(frozen=True)
+class _Bans:
+    """What a search may never emit: fixed tokens, and repeats (by its config)."""
+
+    fixed: Tensor  # (V,) additive: -inf for tokens never emitted
+    repeatable: Tensor | None  # (V,) bool, with no_repeat_words: words that may repeat
+
+    @classmethod
+    def of(cls, vocab: Vocabulary, config: SearchConfig, device: torch.device) -> _Bans:
+        repeatable = _repeatable_mask(vocab, device) if config.no_repeat_words else None
+        return cls(_banned_mask(vocab, config, device), repeatable)
+
+
+def _keeps_history(config: SearchConfig) -> bool:
+    return bool(config.no_repeat_ngram) or config.no_repeat_words
+
+
 def _next_logp(
     logits: Tensor,
     step: int,
     vocab: Vocabulary,
     config: SearchConfig,
-    banned: Tensor,
+    bans: _Bans,
     history: Tensor,
 ) -> Tensor:
     """Log-probabilities (N, V) with bans applied; only <end> once max_len words exist."""
-    logp = logits.float().log_softmax(dim=-1) + banned  # (N, V)
+    logp = logits.float().log_softmax(dim=-1) + bans.fixed  # (N, V)
     if step == config.max_len:
         forced = torch.full_like(logp, NEG_INF)
         forced[:, vocab.end_id] = logp[:, vocab.end_id]
         return forced
     if config.no_repeat_ngram:
         _block_repeats(logp, history, config.no_repeat_ngram, sink=vocab.pad_id)
+    if bans.repeatable is not None and history.size(1):
+        # every word used so far, but function words write into <pad> (always banned)
+        used = history.masked_fill(bans.repeatable[history], vocab.pad_id)  # (N, t)
+        logp.scatter_(1, used, NEG_INF)
     return logp
 
 
@@ -157,7 +189,7 @@ def _left_to_right(
     """One token per image per step: argmax (no generator) or a top-k sample."""
     batch = features.size(0)
     device = features.device
-    banned = _banned_mask(vocab, config, device)
+    bans = _Bans.of(vocab, config, device)
     projected = decoder.project(features)  # (B, P, A)
     state = decoder.init_state(features)
     tokens = torch.full((batch,), vocab.start_id, dtype=torch.long, device=device)  # (B,)
@@ -168,7 +200,7 @@ def _left_to_right(
     lengths = torch.full((batch,), config.max_len, dtype=torch.long, device=device)
     for step in range(config.max_len + 1):
         logits, alpha, state = decoder.step(features, projected, tokens, state)
-        logp = _next_logp(logits, step, vocab, config, banned, history)  # (B, V)
+        logp = _next_logp(logits, step, vocab, config, bans, history)  # (B, V)
         if generator is None:
             tokens = logp.argmax(dim=-1)  # (B,)
         else:
@@ -229,12 +261,12 @@ def beam_search(
     """
     k, vocab_size, max_len = config.beam, len(vocab), config.max_len
     batch, device = features.size(0), features.device
-    banned = _banned_mask(vocab, config, device)
+    bans = _Bans.of(vocab, config, device)
     feats = features.repeat_interleave(k, dim=0)  # (A*k, P, D)
     projected = decoder.project(feats)  # (A*k, P, A)
     state = decoder.init_state(feats)
     tokens = torch.full((batch * k,), vocab.start_id, dtype=torch.long, device=device)
-    history = torch.empty((batch * k, 0), dtype=torch.long, device=device)  # n-gram bans only
+    history = torch.empty((batch * k, 0), dtype=torch.long, device=device)  # repeat bans only
     scores = torch.full((batch, k), NEG_INF, device=device)  # (A, k)
     scores[:, 0] = 0.0  # at step 0 all beams are the same: expand only the first
     book = _Bookkeeping(batch, k, vocab_size, vocab.end_id, config)
@@ -244,7 +276,7 @@ def beam_search(
     for step in range(max_len + 1):
         logits, alpha, state = decoder.step(feats, projected, tokens, state)
         alphas.append(alpha)
-        logp = _next_logp(logits, step, vocab, config, banned, history)  # (A*k, V)
+        logp = _next_logp(logits, step, vocab, config, bans, history)  # (A*k, V)
         total = (scores.view(-1, 1) + logp).view(-1, k * vocab_size)  # (A, k*V)
         top_scores, top_index = total.topk(2 * k, dim=1)  # (A, 2k), best first
         if exact_in_float:  # one copy to the host per step
@@ -259,7 +291,7 @@ def beam_search(
         parents, tokens = moved[0], moved[1]  # (A'*k,)
         scores = torch.from_numpy(nxt.scores).to(device)
         state = state.select(parents)
-        if config.no_repeat_ngram:
+        if _keeps_history(config):
             history = torch.cat([history.index_select(0, parents), tokens.unsqueeze(1)], 1)
         if nxt.kept is not None:  # some images finished: shrink the batch
             row_index = torch.from_numpy(_beams_of(nxt.kept, k)).to(device)

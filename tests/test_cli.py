@@ -121,3 +121,21 @@ def test_bad_input_exits_2_with_a_clear_message(tmp_path: Path) -> None:
     assert flag.returncode == 2 and "positive integers" in flag.stderr
     unknown = _run("train", "--data", str(tmp_path), "--epochs", "many")
     assert unknown.returncode == 2 and "positive integer" in unknown.stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [([], False), (["--no-repeat-words"], True), (["--repeat-words"], False)],
+)
+def test_search_flags_override_the_models_settings(flags: list[str], expected: bool) -> None:
+    from captioner.cli import _search_config
+    from captioner.search import SearchConfig
+    from stream.cli import build_parser
+
+    args = build_parser().parse_args(["describe", "x.jpg", "--beam", "1", *flags])
+    stored = SearchConfig(beam=3, length_penalty=0.5, no_repeat_ngram=2)
+    config = _search_config(args, stored)
+    assert config.no_repeat_words is expected
+    assert (config.method, config.beam, config.length_penalty) == ("greedy", 1, 0.5)
+    on = _search_config(args, SearchConfig(no_repeat_words=True))
+    assert on.no_repeat_words is (flags != ["--repeat-words"])

@@ -17,8 +17,9 @@ def _features(n: int = 6, seed: int = 1) -> torch.Tensor:
         SearchConfig(method="beam", beam=3),
         SearchConfig(method="beam", beam=4, length_penalty=0.8),
         SearchConfig(method="beam", beam=3, no_repeat_ngram=2),
+        SearchConfig(method="beam", beam=3, no_repeat_words=True),
     ],
-    ids=["greedy", "beam3", "beam4-lp", "beam3-norepeat"],
+    ids=["greedy", "beam3", "beam4-lp", "beam3-norepeat", "beam3-norepeat-words"],
 )
 def test_a_batch_gives_the_same_tokens_as_one_by_one(
     vocab: Vocabulary, config: SearchConfig
@@ -85,6 +86,30 @@ def test_no_repeat_ngram_blocks_repeats(vocab: Vocabulary) -> None:
     # and without blocking this random model does repeat bigrams
     plain = search(decoder, _features(4), vocab, SearchConfig(method="greedy", max_len=15))
     assert any(len(set(zip(h.ids, h.ids[1:], strict=False))) < len(h.ids) - 1 for h in plain)
+
+
+def test_no_repeat_words_uses_each_word_once_but_function_words_freely() -> None:
+    function = ["a", "of", "the"]  # in captioner.function_words
+    vocab = Vocabulary([*SPECIALS, *function, *(f"w{i}" for i in range(12))])
+    decoder = tiny_decoder(len(vocab), end_bias=-50.0, seed=5)  # it loves "of", "w0", "w5"
+    function_ids = {vocab.index[w] for w in function}
+
+    def repeats(ids: list[int]) -> set[int]:
+        return {i for i in ids if ids.count(i) > 1}
+
+    for config in (
+        SearchConfig(method="greedy", max_len=14, no_repeat_words=True),
+        SearchConfig(beam=3, max_len=14, no_repeat_words=True),
+        SearchConfig(beam=3, max_len=14, no_repeat_words=True, no_repeat_ngram=2),
+        SearchConfig(method="sample", max_len=14, no_repeat_words=True, seed=3),
+    ):
+        hyps = search(decoder, _features(4), vocab, config)
+        assert all(len(h.ids) == 14 for h in hyps)
+        assert all(repeats(h.ids) <= function_ids for h in hyps), config
+        assert any(repeats(h.ids) for h in hyps)  # "of" still repeats
+    # and without the ban this random model does repeat other words
+    plain = search(decoder, _features(4), vocab, SearchConfig(method="greedy", max_len=14))
+    assert any(repeats(h.ids) - function_ids for h in plain)
 
 
 def test_sampling_is_reproducible_with_a_seed_and_varies_across_seeds(vocab: Vocabulary) -> None:
