@@ -15,6 +15,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from captioner.arg_types import (
+    finite_float,
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from captioner.exceptions import CheckpointError
 from captioner.search import SearchConfig
 
@@ -34,37 +42,17 @@ DEFAULT_CACHE = (
 )
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
-
-
 def add_search_flags(p: argparse.ArgumentParser, *, beam: int = 3) -> None:
     p.add_argument("--beam", type=positive_int, default=beam, help="beam size; 1 = greedy")
     p.add_argument(
         "--length-penalty",
-        type=float,
+        type=finite_float,
         default=None,
         help="rank beams by score / length**P (default: the model's)",
     )
     p.add_argument(
         "--no-repeat-ngram",
-        type=int,
+        type=non_negative_int,
         default=None,
         help="never repeat an n-gram within a caption (default: the model's)",
     )
@@ -89,10 +77,10 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     t.add_argument("--max-words", type=positive_int, default=20)
     t.add_argument("--epochs", type=positive_int, default=30)
     t.add_argument("--batch-size", type=positive_int, default=128)
-    t.add_argument("--lr", type=float, default=4e-4)
-    t.add_argument("--dropout", type=float, default=0.5)
-    t.add_argument("--label-smoothing", type=float, default=0.0)
-    t.add_argument("--alpha-c", type=float, default=1.0 / 49)
+    t.add_argument("--lr", type=positive_float, default=4e-4)
+    t.add_argument("--dropout", type=fraction, default=0.5)
+    t.add_argument("--label-smoothing", type=fraction, default=0.0)
+    t.add_argument("--alpha-c", type=non_negative_float, default=1.0 / 49)
     t.add_argument(
         "--dims",
         type=positive_int,
@@ -103,7 +91,7 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     t.add_argument("--early-stop", type=positive_int, default=4)
     t.add_argument("--no-flip", action="store_true", help="do not add flipped images")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--threads", type=int, default=0)
+    t.add_argument("--threads", type=non_negative_int, default=0)
     t.add_argument("--log-every", type=positive_int, default=50)
     t.add_argument(
         "--steps-per-epoch",

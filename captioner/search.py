@@ -13,6 +13,7 @@ Conventions shared by all three:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -51,6 +52,8 @@ class SearchConfig:
             raise ValueError(f"beam must be >= 1, got {self.beam}")
         if self.max_len < 1:
             raise ValueError(f"max_len must be >= 1, got {self.max_len}")
+        if not math.isfinite(self.length_penalty):
+            raise ValueError(f"length_penalty must be a finite number, got {self.length_penalty}")
         if self.no_repeat_ngram < 0 or self.top_k < 0:
             raise ValueError("no_repeat_ngram and top_k must be >= 0")
         if self.temperature <= 0:

@@ -707,7 +707,7 @@ class OutputFile:
 
 def add_caption_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``scenecast caption``."""
-    from captioner.cli import positive_int
+    from captioner.arg_types import positive_int
 
     p = sub.add_parser(
         "caption",

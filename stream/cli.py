@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from captioner.arg_types import non_negative_float, port, positive_float, positive_int
 from captioner.cli import add_subcommands as add_captioner_subcommands
-from captioner.cli import positive_float, positive_int
 from captioner.exceptions import CaptionerError
 from stream.caption import add_caption_subcommand
 from stream.exceptions import StreamError
@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     bc.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     bc.add_argument("--batches", type=_int_list, default=[1, 8, 32])
     bc.add_argument("--beams", type=_int_list, default=[1, 3])
-    bc.add_argument("--seconds", type=float, default=3.0, help="minimum time per setting")
+    bc.add_argument("--seconds", type=positive_float, default=3.0, help="minimum time per setting")
     bc.set_defaults(func=cmd_bench_captioner)
     bp = what.add_parser("pipeline", help="file-job captions/s and live latency through Redis")
     bp.add_argument("--checkpoint", default=None, help="default: the bundled model")
@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     bp.add_argument("--batch", type=positive_int, default=32)
     bp.add_argument("--beam", type=positive_int, default=3)
     bp.add_argument("--frames", type=positive_int, default=192, help="frames in the file job")
-    bp.add_argument("--live-seconds", type=float, default=30.0)
+    bp.add_argument("--live-seconds", type=positive_float, default=30.0)
     bp.add_argument("--rounds", type=positive_int, default=3, help="file-job rounds (median)")
     bp.add_argument(
         "--stand-in-ms",
@@ -81,10 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     bcap = what.add_parser("caption", help="realtime factor of `scenecast caption` on a long video")
     bcap.add_argument("--checkpoint", default=None, help="default: the bundled model")
     bcap.add_argument("--device", default=None)
-    bcap.add_argument("--minutes", type=float, default=10.0)
+    bcap.add_argument("--minutes", type=positive_float, default=10.0)
     bcap.add_argument("--beam", type=positive_int, default=3)
     bcap.add_argument("--batch", type=positive_int, default=16)
-    bcap.add_argument("--workers", type=int, default=2, help="worker processes for --redis-url")
+    bcap.add_argument(
+        "--workers", type=positive_int, default=2, help="worker processes for --redis-url"
+    )
     bcap.add_argument(
         "--video",
         type=Path,
@@ -120,10 +122,10 @@ def _worker_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--beam", type=positive_int, default=3)
     p.add_argument("--max-batch", type=positive_int, default=32)
-    p.add_argument("--max-wait-ms", type=float, default=50.0)
+    p.add_argument("--max-wait-ms", type=non_negative_float, default=50.0)
     p.add_argument(
         "--max-age-ms",
-        type=float,
+        type=positive_float,
         default=3000.0,
         help="live frames older than this are skipped, never captioned late",
     )
@@ -131,7 +133,7 @@ def _worker_flags(p: argparse.ArgumentParser) -> None:
 
 def _server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default=os.environ.get("SCENECAST_HOST", "127.0.0.1"))
-    p.add_argument("--port", type=int, default=int(os.environ.get("SCENECAST_PORT", "8765")))
+    p.add_argument("--port", type=port, default=int(os.environ.get("SCENECAST_PORT", "8765")))
 
 
 def add_service_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -72,7 +72,10 @@ def tiny_model(monkeypatch: pytest.MonkeyPatch, captioner: Any) -> None:
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
-    code = main(["caption", *map(str, args)])
+    try:
+        code = main(["caption", *map(str, args)])
+    except SystemExit as exit:  # argparse rejected a flag
+        code = int(exit.code or 0)
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -525,7 +528,8 @@ def test_read_only_directory_exits_2(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--fps", "0"], "fps must be > 0"),
+        (["--fps", "0"], "argument --fps: expected a positive number, got 0"),
+        (["--fps", "nan"], "argument --fps: expected a positive number, got nan"),
         (["--scene-change", "--fps", "1", "--max-interval", "0.5"], "--max-interval"),
         (["--device", "tpu"], "unsupported device"),
     ],

@@ -121,6 +121,10 @@ def test_bad_input_exits_2_with_a_clear_message(tmp_path: Path) -> None:
     assert flag.returncode == 2 and "positive integers" in flag.stderr
     unknown = _run("train", "--data", str(tmp_path), "--epochs", "many")
     assert unknown.returncode == 2 and "positive integer" in unknown.stderr
+    ngram = _run("describe", "x.jpg", "--no-repeat-ngram", "-1")
+    assert ngram.returncode == 2 and "expected an integer >= 0, got -1" in ngram.stderr
+    penalty = _run("describe", "x.jpg", "--length-penalty", "nan")
+    assert penalty.returncode == 2 and "expected a finite number, got nan" in penalty.stderr
 
 
 @pytest.mark.parametrize(

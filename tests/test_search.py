@@ -137,6 +137,8 @@ def test_search_config_rejects_bad_values() -> None:
         SearchConfig(method="nucleus")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="beam"):
         SearchConfig(beam=0)
+    with pytest.raises(ValueError, match="length_penalty must be a finite number"):
+        SearchConfig(length_penalty=float("nan"))
 
 
 def test_beam_with_fewer_candidates_than_beams_is_exact() -> None:

@@ -1,0 +1,38 @@
+import argparse
+import re
+
+import pytest
+
+from captioner.arg_types import (
+    finite_float,
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    port,
+    positive_float,
+    positive_int,
+)
+
+
+@pytest.mark.parametrize(
+    ("kind", "good", "bad", "accepted"),
+    [
+        (positive_int, {"1": 1, "32": 32}, ["0", "-3", "2.5", "x"], "a positive integer"),
+        (non_negative_int, {"0": 0, "3": 3}, ["-1", "nan", ""], "an integer >= 0"),
+        (port, {"0": 0, "8765": 8765, "65535": 65535}, ["65536", "-1", "http"], "TCP port"),
+        (finite_float, {"-0.5": -0.5, "2": 2.0}, ["nan", "inf", "-inf", "x"], "a finite number"),
+        (positive_float, {"0.5": 0.5, "33": 33.0}, ["0", "-1", "nan", "inf"], "a positive number"),
+        (non_negative_float, {"0": 0.0, "50": 50.0}, ["-5", "nan", "inf"], "a number >= 0"),
+        (fraction, {"0": 0.0, "0.5": 0.5}, ["1", "1.5", "-0.1", "nan"], "a number in [0, 1)"),
+    ],
+)
+def test_argument_types_accept_good_values_and_explain_bad_ones(
+    kind: object, good: dict[str, float], bad: list[str], accepted: str
+) -> None:
+    assert callable(kind)
+    for text, value in good.items():
+        assert kind(text) == value
+    for text in bad:
+        with pytest.raises(argparse.ArgumentTypeError, match=re.escape(accepted)) as caught:
+            kind(text)
+        assert repr(text) in str(caught.value) or text in str(caught.value)
