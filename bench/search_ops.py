@@ -73,7 +73,13 @@ def main() -> None:
     cap = Captioner.load(device="cpu")
     photos = sample_images()
     stored = cap.search_config
-    config = module.SearchConfig(**{f: getattr(stored, f) for f in stored.__dataclass_fields__})
+    known = module.SearchConfig.__dataclass_fields__
+    dropped = [f for f in stored.__dataclass_fields__ if f not in known and getattr(stored, f)]
+    if dropped:  # an older search without a setting the model now stores
+        print(f"(the search at {args.rev} has no {', '.join(dropped)}: counted without)")
+    config = module.SearchConfig(
+        **{f: getattr(stored, f) for f in stored.__dataclass_fields__ if f in known}
+    )
     for batch in (int(b) for b in args.batches.split(",")):
         features = cap.encode([photos[i % len(photos)] for i in range(batch)])
         with torch.inference_mode(), CountKernels() as count:

@@ -50,3 +50,15 @@ def non_negative_float(text: str) -> float:
 
 def fraction(text: str) -> float:
     return _number(text, float, "a number in [0, 1)", lambda v: 0 <= v < 1)
+
+
+def word_list(text: str) -> tuple[str, ...]:
+    """Comma-separated lower-case words, as captions are tokenized; "" is none."""
+    words = tuple(w.strip() for w in text.split(",") if w.strip())
+    for word in words:
+        if not word.isalnum() or word != word.lower():
+            raise argparse.ArgumentTypeError(
+                f"expected lower-case words separated by commas (e.g. stock,photography), "
+                f"got {word!r}"
+            )
+    return words

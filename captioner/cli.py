@@ -22,6 +22,7 @@ from captioner.arg_types import (
     non_negative_int,
     positive_float,
     positive_int,
+    word_list,
 )
 from captioner.exceptions import CheckpointError
 from captioner.search import SearchConfig
@@ -62,6 +63,13 @@ def add_search_flags(p: argparse.ArgumentParser, *, beam: int = 3) -> None:
         default=None,
         help="--no-repeat-words: each word at most once, function words (a, of, the, "
         "...) excepted; --repeat-words: repeats allowed (default: the model's)",
+    )
+    p.add_argument(
+        "--ban-words",
+        type=word_list,
+        default=None,
+        metavar="W1,W2",
+        help="words never to write, comma-separated; '' for none (default: the model's)",
     )
 
 
@@ -285,6 +293,8 @@ def _search_config(args: argparse.Namespace, base: SearchConfig) -> SearchConfig
         changes["no_repeat_ngram"] = args.no_repeat_ngram
     if args.repeat_words is not None:
         changes["no_repeat_words"] = not args.repeat_words
+    if args.ban_words is not None:
+        changes["banned_words"] = args.ban_words
     return dataclasses.replace(base, **changes)
 
 

@@ -3,7 +3,10 @@
 "a man and a woman on a beach" repeats "a" three times and is fine; "a cup of coffee
 coffee" or "a cat and a cat" is a decoding failure. With ``no_repeat_words`` the
 search lets a word appear at most once in a caption unless it is listed here:
-articles, prepositions, conjunctions, pronouns, auxiliaries and a few quantity words.
+articles, prepositions, conjunctions, pronouns, auxiliaries, a few quantity words,
+and colours, which describe different things in one caption ("a black shirt and
+black pants"; on val, letting colours repeat scored the same: CIDEr-D 0.462 against
+0.465 on the half the search settings were chosen on).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ and or but while
 it its he his him she her they them their we our you your i my
 is are was were be been being has have had do does
 some one two three many other each
+white black red blue green yellow brown grey gray pink orange purple silver gold golden
+dark light
 """
 
 FUNCTION_WORDS: frozenset[str] = frozenset(_LIST.split())

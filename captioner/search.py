@@ -40,6 +40,7 @@ class SearchConfig:
     length_penalty: float = 0.0  # rank finished beams by score / (length ** length_penalty)
     no_repeat_ngram: int = 0  # 0: off; n: never repeat an n-gram within a caption
     no_repeat_words: bool = False  # each word at most once, function words excepted
+    banned_words: tuple[str, ...] = ()  # never emitted (words the model lacks: ignored)
     allow_unk: bool = False
     top_k: int = 0  # sampling: 0 = the whole vocabulary
     temperature: float = 1.0
@@ -52,6 +53,9 @@ class SearchConfig:
             raise ValueError(f"beam must be >= 1, got {self.beam}")
         if self.max_len < 1:
             raise ValueError(f"max_len must be >= 1, got {self.max_len}")
+        object.__setattr__(self, "banned_words", tuple(self.banned_words))  # from a list too
+        if not all(isinstance(w, str) and w for w in self.banned_words):
+            raise ValueError(f"banned_words must be words, got {self.banned_words!r}")
         if not math.isfinite(self.length_penalty):
             raise ValueError(f"length_penalty must be a finite number, got {self.length_penalty}")
         if self.no_repeat_ngram < 0 or self.top_k < 0:
@@ -86,11 +90,13 @@ def search(
 
 def _banned_mask(vocab: Vocabulary, config: SearchConfig, device: torch.device) -> Tensor:
     """(V,) additive mask: -inf for tokens never emitted."""
-    mask = torch.zeros(len(vocab), device=device)
-    mask[[vocab.pad_id, vocab.start_id]] = NEG_INF
+    banned = [vocab.pad_id, vocab.start_id]
     if not config.allow_unk:
-        mask[vocab.unk_id] = NEG_INF
-    return mask
+        banned.append(vocab.unk_id)
+    banned += [vocab.index[w] for w in config.banned_words if w in vocab.index]
+    mask = torch.zeros(len(vocab))
+    mask[banned] = NEG_INF
+    return mask.to(device)  # built on the host: one copy
 
 
 def _repeatable_mask(vocab: Vocabulary, device: torch.device) -> Tensor:

@@ -10,8 +10,10 @@ import argparse
 import contextlib
 import os
 import platform
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -264,8 +266,6 @@ def cmd_capture(args: argparse.Namespace) -> int:
 
     (spec,) = _sources(args, [args.source], [args.name] if args.name else None)
     capture = Capture(check_redis(args.redis_url), spec, _capture_config(args))
-    import signal
-
     signal.signal(signal.SIGTERM, lambda *_: capture.stop())
     try:
         capture.run()
@@ -436,12 +436,32 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # our errors say it better
     args = build_parser().parse_args(argv)
+    with _sigterm_exits():
+        try:
+            code: int = args.func(args)
+            return code
+        except (CaptionerError, StreamError) as exc:
+            print(f"scenecast: error: {exc}", file=sys.stderr)
+            return 2
+
+
+@contextlib.contextmanager
+def _sigterm_exits() -> Iterator[None]:
+    """SIGTERM raises SystemExit(143), so ``with`` blocks clean up (an embedded Redis
+    stops, a half-written output is removed) instead of the process vanishing. Commands
+    that drain on SIGTERM (run, capture, worker) install their own handler over it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def exit_now(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, exit_now)
     try:
-        code: int = args.func(args)
-        return code
-    except (CaptionerError, StreamError) as exc:
-        print(f"scenecast: error: {exc}", file=sys.stderr)
-        return 2
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -94,10 +94,11 @@ class Runner:
             nonlocal signals
             signals += 1
             if signals > 1:
-                os._exit(130)
-            print("scenecast: stopping (Ctrl+C again to exit at once)", file=sys.stderr)
+                os._exit(130)  # the worker and an embedded Redis follow us (parent watch)
             assert self.stop_event is not None
             self.stop_event.set()
+            with contextlib.suppress(OSError):  # stderr may be a closed pipe (`| head`)
+                print("scenecast: stopping (Ctrl+C again to exit at once)", file=sys.stderr)
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal)

@@ -11,6 +11,7 @@ from captioner.arg_types import (
     port,
     positive_float,
     positive_int,
+    word_list,
 )
 
 
@@ -36,3 +37,11 @@ def test_argument_types_accept_good_values_and_explain_bad_ones(
         with pytest.raises(argparse.ArgumentTypeError, match=re.escape(accepted)) as caught:
             kind(text)
         assert repr(text) in str(caught.value) or text in str(caught.value)
+
+
+def test_word_list() -> None:
+    assert word_list("stock, royalty") == ("stock", "royalty")
+    assert word_list("") == ()
+    for bad in ("Stock", "stock photography", "a-b"):
+        with pytest.raises(argparse.ArgumentTypeError, match="lower-case words"):
+            word_list(bad)

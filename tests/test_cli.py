@@ -141,5 +141,30 @@ def test_search_flags_override_the_models_settings(flags: list[str], expected: b
     config = _search_config(args, stored)
     assert config.no_repeat_words is expected
     assert (config.method, config.beam, config.length_penalty) == ("greedy", 1, 0.5)
-    on = _search_config(args, SearchConfig(no_repeat_words=True))
+    on = _search_config(args, SearchConfig(no_repeat_words=True, banned_words=("stock",)))
     assert on.no_repeat_words is (flags != ["--repeat-words"])
+    assert on.banned_words == ("stock",)  # kept unless --ban-words is given
+    parse = build_parser().parse_args
+    assert _search_config(parse(["describe", "x.jpg", "--ban-words", "a,b"]), on).banned_words == (
+        "a",
+        "b",
+    )
+    assert _search_config(parse(["describe", "x.jpg", "--ban-words", ""]), on).banned_words == ()
+
+
+def test_sigterm_becomes_system_exit_so_with_blocks_clean_up() -> None:
+    import os
+    import signal
+
+    from stream.cli import _sigterm_exits
+
+    before = signal.getsignal(signal.SIGTERM)
+    cleaned = []
+    with pytest.raises(SystemExit) as caught, _sigterm_exits():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs at the next bytecode
+            pytest.fail("SIGTERM did not raise SystemExit")
+        finally:
+            cleaned.append(True)
+    assert caught.value.code == 128 + signal.SIGTERM and cleaned == [True]
+    assert signal.getsignal(signal.SIGTERM) is before  # restored

@@ -75,6 +75,49 @@ def _stop(proc: subprocess.Popen[str]) -> None:
     assert not alive, f"orphans left behind: {alive}"
 
 
+def _live_run(video: Path, checkpoint: Path) -> tuple[subprocess.Popen[str], list[psutil.Process]]:
+    proc, _ = _start_run([str(video), "--checkpoint", str(checkpoint), "--live", "--loop"])
+    children = psutil.Process(proc.pid).children(recursive=True)
+    names = sorted(c.name() for c in children)
+    assert any("redis-server" in n for n in names) and len(children) == 2, names
+    return proc, children
+
+
+def test_run_stops_cleanly_when_its_output_pipe_is_closed(video: Path, checkpoint: Path) -> None:
+    """`scenecast run ... | head -3`: once the reader is gone, Ctrl+C must still stop
+    everything (the message it prints on a signal used to raise, and the stop was lost)."""
+    proc, children = _live_run(video, checkpoint)
+    assert proc.stdout is not None
+    proc.stdout.close()
+    time.sleep(0.5)  # the worker and the server log into the closed pipe meanwhile
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=T)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("run did not stop on SIGINT with its output pipe closed") from None
+    _gone, alive = psutil.wait_procs(children, timeout=T)
+    assert not alive, f"orphans left behind: {alive}"
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "two SIGINTs"])
+def test_run_killed_abruptly_leaves_no_orphans(video: Path, checkpoint: Path, how: str) -> None:
+    """No clean-up code runs: the worker watches its parent, and the kernel stops the
+    embedded redis-server when the run dies (Linux parent-death signal)."""
+    proc, children = _live_run(video, checkpoint)
+    if how == "SIGKILL":
+        proc.kill()
+    else:
+        proc.send_signal(signal.SIGINT)
+        assert proc.stdout is not None
+        while "scenecast: stopping" not in proc.stdout.readline():  # the first one is in
+            assert proc.poll() is None, "run exited on the first SIGINT"
+        proc.send_signal(signal.SIGINT)  # the second one exits at once, skipping clean-up
+    proc.communicate(timeout=T)
+    _gone, alive = psutil.wait_procs(children, timeout=T)
+    assert not alive, f"orphans left behind: {alive}"
+
+
 async def _collect(url: str, n: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     captions, statuses = [], []
     async with connect(url) as ws:

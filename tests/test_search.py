@@ -112,6 +112,28 @@ def test_no_repeat_words_uses_each_word_once_but_function_words_freely() -> None
     assert any(repeats(h.ids) - function_ids for h in plain)
 
 
+def test_banned_words_are_never_written(vocab: Vocabulary) -> None:
+    decoder = tiny_decoder(len(vocab), end_bias=-50.0, seed=5)  # it loves w12 and w3
+    features = _features(4)
+    plain = search(decoder, features, vocab, SearchConfig(method="greedy", max_len=10))
+    assert {"w12", "w3"} <= {vocab.words[i] for h in plain for i in h.ids}
+    for config in (
+        SearchConfig(method="greedy", max_len=10, banned_words=("w12", "w3", "zebra")),
+        SearchConfig(beam=3, max_len=10, banned_words=("w12", "w3")),
+        SearchConfig(method="sample", max_len=10, banned_words=("w12", "w3"), seed=2),
+    ):
+        for hyp in search(decoder, features, vocab, config):
+            assert len(hyp.ids) == 10  # still full captions, of other words
+            assert not {"w12", "w3"} & {vocab.words[i] for i in hyp.ids}
+
+
+def test_banned_words_come_back_from_a_checkpoint_as_a_tuple() -> None:
+    config = SearchConfig(banned_words=["stock"])  # type: ignore[arg-type]
+    assert config.banned_words == ("stock",) and hash(config)
+    with pytest.raises(ValueError, match="banned_words must be words"):
+        SearchConfig(banned_words=("",))
+
+
 def test_sampling_is_reproducible_with_a_seed_and_varies_across_seeds(vocab: Vocabulary) -> None:
     decoder = tiny_decoder(len(vocab), end_bias=2.0)
     with torch.no_grad():
