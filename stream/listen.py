@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
+from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosedError
 
 
 def format_line(message: dict[str, Any]) -> str | None:
@@ -36,6 +39,21 @@ def format_line(message: dict[str, Any]) -> str | None:
     return None
 
 
+@dataclass
+class Progress:
+    """What a listener has received: enough to resume without loss or repeats."""
+
+    captions: int = 0
+    last_ids: dict[str, str] = field(default_factory=dict)  # source → last caption id
+    connected: bool = False
+
+    def resume_hint(self) -> str:
+        if not self.last_ids:
+            return "no caption received yet"
+        commands = [f"scenecast listen --source {s} --after {i}" for s, i in self.last_ids.items()]
+        return "to resume: " + " ; ".join(commands)
+
+
 async def listen(
     url: str,
     *,
@@ -43,15 +61,18 @@ async def listen(
     after: str | None,
     as_json: bool,
     limit: int | None = None,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
+    progress: Progress | None = None,
 ) -> int:
+    out = out or sys.stdout  # looked up now: the caller may have redirected it
+    progress = progress if progress is not None else Progress()
     subscribe: dict[str, Any] = {"type": "subscribe", "v": 1}
     if sources:
         subscribe["sources"] = sources
     if after:
         subscribe["after"] = after
-    captions = 0
     async with connect(url, max_size=2**22) as ws:
+        progress.connected = True
         await ws.send(json.dumps(subscribe))
         async for raw in ws:
             message = json.loads(raw)
@@ -63,17 +84,36 @@ async def listen(
                 if line:
                     print(line, file=out, flush=True)
             if message.get("type") == "caption":
-                captions += 1
-                if limit is not None and captions >= limit:
-                    break
+                progress.captions += 1
+                progress.last_ids[str(message["source"])] = str(message["id"])
+                if limit is not None and progress.captions >= limit:
+                    return 0
+        reason = ws.close_reason or "no reason given"
+    print(f"scenecast: the server closed the connection ({reason}); "
+          f"{progress.resume_hint()}", file=sys.stderr)  # fmt: skip
     return 0
 
 
 def run_listen(url: str, **kwargs: Any) -> int:
+    """0: done (limit reached, server closed, or the reader of our output went away);
+    1: the connection was lost; 2: could not connect; 130: Ctrl+C."""
+    progress = Progress()
     try:
-        return asyncio.run(listen(url, **kwargs))
+        return asyncio.run(listen(url, progress=progress, **kwargs))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `scenecast listen | head`: the reader is done, so are we
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error flushing at exit
+        return 0
+    except ConnectionClosedError as exc:
+        print(f"scenecast: error: lost the connection to {url} ({exc}); "
+              f"{progress.resume_hint()}", file=sys.stderr)  # fmt: skip
+        return 1
     except OSError as exc:
+        if progress.connected:
+            print(f"scenecast: error: lost the connection to {url} ({exc}); "
+                  f"{progress.resume_hint()}", file=sys.stderr)  # fmt: skip
+            return 1
         print(f"scenecast: error: cannot connect to {url}: {exc}", file=sys.stderr)
         return 2
