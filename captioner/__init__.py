@@ -9,6 +9,7 @@ from captioner.api import Caption, Captioner
 from captioner.exceptions import (
     CaptionerError,
     CheckpointError,
+    DeviceError,
     InvalidImageError,
     NoDefaultModelError,
     WeightsNotFoundError,
@@ -20,6 +21,7 @@ __all__ = [
     "Captioner",
     "CaptionerError",
     "CheckpointError",
+    "DeviceError",
     "InvalidImageError",
     "NoDefaultModelError",
     "SearchConfig",

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from captioner.checkpoint import Checkpoint, load_checkpoint
 from captioner.encoder import Encoder, build_encoder
-from captioner.exceptions import NoDefaultModelError
+from captioner.exceptions import DeviceError, NoDefaultModelError
 from captioner.model import Decoder
 from captioner.preprocess import to_batch
 from captioner.search import Hypothesis, Method, SearchConfig, search
@@ -47,11 +47,11 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     try:
         dev = torch.device(device)
     except RuntimeError:
-        raise ValueError(f"unsupported device {device!r}; accepted: 'cpu', 'cuda'") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but CUDA is not available; use 'cpu'")
+        raise DeviceError(f"unsupported device {device!r}; accepted: 'cpu', 'cuda'") from None
     if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"unsupported device {device!r}; accepted: 'cpu', 'cuda'")
+        raise DeviceError(f"unsupported device {device!r}; accepted: 'cpu', 'cuda'")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(f"device {device!r} was asked for but CUDA is not available; use 'cpu'")
     return dev
 
 

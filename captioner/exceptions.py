@@ -21,5 +21,9 @@ class NoDefaultModelError(CaptionerError, FileNotFoundError):
     """``Captioner.load()`` was called without a path and no default model is bundled."""
 
 
+class DeviceError(CaptionerError, ValueError):
+    """The device asked for is unknown, or CUDA was asked for where there is none."""
+
+
 class DatasetError(CaptionerError, ValueError):
     """A caption dataset (Karpathy JSON + image folder) is malformed."""

@@ -242,13 +242,15 @@ def _worker_argv(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from captioner.api import Captioner
+    from captioner.api import Captioner, resolve_device
     from stream.run import RunConfig, Runner
     from stream.server import ServerConfig
 
     specs = _sources(args, args.sources, args.name)
     capture = _capture_config(args)
     # fail now, with a clear message, rather than in the worker process
+    if args.device is not None:
+        resolve_device(args.device)
     Captioner.load(args.checkpoint, device="cpu")
     config = RunConfig(
         sources=specs,

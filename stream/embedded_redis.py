@@ -65,7 +65,10 @@ def _die_with_parent() -> Callable[[], None] | None:
 
 def check_redis(url: str) -> redis.Redis:
     """A client for ``url`` that answered PING, or a clear error."""
-    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=None)
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=None)
+    except ValueError as exc:
+        raise StreamError(f"not a Redis URL: {url!r} ({exc})") from None
     try:
         client.ping()
     except (redis.ConnectionError, redis.TimeoutError, ValueError) as exc:

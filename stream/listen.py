@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosedError
+from websockets.exceptions import ConnectionClosedError, InvalidURI
 
 
 def format_line(message: dict[str, Any]) -> str | None:
@@ -102,6 +102,10 @@ def run_listen(url: str, **kwargs: Any) -> int:
         return asyncio.run(listen(url, progress=progress, **kwargs))
     except KeyboardInterrupt:
         return 130
+    except InvalidURI:
+        print(f"scenecast: error: not a websocket URL: {url!r} (accepted: "
+              "ws://HOST:PORT/ws, or wss:// behind TLS)", file=sys.stderr)  # fmt: skip
+        return 2
     except BrokenPipeError:  # `scenecast listen | head`: the reader is done, so are we
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # no second error flushing at exit

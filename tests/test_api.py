@@ -120,5 +120,10 @@ def test_load_without_a_bundled_default_says_so(
 
 
 def test_bad_device_is_a_clear_error(saved: Path) -> None:
-    with pytest.raises(ValueError, match="accepted: 'cpu', 'cuda'"):
+    from captioner import DeviceError
+
+    with pytest.raises(DeviceError, match="accepted: 'cpu', 'cuda'"):
         Captioner.load(saved, device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="CUDA is not available; use 'cpu'"):
+            Captioner.load(saved, device="cuda")

@@ -97,6 +97,14 @@ def test_a_lost_connection_is_an_error_with_a_resume_hint(
     assert "Traceback" not in err and "--after 1002-0" in err
 
 
+def test_a_url_that_is_not_a_websocket_is_a_clear_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert run_listen("http://127.0.0.1:8765/ws", sources=None, after=None, as_json=False) == 2
+    err = capsys.readouterr().err
+    assert "not a websocket URL: 'http://127.0.0.1:8765/ws'" in err and "ws://" in err
+
+
 def test_nothing_listening_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
     from stream.embedded_redis import free_port
 

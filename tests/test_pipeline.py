@@ -187,6 +187,8 @@ def test_scene_change_mode_captions_each_scene(video: Path, checkpoint: Path) ->
         (["{video}", "--max-age-ms", "nan"], "--max-age-ms: expected a positive number"),
         (["{video}", "--max-wait-ms", "-5"], "--max-wait-ms: expected a number >= 0"),
         (["{video}", "--port", "99999"], "--port: expected a TCP port"),
+        (["{video}", "--device", "tpu"], "unsupported device 'tpu'; accepted: 'cpu', 'cuda'"),
+        (["{video}", "--redis-url", "foo://x"], "not a Redis URL: 'foo://x'"),
         (["{video}", "--loop"], "--loop needs --live"),
         (["{video}", "--checkpoint", "/nonexistent.pt"], "checkpoint not found"),
     ],
