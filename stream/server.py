@@ -35,6 +35,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from stream.exceptions import StreamError
 from stream.protocol import (
     Attention,
     CaptionMessage,
@@ -324,10 +325,17 @@ class CaptionServer:
         await self.hub.refresh_sources()
         self.hub.redis_ok = True
         self._hub_task = asyncio.create_task(self.hub.run(), name="hub")
-        self._server = await serve(
-            self._handle, self.config.host, self.config.port,
-            process_request=self._http, max_size=MAX_MESSAGE_BYTES,
-        )  # fmt: skip
+        try:
+            self._server = await serve(
+                self._handle, self.config.host, self.config.port,
+                process_request=self._http, max_size=MAX_MESSAGE_BYTES,
+            )  # fmt: skip
+        except OSError as exc:  # port taken, address not ours, ...
+            await self.stop()
+            raise StreamError(
+                f"cannot listen on {self.config.host}:{self.config.port}: {exc.strerror or exc} "
+                "(choose another --port, or --port 0 for any free one)"
+            ) from None
         return self
 
     async def stop(self) -> None:

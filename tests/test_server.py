@@ -218,3 +218,22 @@ def test_listen_prints_captions_as_json_lines(redis_server, redis_client: redis.
         assert [c["text"] for c in captions] == ["a thing 0", "a thing 1"]
 
     _run(redis_server.url, body)
+
+
+def test_a_port_in_use_is_a_clear_error(redis_server) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    from stream.exceptions import StreamError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        async def start() -> None:
+            server = CaptionServer(redis_server.url, ServerConfig(host="127.0.0.1", port=port))
+            with pytest.raises(StreamError, match=f"cannot listen on 127.0.0.1:{port}: .*--port 0"):
+                await server.start()
+            assert server._hub_task is not None and server._hub_task.done()  # nothing left
+
+        asyncio.run(start())
