@@ -1,4 +1,4 @@
-"""The websocket wire protocol, sans I/O: messages, parsing, subscriptions, segments.
+"""The websocket wire protocol, sans I/O: messages and their parsing.
 
 Nothing here touches a socket or Redis (like the ``websockets`` library's
 ``protocol.py``). The server hands this module the text of each client frame and the
@@ -29,7 +29,7 @@ rejected (``bad_field``, listing the accepted fields): a typo such as ``"source"
 must ignore fields they do not know: the server may add optional fields within
 version 1, and :func:`parse_server_message` ignores them.
 
-*Where a subscription starts* (``after``; see :class:`Subscription`):
+*Where a subscription starts* (``after``; see :class:`stream.subscription.Subscription`):
 
 * no ``after``: the live tail only, for sources the client newly subscribes to; a
   source it already follows keeps its position (sending ``subscribe`` again is
@@ -46,19 +46,20 @@ Ids are Redis stream ids, compared numerically (``"10-0"`` is after ``"9-5"``). 
 client is never sent a caption whose id is not after the last one it was sent for that
 source, so the overlap between a replay and the live tail is harmless.
 
-*Segments and* ``is_final`` (see :class:`SegmentTracker`): every sampled frame yields
-exactly one caption message, sent as soon as it exists. Consecutive captions of a
-source whose normalised text (lower case, single spaces) is the same share a
-``segment_id``; a different text starts segment ``previous + 1``. Whether a caption
-is the last of its segment is only known when the *next* one arrives, so captions go
-out with ``is_final: false`` and a client applies one rule: **a caption with a new
+*Segments and* ``is_final``: every sampled frame yields exactly one caption message,
+sent as soon as it exists. Consecutive captions of a source whose normalised text
+(lower case, single spaces) is the same share a ``segment_id``; a different text
+starts segment ``previous + 1`` (the rule of :mod:`worker.segments`; the worker
+assigns the ids atomically as it publishes). Whether a caption is the last of its
+segment is only known when the *next* one arrives, so captions go out with
+``is_final: false`` and a client applies one rule: **a caption with a new
 ``segment_id`` finalises the previous segment of that source, and a ``status`` of
 ``ended`` or ``error`` finalises the last one**. ``is_final: true`` is sent only when
-it is known at send time: on the caption of a source's last frame (a file's end), or
-in offline output that has seen the whole stream (:func:`mark_finals`, for JSONL and
-subtitle files). Holding each caption back until the next one would make every
-``is_final`` exact, at the price of one sampling interval of latency on every live
-caption: captions describe *now*, so we do not.
+it is known at send time: on a caption the server can already see a successor of (a
+replay), or in offline output that has seen the whole stream (``scenecast caption``'s
+JSONL and subtitle files). Holding each caption back until the next one would make
+every ``is_final`` exact, at the price of one sampling interval of latency on every
+live caption: captions describe *now*, so we do not.
 
 *Gaps*: each client has a bounded queue. When a caption does not fit, the server drops
 it, pauses that source for the client and sends ``gap {source, resume_after,
@@ -71,8 +72,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Final, TypeAlias, get_args
 
@@ -98,23 +99,18 @@ __all__ = [
     "Pong",
     "ProtocolError",
     "ProtocolErrorCode",
-    "SegmentEnd",
-    "SegmentStep",
-    "SegmentTracker",
     "ServerMessage",
     "SourceStatus",
     "Status",
     "StreamId",
     "Subscribe",
-    "Subscription",
     "Unsubscribe",
     "format_stream_id",
     "id_after",
     "id_before",
     "is_source_name",
     "iso_utc",
-    "mark_finals",
-    "normalize_text",
+    "parse_after",
     "parse_client_message",
     "parse_server_message",
     "parse_stream_id",
@@ -202,7 +198,7 @@ def iso_utc(ns: int) -> str:
     return f"{stamp}.{rest // 1_000_000:03d}Z"
 
 
-def _parse_after(text: str) -> StreamId | None:
+def parse_after(text: str) -> StreamId | None:
     """An ``after`` value → the cursor it stands for (None: the live tail)."""
     if text == LIVE:
         return None
@@ -277,7 +273,7 @@ def _check_sources(sources: tuple[str, ...] | None, where: str) -> None:
 
 def _check_after_id(value: str, where: str) -> None:
     try:
-        _parse_after(value)
+        parse_after(value)
     except ValueError:
         raise ProtocolError(
             "bad_field", f"{where} {_preview(value)} is not a valid position: use {AFTER_RULE}"
@@ -944,257 +940,3 @@ def parse_server_message(
     _check_version(obj, required=True)
     kind = _message_type(obj, SERVER_TYPES)
     return _SERVER_PARSERS[kind](_Fields(obj, kind))
-
-
-# -- subscriptions ----------------------------------------------------------------------------
-
-
-@dataclass
-class _PendingGap:
-    resume_after: str
-    dropped: int = 0
-    reported: bool = False
-
-
-class Subscription:
-    """What one client wants and what it has been sent: pure state, no I/O.
-
-    The server keeps one per connection, applies each ``subscribe`` / ``unsubscribe``
-    to it, asks :meth:`start_ids` where to read each source's ``captions:{src}`` from
-    (``"$"`` = the live tail, else replay the entries *after* that id, as ``XREAD``
-    does), and passes every caption through :meth:`offer` (or :meth:`should_deliver`
-    and :meth:`advance`) before queueing it. Feed a source's captions in id order,
-    finishing a replay before its live tail: anything not after the client's cursor
-    is refused, so the overlap between the two is never sent twice.
-    """
-
-    def __init__(self) -> None:
-        self._reset()
-
-    def _reset(self) -> None:
-        self._all = False  # every source, present and future, except _excluded
-        self._sources: set[str] = set()  # named sources (when not _all)
-        self._excluded: set[str] = set()  # unsubscribed while _all
-        # Per-source cursor: the last id sent, or the `after` asked for; None = live tail.
-        self._cursors: dict[str, StreamId | None] = {}
-        self._default: StreamId | None = None  # cursor of sources not in _cursors (when _all)
-        self._gaps: dict[str, _PendingGap] = {}  # paused sources
-
-    # -- what the client asked for
-
-    def apply(self, message: Subscribe | Unsubscribe) -> None:
-        if isinstance(message, Subscribe):
-            self._subscribe(message)
-        else:
-            self._unsubscribe(message)
-
-    def _subscribe(self, message: Subscribe) -> None:
-        newly: Iterable[str]
-        if message.sources is None:
-            newly = self._excluded if self._all else ()
-            self._all, self._excluded = True, set()
-        else:
-            newly = [s for s in message.sources if not self.wants(s)]
-            if self._all:
-                self._excluded.difference_update(message.sources)
-            else:
-                self._sources.update(message.sources)
-        for source in newly:  # no `after` for a newly wanted source: the live tail
-            self._cursors[source] = None
-        after = message.after
-        if isinstance(after, str):
-            cursor = _parse_after(after)
-            if message.sources is None:
-                self._cursors.clear()
-                self._default = cursor
-            else:
-                self._cursors.update(dict.fromkeys(message.sources, cursor))
-        elif after is not None:
-            self._cursors.update({s: _parse_after(a) for s, a in after.items()})
-        if message.sources is None:  # a new subscribe resumes paused sources
-            self._gaps.clear()
-        else:
-            for source in message.sources:
-                self._gaps.pop(source, None)
-
-    def _unsubscribe(self, message: Unsubscribe) -> None:
-        if message.sources is None:
-            self._reset()
-            return
-        for source in message.sources:
-            self._sources.discard(source)
-            if self._all:
-                self._excluded.add(source)
-            self._cursors.pop(source, None)
-            self._gaps.pop(source, None)
-
-    def wants(self, source: str) -> bool:
-        """Whether the client subscribed to ``source`` (paused or not)."""
-        if self._all:
-            return source not in self._excluded
-        return source in self._sources
-
-    def cursor(self, source: str) -> str | None:
-        """The last id sent for ``source`` (or the ``after`` asked for); None: live tail."""
-        sid = self._cursor_of(source)
-        return None if sid is None else format_stream_id(sid)
-
-    def _cursor_of(self, source: str) -> StreamId | None:
-        return self._cursors.get(source, self._default)
-
-    def start_ids(self, known_sources: Iterable[str]) -> dict[str, str]:
-        """Where to start reading each wanted, unpaused source: its cursor, or ``"$"``.
-
-        Read the entries *after* the id (``XREAD`` semantics; with ``XRANGE`` use an
-        exclusive start, ``"(" + id``). ``"$"``: the live tail only; resolve it to a
-        concrete id before reading (e.g. the stream's last id now) so a slow first
-        read loses nothing.
-        """
-        return {
-            source: self.cursor(source) or LIVE
-            for source in known_sources
-            if self.wants(source) and source not in self._gaps
-        }
-
-    # -- what the client was sent
-
-    def should_deliver(self, source: str, id: str) -> bool:
-        """Wanted, not paused by a gap, and after the cursor (never the same id twice)."""
-        if not self.wants(source) or source in self._gaps:
-            return False
-        return self._is_new(source, id)
-
-    def _is_new(self, source: str, id: str) -> bool:
-        cursor = self._cursor_of(source)
-        return cursor is None or parse_stream_id(id) > cursor
-
-    def advance(self, source: str, id: str) -> None:
-        """Record that caption ``id`` of ``source`` was queued for the client (never moves back)."""
-        sid = parse_stream_id(id)
-        current = self._cursor_of(source)
-        if current is None or sid > current:
-            self._cursors[source] = sid
-
-    def offer(self, source: str, id: str, *, room: bool = True) -> bool:
-        """Decide about one caption: True = queue it now (the cursor has moved on).
-
-        False when the client does not want it, already had it, or it is dropped:
-        ``room=False`` (the client's queue is full) pauses the source and opens a gap,
-        and captions of a paused source are counted as dropped until the client
-        subscribes again. Send what :meth:`take_gaps` returns.
-        """
-        if not self.wants(source) or not self._is_new(source, id):
-            return False
-        gap = self._gaps.get(source)
-        if gap is None and room:
-            self.advance(source, id)
-            return True
-        if gap is None:  # keep the position, so that any later subscribe resumes from it
-            cursor = self._cursor_of(source)
-            if cursor is None:
-                cursor = self._cursors[source] = parse_stream_id(id_before(id))
-            gap = self._gaps[source] = _PendingGap(resume_after=format_stream_id(cursor))
-        gap.dropped += 1
-        return False
-
-    def paused(self, source: str) -> bool:
-        return source in self._gaps
-
-    def take_gaps(self) -> list[Gap]:
-        """``gap`` messages not sent yet, once per pause, with the drops counted so far."""
-        out = []
-        for source, gap in self._gaps.items():
-            if not gap.reported:
-                gap.reported = True
-                out.append(Gap(source=source, resume_after=gap.resume_after, dropped=gap.dropped))
-        return out
-
-
-# -- segments -------------------------------------------------------------------------------
-
-
-def normalize_text(text: str) -> str:
-    """What "says the same thing" compares: lower case, whitespace collapsed to one space."""
-    return " ".join(text.lower().split())
-
-
-@dataclass(frozen=True, slots=True)
-class SegmentStep:
-    """What one caption is, segment-wise."""
-
-    segment_id: int
-    is_final: bool  # known to be the segment's last caption (observe(last=True))
-    closes: int | None  # the previous segment, which this caption finalises (it started anew)
-
-
-@dataclass(frozen=True, slots=True)
-class SegmentEnd:
-    """Marker from :meth:`SegmentTracker.finish`: ``segment_id`` is final (the source ended)."""
-
-    segment_id: int
-
-
-class SegmentTracker:
-    """Assigns ``segment_id`` to one source's captions, fed in order (pure, deterministic).
-
-    Same normalised text as the previous caption: same segment; different: the next
-    id, and the step says which segment it ``closes``. See the module docstring for
-    why captions are sent with ``is_final=False`` and how finality reaches clients.
-    (The worker assigns ids with the same rule atomically in Redis; this is its pure
-    statement, also used where captions are produced in one process.)
-    """
-
-    def __init__(self, *, next_segment_id: int = 0) -> None:
-        self._next = next_segment_id
-        self._open: int | None = None  # the segment the next caption may continue
-        self._text: str | None = None
-
-    @classmethod
-    def resume(cls, *, segment_id: int, text: str, is_final: bool = False) -> SegmentTracker:
-        """Continue after a restart from the source's last published caption."""
-        tracker = cls(next_segment_id=segment_id + 1)
-        if not is_final:
-            tracker._open, tracker._text = segment_id, normalize_text(text)
-        return tracker
-
-    def observe(self, text: str, *, last: bool = False) -> SegmentStep:
-        """The segment of the next caption; ``last``: the source's last frame (final)."""
-        norm = normalize_text(text)
-        if self._open is not None and norm == self._text:
-            step = SegmentStep(segment_id=self._open, is_final=last, closes=None)
-        else:
-            step = SegmentStep(segment_id=self._next, is_final=last, closes=self._open)
-            self._open, self._text = self._next, norm
-            self._next += 1
-        if last:
-            self._open = self._text = None
-        return step
-
-    def finish(self) -> SegmentEnd | None:
-        """The source ended: its open segment, now final (None if nothing is open)."""
-        if self._open is None:
-            return None
-        end = SegmentEnd(segment_id=self._open)
-        self._open = self._text = None
-        return end
-
-
-def mark_finals(captions: Iterable[CaptionMessage]) -> Iterator[CaptionMessage]:
-    """Offline: one source's captions in order → the same, with exact ``is_final``.
-
-    Holds one caption back: it is final when the next one has another ``segment_id``
-    or the input ends. For files written after the fact (JSONL, subtitles), never
-    for live delivery (it delays each caption by one).
-    """
-    held: CaptionMessage | None = None
-    for caption in captions:
-        if held is not None:
-            if caption.source != held.source:
-                raise ValueError(
-                    f"mark_finals takes one source's captions; got {held.source!r} "
-                    f"and {caption.source!r}"
-                )
-            yield replace(held, is_final=held.is_final or caption.segment_id != held.segment_id)
-        held = caption
-    if held is not None:
-        yield replace(held, is_final=True)

@@ -2,7 +2,7 @@
 
 A :class:`Hub` reads every source's ``captions:{src}`` and ``status:{src}`` with one
 blocking ``XREAD`` and fans new entries out to the clients. Each client has a
-:class:`~stream.protocol.Subscription` (what it wants, what it was sent) and a
+:class:`~stream.subscription.Subscription` (what it wants, what it was sent) and a
 bounded queue of captions: a live caption that finds the queue full is dropped, the
 source is paused for that client and a ``gap`` says where to resume from (as the
 websockets docs advise: ``broadcast`` has no backpressure, so bound the memory).
@@ -47,11 +47,11 @@ from stream.protocol import (
     SourceStatus,
     Status,
     Subscribe,
-    Subscription,
     Unsubscribe,
     iso_utc,
     parse_client_message,
 )
+from stream.subscription import Subscription
 from worker.queue import (
     METRICS_KEY,
     SOURCES_KEY,

@@ -17,7 +17,7 @@ Times are rounded to whole milliseconds once, here, so every format shows the sa
 Segments and cues (``time_samples``, ``merge_cues``)
 ----------------------------------------------------
 Consecutive samples whose normalised text (lower case, whitespace collapsed; the rule of
-``stream.protocol.normalize_text``, the one the live pipeline's segments use) is the
+``worker.segments``, the one the live pipeline's segments use) is the
 same share a ``segment_id``; ``is_final`` marks a segment's last sample. One segment is
 one cue, from its first sample's start to its last sample's end, showing its first
 sample's text. A segment whose text is empty gets no cue (the screen stays blank there);
@@ -51,7 +51,8 @@ from pathlib import PurePath
 from typing import Any, Literal
 
 from stream.exceptions import StreamError
-from stream.protocol import Attention, normalize_text
+from stream.protocol import Attention
+from worker.segments import is_last_of_segment, segment_ids
 
 __all__ = [
     "ACCEPTED_OUTPUTS",
@@ -152,17 +153,15 @@ def time_samples(
     if media_end_ms is not None and media_end_ms > last:
         end = min(end, media_end_ms)
     ends = [*starts[1:], max(_ms(end), starts[-1])]
-    segments: list[int] = []
-    for i, sample in enumerate(samples):
-        same = i > 0 and normalize_text(sample.text) == normalize_text(samples[i - 1].text)
-        segments.append(segments[-1] if same else (segments[-1] + 1 if segments else 0))
+    segments = segment_ids(s.text for s in samples)
+    finals = is_last_of_segment(segments)
     return [
         TimedSample(
             sample=sample,
             start_ms=starts[i],
             end_ms=ends[i],
             segment_id=segments[i],
-            is_final=i == len(samples) - 1 or segments[i + 1] != segments[i],
+            is_final=finals[i],
         )
         for i, sample in enumerate(samples)
     ]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -20,23 +19,18 @@ from stream.protocol import (
     Ping,
     Pong,
     ProtocolError,
-    SegmentEnd,
-    SegmentStep,
-    SegmentTracker,
     SourceStatus,
     Status,
     Subscribe,
-    Subscription,
     Unsubscribe,
     id_after,
     id_before,
     iso_utc,
-    mark_finals,
-    normalize_text,
     parse_client_message,
     parse_server_message,
     parse_stream_id,
 )
+from stream.subscription import Subscription
 
 
 def _caption(**overrides: Any) -> CaptionMessage:
@@ -482,66 +476,6 @@ def test_a_gap_before_anything_was_sent_resumes_just_before_the_dropped_caption(
     sub.apply(Subscribe(sources=("a",)))  # without `after`: resumes from the gap too
     assert sub.start_ids(["a"]) == {"a": "6-18446744073709551615"}
     assert sub.offer("a", "7-0")
-
-
-# -- segments ----------------------------------------------------------------------------------
-
-
-def test_consecutive_same_texts_share_a_segment() -> None:
-    tracker = SegmentTracker()
-    steps = [tracker.observe(t) for t in ["a", "a", "b", "b", "b", "a"]]
-    assert [s.segment_id for s in steps] == [0, 0, 1, 1, 1, 2]
-    assert [s.closes for s in steps] == [None, None, 0, None, None, 1]
-    assert not any(s.is_final for s in steps)
-    assert tracker.finish() == SegmentEnd(segment_id=2)
-    assert tracker.finish() is None
-
-
-def test_segments_compare_normalised_text() -> None:
-    assert normalize_text("  A dog\t runs\n") == "a dog runs"
-    tracker = SegmentTracker(next_segment_id=10)
-    texts = ["A dog  runs", "a dog runs ", "a\tDOG\nruns", "a cat", "A cat"]
-    assert [tracker.observe(t).segment_id for t in texts] == [10, 10, 10, 11, 11]
-
-
-def test_the_last_frame_is_final_and_what_follows_starts_anew() -> None:
-    tracker = SegmentTracker()
-    assert tracker.observe("a").segment_id == 0
-    assert tracker.observe("a", last=True) == SegmentStep(segment_id=0, is_final=True, closes=None)
-    assert tracker.finish() is None  # nothing open
-    assert tracker.observe("a") == SegmentStep(segment_id=1, is_final=False, closes=None)
-    assert tracker.finish() == SegmentEnd(segment_id=1)
-    assert tracker.observe("a").segment_id == 2
-
-
-def test_a_restarted_tracker_continues_the_published_segments() -> None:
-    tracker = SegmentTracker.resume(segment_id=4, text="a dog")
-    assert tracker.observe("A dog").segment_id == 4
-    assert tracker.observe("a cat") == SegmentStep(segment_id=5, is_final=False, closes=4)
-    ended = SegmentTracker.resume(segment_id=4, text="a dog", is_final=True)
-    assert ended.observe("a dog") == SegmentStep(segment_id=5, is_final=False, closes=None)
-
-
-def test_segments_are_deterministic() -> None:
-    rng = random.Random(1)
-    texts = [rng.choice(["a dog", "A dog", "a cat", "the sea"]) for _ in range(200)]
-    one, two = SegmentTracker(), SegmentTracker()
-    assert [one.observe(t) for t in texts] == [two.observe(t) for t in texts]
-
-
-def test_mark_finals_makes_is_final_exact_offline() -> None:
-    tracker = SegmentTracker()
-    texts = ["a", "a", "b", "b", "b", "a"]
-    captions = [
-        _caption(id=f"1-{i}", seq=i, text=t, segment_id=tracker.observe(t).segment_id)
-        for i, t in enumerate(texts)
-    ]
-    marked = list(mark_finals(captions))
-    assert [c.is_final for c in marked] == [False, True, False, False, True, True]
-    assert [replace(c, is_final=False) for c in marked] == captions
-    assert list(mark_finals([])) == []
-    with pytest.raises(ValueError, match="one source"):
-        list(mark_finals([_caption(), _caption(source="cam1")]))
 
 
 def test_attention_is_quantized_per_token_to_its_peak() -> None:

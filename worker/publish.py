@@ -7,18 +7,18 @@ and ``done:{src}`` share the tag), so it works on a Redis Cluster too. It:
 2. drops the caption if this (source, seq) was already published — delivery is
    at-least-once, so a reclaimed frame can be captioned twice;
 3. assigns the segment: the previous caption's ``segment_id``, or one more when
-   the normalised text differs (consecutive frames that say the same thing share a
-   segment; doing it here, atomically, gives every reader the same ids);
+   the normalised text differs (the rule of :mod:`worker.segments`; doing it here,
+   atomically, gives every reader the same ids);
 4. appends the caption to ``captions:{src}`` (trimmed ``MAXLEN ~`` for live sources).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from worker.queue import GROUP, CaptionEntry, captions_key, check_source, frames_key
+from worker.segments import normalize_text
 
 DONE_KEEP = 100_000  # (source, seq) pairs remembered for de-duplication
 
@@ -55,11 +55,6 @@ return redis.call('XADD', unpack(args))
 
 def done_key(source: str) -> str:
     return f"done:{{{check_source(source)}}}"
-
-
-def normalize_text(text: str) -> str:
-    """What "says the same thing" compares: lower case, single spaces."""
-    return re.sub(r"\s+", " ", text.strip().lower())
 
 
 @dataclass(frozen=True)
