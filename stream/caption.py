@@ -50,16 +50,16 @@ import logging
 import os
 import re
 import secrets
-import stat
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from stream.exceptions import SourceError, StreamError
+from stream.output_file import OutputFile
+from stream.progress import Progress, ProgressBar, ProgressFn
 from stream.protocol import Attention
 from stream.read_ahead import read_ahead
 from stream.sampling_flags import add_sampling_flags, sampling_config
@@ -81,93 +81,6 @@ JOB_KEYS_TTL_S = 3600  # a finished job's captions stay replayable this long
 WAIT_NOTICE_S = 15.0  # no caption and no worker for this long: say so
 _READ_BLOCK_MS = 500  # one XREAD; short, so Ctrl-C and a failed capture are noticed
 _URL_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
-
-
-# -- progress ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Where a captioning job is; handed to ``caption_video``'s ``progress`` callback."""
-
-    frames_read: int  # frames of the file read so far (sampled or not)
-    frame_count: int | None  # frames the container says it has (an estimate; None: unknown)
-    sampled: int  # frames sampled so far
-    captioned: int  # of which captioned
-    elapsed_s: float
-    done: bool = False
-
-    @property
-    def fraction(self) -> float | None:
-        """Share of the job done, in [0, 1]; None while it cannot be estimated."""
-        if self.done:
-            return 1.0
-        if not self.frame_count or not self.frames_read or not self.sampled:
-            return None
-        read = min(1.0, self.frames_read / self.frame_count)
-        expected = self.sampled / read  # samples the whole file will give, at this density
-        return min(1.0, read, self.captioned / expected)
-
-    @property
-    def eta_s(self) -> float | None:
-        f = self.fraction
-        if f is None or f <= 0 or self.elapsed_s <= 0:
-            return None
-        return self.elapsed_s * (1.0 - f) / f
-
-
-ProgressFn = Callable[[Progress], None]
-
-
-def format_progress(p: Progress, *, width: int = 20) -> str:
-    """``[#####-----]  50% | 12 sampled | 11 captioned | 3.2 captions/s | ETA 0:07``."""
-    parts = []
-    f = p.fraction
-    if f is not None:
-        filled = round(f * width)
-        parts.append(f"[{'#' * filled}{'-' * (width - filled)}] {f * 100:3.0f}%")
-    rate = p.captioned / p.elapsed_s if p.elapsed_s > 0 else 0.0
-    parts += [f"{p.sampled} sampled", f"{p.captioned} captioned", f"{rate:.1f} captions/s"]
-    eta = p.eta_s
-    if eta is not None and not p.done:
-        parts.append(f"ETA {_clock(eta)}")
-    elif p.done:
-        parts.append(f"took {_clock(p.elapsed_s)}")
-    return " | ".join(parts)
-
-
-def _clock(seconds: float) -> str:
-    s = round(seconds)
-    hours, rest = divmod(s, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
-class ProgressBar:
-    """One line redrawn in place with ``\\r`` (at most ``every_s`` apart) on a terminal."""
-
-    def __init__(self, stream: TextIO, *, every_s: float = 0.1) -> None:
-        self.stream = stream
-        self.every_s = every_s
-        self._drawn_at: float | None = None
-        self._width = 0
-
-    def __call__(self, p: Progress) -> None:
-        now = time.monotonic()
-        if not p.done and self._drawn_at is not None and now - self._drawn_at < self.every_s:
-            return
-        line = format_progress(p)
-        self.stream.write("\r" + line + " " * max(0, self._width - len(line)))
-        self.stream.flush()
-        self._width = len(line)
-        self._drawn_at = now
-
-    def close(self) -> None:
-        """End the line (call once, on success or failure)."""
-        if self._drawn_at is not None:
-            self.stream.write("\n")
-            self.stream.flush()
-            self._drawn_at = None
 
 
 class _Tracker:
@@ -621,85 +534,6 @@ def _release_job(client: redis.Redis, name: str) -> None:
     ):
         pipe.expire(key, JOB_KEYS_TTL_S)
     pipe.execute()
-
-
-# -- output --------------------------------------------------------------------------------------
-
-
-class OutputFile:
-    """``target`` written all at once: a temporary file beside it, renamed over it at the end.
-
-    ``open()`` creates the temporary file (so an unwritable target fails before any work);
-    ``commit(text)`` writes and renames; ``discard()`` removes the temporary file. ``-``
-    is stdout (written at ``commit``).
-    """
-
-    def __init__(self, target: str) -> None:
-        self.target = target
-        self._tmp: Path | None = None
-        self._fd: int | None = None
-
-    def open(self) -> None:
-        if self.target == STDOUT:
-            return
-        path = Path(self.target)
-        if path.is_dir():
-            raise StreamError(f"cannot write {self.target}: it is a directory")
-        directory = path.parent
-        for _ in range(100):
-            tmp = directory / f".{path.name}.{secrets.token_hex(4)}.tmp"
-            try:
-                self._fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            except FileExistsError:
-                continue
-            except FileNotFoundError:
-                raise StreamError(
-                    f"cannot write {self.target}: directory {directory} does not exist"
-                ) from None
-            except NotADirectoryError:
-                raise StreamError(
-                    f"cannot write {self.target}: {directory} is not a directory"
-                ) from None
-            except PermissionError:
-                raise StreamError(
-                    f"cannot write {self.target}: directory {directory} is not writable"
-                ) from None
-            except OSError as exc:
-                raise StreamError(f"cannot write {self.target}: {exc.strerror}") from None
-            self._tmp = tmp
-            return
-        raise StreamError(f"cannot write {self.target}: no free temporary name in {directory}")
-
-    def commit(self, text: str) -> None:
-        if self.target == STDOUT:
-            sys.stdout.write(text)
-            sys.stdout.flush()
-            return
-        if self._fd is None or self._tmp is None:
-            raise RuntimeError("OutputFile.commit() before open()")
-        fd, self._fd = self._fd, None
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
-                out.write(text)
-                out.flush()
-                os.fsync(out.fileno())
-            with contextlib.suppress(FileNotFoundError):
-                os.chmod(self._tmp, stat.S_IMODE(os.stat(self.target).st_mode))  # keep its mode
-            os.replace(self._tmp, self.target)
-        except OSError as exc:
-            self.discard()
-            raise StreamError(f"cannot write {self.target}: {exc.strerror or exc}") from None
-        self._tmp = None
-
-    def discard(self) -> None:
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-            self._fd = None
-        if self._tmp is not None:
-            with contextlib.suppress(FileNotFoundError):
-                self._tmp.unlink()
-            self._tmp = None
 
 
 # -- the command ---------------------------------------------------------------------------------

@@ -32,15 +32,13 @@ import webvtt
 from captioner.exceptions import CaptionerError
 from stream.caption import (
     JOB_KEYS_TTL_S,
-    Progress,
-    ProgressBar,
     caption_video,
-    format_progress,
     job_name,
     video_spec,
 )
 from stream.capture import CaptureConfig
 from stream.cli import main
+from stream.progress import Progress, ProgressBar, format_progress
 from tests.conftest import TIMEOUT_FACTOR
 from tests.factories import save_tiny_checkpoint, tiny_captioner
 from tests.videos import make_video

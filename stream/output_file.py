@@ -1,0 +1,89 @@
+"""An output file written all at once: nothing partial is ever left at its path."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import stat
+import sys
+from pathlib import Path
+
+from stream.exceptions import StreamError
+from stream.subtitles import STDOUT
+
+
+class OutputFile:
+    """``target`` written all at once: a temporary file beside it, renamed over it at the end.
+
+    ``open()`` creates the temporary file (so an unwritable target fails before any work);
+    ``commit(text)`` writes and renames; ``discard()`` removes the temporary file. ``-``
+    is stdout (written at ``commit``).
+    """
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self._tmp: Path | None = None
+        self._fd: int | None = None
+
+    def open(self) -> None:
+        if self.target == STDOUT:
+            return
+        path = Path(self.target)
+        if path.is_dir():
+            raise StreamError(f"cannot write {self.target}: it is a directory")
+        directory = path.parent
+        for _ in range(100):
+            tmp = directory / f".{path.name}.{secrets.token_hex(4)}.tmp"
+            try:
+                self._fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:
+                continue
+            except FileNotFoundError:
+                raise StreamError(
+                    f"cannot write {self.target}: directory {directory} does not exist"
+                ) from None
+            except NotADirectoryError:
+                raise StreamError(
+                    f"cannot write {self.target}: {directory} is not a directory"
+                ) from None
+            except PermissionError:
+                raise StreamError(
+                    f"cannot write {self.target}: directory {directory} is not writable"
+                ) from None
+            except OSError as exc:
+                raise StreamError(f"cannot write {self.target}: {exc.strerror}") from None
+            self._tmp = tmp
+            return
+        raise StreamError(f"cannot write {self.target}: no free temporary name in {directory}")
+
+    def commit(self, text: str) -> None:
+        if self.target == STDOUT:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            return
+        if self._fd is None or self._tmp is None:
+            raise RuntimeError("OutputFile.commit() before open()")
+        fd, self._fd = self._fd, None
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
+                out.write(text)
+                out.flush()
+                os.fsync(out.fileno())
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(self._tmp, stat.S_IMODE(os.stat(self.target).st_mode))  # keep its mode
+            os.replace(self._tmp, self.target)
+        except OSError as exc:
+            self.discard()
+            raise StreamError(f"cannot write {self.target}: {exc.strerror or exc}") from None
+        self._tmp = None
+
+    def discard(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+        if self._tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self._tmp.unlink()
+            self._tmp = None
