@@ -575,15 +575,6 @@ def add_caption_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentPars
     p.set_defaults(func=cmd_caption)
 
 
-def _check_device(device: str | None) -> None:
-    from captioner.api import resolve_device
-
-    try:
-        resolve_device(device)
-    except ValueError as exc:  # an unknown or unavailable device
-        raise StreamError(str(exc)) from None
-
-
 def _load_captioner(checkpoint: str | None, device: str | None) -> Captioner:
     from captioner.api import Captioner
 
@@ -609,7 +600,9 @@ def _run_caption(args: argparse.Namespace) -> int:
             f"({1.0 / args.fps:g} s)"
         )
     if args.redis_url is None:
-        _check_device(args.device)
+        from captioner.api import resolve_device
+
+        resolve_device(args.device)  # captioner.DeviceError: exit 2, before any work
     output = OutputFile(args.output)
     output.open()
     bar = ProgressBar(sys.stderr) if sys.stderr.isatty() and not args.quiet else None
