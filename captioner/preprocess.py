@@ -140,9 +140,17 @@ def to_batch(
 def _stack(images: list[np.ndarray | Tensor], device: torch.device | str) -> Tensor:
     """Same-size images → (n, 3, H, W) uint8 on ``device``; arrays in one host copy."""
     if all(isinstance(image, np.ndarray) for image in images):
-        stacked = np.stack(images)  # (n, H, W, 3): a fresh, contiguous, writable copy
+        # Stacked straight into page-locked memory when the device is a GPU: the copy
+        # then runs at full PCIe speed, without the driver's staging through a bounce
+        # buffer (a batch of 32 photos is ~20 MB). The caching host allocator keeps the
+        # buffer until the copy has finished.
+        pinned = torch.device(device).type == "cuda"
+        height, width = images[0].shape[:2]
+        host = torch.empty((len(images), height, width, 3), dtype=torch.uint8, pin_memory=pinned)
+        np.stack(images, out=host.numpy())  # (n, H, W, 3)
         # NCHW-contiguous, as fitting expects (same kernels, so the same numbers)
-        return torch.from_numpy(stacked).to(device).permute(0, 3, 1, 2).contiguous()
+        moved = host.to(device, non_blocking=pinned)
+        return moved.permute(0, 3, 1, 2).contiguous()
     return torch.stack(
         [
             image.to(device)

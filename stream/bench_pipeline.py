@@ -184,7 +184,7 @@ def file_round(
     start of capture to the last caption in Redis."""
     before = _worker_counters(client)
     spec = parse_source(str(video), name=source)
-    capture = Capture(client, spec, CaptureConfig(fps=10.0, max_backlog=4 * batch))
+    capture = Capture(client, spec, CaptureConfig(fps=10.0))  # the backlog limit run uses
     started = time.perf_counter()
     thread = threading.Thread(target=capture.run, daemon=True)
     thread.start()

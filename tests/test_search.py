@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from captioner.search import SearchConfig, beam_search, greedy, sample, search
+from captioner.search import SearchConfig, beam_search, greedy, sample, search, top_candidates
 from captioner.vocab import SPECIALS, Vocabulary
 from tests.factories import fitted_decoder, tiny_decoder
 
@@ -189,3 +189,27 @@ def test_beam_with_fewer_candidates_than_beams_is_exact() -> None:
             assert single.ids == hyp.ids
             lengths.add(len(hyp.ids))
     assert lengths == {0, 1, 2, 3, 4}  # every length won somewhere: the test can fail
+
+
+@pytest.mark.parametrize(("images", "k", "vocab_size"), [(1, 3, 50), (32, 3, 3664), (5, 4, 3)])
+def test_two_stage_candidates_equal_one_top_k_over_all_beams(
+    images: int, k: int, vocab_size: int
+) -> None:
+    gen = torch.Generator().manual_seed(images * 100 + k)
+    total = torch.randn(images * k, vocab_size, generator=gen)  # distinct: no ties
+    total[::k, :2] = float("-inf")  # banned tokens
+    scores, index = top_candidates(total, k)
+    want_scores, want_index = total.view(images, k * vocab_size).topk(2 * k, dim=1)
+    assert torch.equal(scores, want_scores)
+    assert torch.equal(index, want_index)
+
+
+def test_two_stage_candidates_at_the_first_step_expand_only_the_first_beam() -> None:
+    # step 0: beams 1..k-1 have score -inf, so every finite candidate is beam 0's
+    k, vocab_size = 3, 10
+    logp = torch.log_softmax(torch.randn(k, vocab_size), dim=1)
+    total = torch.tensor([0.0, float("-inf"), float("-inf")]).view(-1, 1) + logp
+    scores, index = top_candidates(total, k)
+    assert torch.isfinite(scores).all()
+    assert (index < vocab_size).all()  # all from beam 0
+    assert torch.equal(scores[0], logp[0].topk(2 * k).values)
