@@ -130,13 +130,16 @@ def captioner_rate(cap: Captioner, images: Sequence[Any], *, batch: int, beam: i
 
 @contextlib.contextmanager
 def worker_process(
-    url: str, *, batch: int, beam: int, checkpoint: str | None, device: str
-) -> Iterator[None]:
+    url: str, *, batch: int, beam: int, checkpoint: str | None, device: str,
+    model_process: bool | None = None,
+) -> Iterator[None]:  # fmt: skip
     """A `scenecast worker` process, as `scenecast run` starts it (its own GIL)."""
     argv = [sys.executable, "-m", "stream.cli", "worker", "--redis-url", url, "--beam", str(beam),
             "--max-batch", str(batch), "--max-wait-ms", "20", "--device", device]  # fmt: skip
     if checkpoint:
         argv += ["--checkpoint", checkpoint]
+    if model_process is not None:
+        argv.append("--model-process" if model_process else "--no-model-process")
     proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stderr is not None
@@ -152,7 +155,7 @@ def worker_process(
 
 def bench_file(
     cap: Captioner, *, batch: int = 32, beam: int = 3, frames: int = 192, workdir: Path,
-    checkpoint: str | None = None, rounds: int = 3,
+    checkpoint: str | None = None, rounds: int = 3, model_process: bool | None = None,
 ) -> FileResult:  # fmt: skip
     """``rounds`` rounds, each the captioner alone then the file job (a new source each
     time) through one warm worker process; alternating spreads the host's drift (other
@@ -163,7 +166,12 @@ def bench_file(
     with (
         EmbeddedRedis() as server,
         worker_process(
-            server.url, batch=batch, beam=beam, checkpoint=checkpoint, device=str(cap.device)
+            server.url,
+            batch=batch,
+            beam=beam,
+            checkpoint=checkpoint,
+            device=str(cap.device),
+            model_process=model_process,
         ),
     ):
         client = redis.Redis.from_url(server.url)
@@ -253,6 +261,7 @@ async def _listen(url: str, seconds: float) -> list[float]:
 def bench_live(
     cap: Captioner, *, batch: int = 8, beam: int = 3, seconds: float = 30.0,
     capacity_images_per_s: float, workdir: Path, checkpoint: str | None = None,
+    model_process: bool | None = None,
 ) -> LiveResult:  # fmt: skip
     source_fps = 25.0
     video = make_bench_video(workdir / "live.mp4", seconds=8, fps=source_fps)
@@ -264,7 +273,12 @@ def bench_live(
     with (
         EmbeddedRedis() as server,
         worker_process(
-            server.url, batch=batch, beam=beam, checkpoint=checkpoint, device=str(cap.device)
+            server.url,
+            batch=batch,
+            beam=beam,
+            checkpoint=checkpoint,
+            device=str(cap.device),
+            model_process=model_process,
         ),
     ):
         client = redis.Redis.from_url(server.url)
@@ -290,15 +304,16 @@ def bench_live(
 
 def run_bench(
     cap: Captioner, *, batch: int, beam: int, frames: int, seconds: float,
-    checkpoint: str | None = None, rounds: int = 3,
+    checkpoint: str | None = None, rounds: int = 3, model_process: bool | None = None,
 ) -> str:  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         f = bench_file(cap, batch=batch, beam=beam, frames=frames, workdir=Path(tmp),
-                       checkpoint=checkpoint, rounds=rounds)  # fmt: skip
+                       checkpoint=checkpoint, rounds=rounds,
+                       model_process=model_process)  # fmt: skip
         lines = format_file(f, batch=batch, beam=beam)
         live = bench_live(cap, batch=batch, beam=beam, seconds=seconds, workdir=Path(tmp),
                           capacity_images_per_s=f.captioner_images_per_s,
-                          checkpoint=checkpoint)  # fmt: skip
+                          checkpoint=checkpoint, model_process=model_process)  # fmt: skip
         lines.append(
             f"live at {live.rate_fps:.1f} frames/s (half capacity, or the source's 25 fps if "
             f"less): {live.captions} captions, capture→client p50 {live.p50_ms:.0f} ms, "

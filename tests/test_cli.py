@@ -168,3 +168,13 @@ def test_sigterm_becomes_system_exit_so_with_blocks_clean_up() -> None:
             cleaned.append(True)
     assert caught.value.code == 128 + signal.SIGTERM and cleaned == [True]
     assert signal.getsignal(signal.SIGTERM) is before  # restored
+
+
+def test_run_passes_model_process_to_its_worker_only_when_asked() -> None:
+    from stream.cli import _worker_argv, build_parser
+
+    parse = build_parser().parse_args
+    assert "--model-process" not in _worker_argv(parse(["run", "x.mp4"]))
+    assert "--model-process" in _worker_argv(parse(["run", "x.mp4", "--model-process"]))
+    assert parse(["worker", "--redis-url", "redis://h:1", "--model-process"]).model_process
+    assert not parse(["worker", "--redis-url", "redis://h:1"]).model_process

@@ -75,11 +75,26 @@ def _stop(proc: subprocess.Popen[str]) -> None:
     assert not alive, f"orphans left behind: {alive}"
 
 
-def _live_run(video: Path, checkpoint: Path) -> tuple[subprocess.Popen[str], list[psutil.Process]]:
-    proc, _ = _start_run([str(video), "--checkpoint", str(checkpoint), "--live", "--loop"])
-    children = psutil.Process(proc.pid).children(recursive=True)
-    names = sorted(c.name() for c in children)
-    assert any("redis-server" in n for n in names) and len(children) == 2, names
+def _live_run(
+    video: Path, checkpoint: Path, *extra: str
+) -> tuple[subprocess.Popen[str], list[psutil.Process]]:
+    proc, _ = _start_run([str(video), "--checkpoint", str(checkpoint), "--live", "--loop", *extra])
+    try:
+        deadline = time.monotonic() + T
+        while True:  # the worker starts its model's process while run is already up
+            children = psutil.Process(proc.pid).children(recursive=True)
+            names = sorted(" ".join(c.cmdline()) for c in children)
+            model = any("spawn_main" in n for n in names)  # the model's own process
+            if model or "--model-process" not in extra or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert any("redis-server" in n for n in names), names
+        assert any(" worker " in n for n in names), names
+        assert model == ("--model-process" in extra), names
+    except BaseException:
+        proc.kill()
+        proc.communicate()
+        raise
     return proc, children
 
 
@@ -100,12 +115,14 @@ def test_run_stops_cleanly_when_its_output_pipe_is_closed(video: Path, checkpoin
     assert not alive, f"orphans left behind: {alive}"
 
 
-@pytest.mark.parametrize("how", ["SIGKILL", "two SIGINTs"])
+@pytest.mark.parametrize("how", ["SIGKILL", "two SIGINTs", "SIGKILL, --model-process"])
 def test_run_killed_abruptly_leaves_no_orphans(video: Path, checkpoint: Path, how: str) -> None:
     """No clean-up code runs: the worker watches its parent, and the kernel stops the
-    embedded redis-server when the run dies (Linux parent-death signal)."""
-    proc, children = _live_run(video, checkpoint)
-    if how == "SIGKILL":
+    embedded redis-server when the run dies (Linux parent-death signal); the model's
+    own process ends with its pipe, or with the worker (parent-death signal)."""
+    extra = ["--model-process"] if "model-process" in how else []
+    proc, children = _live_run(video, checkpoint, *extra)
+    if how.startswith("SIGKILL"):
         proc.kill()
     else:
         proc.send_signal(signal.SIGINT)
@@ -136,9 +153,10 @@ async def _collect(url: str, n: int) -> tuple[list[dict[str, Any]], list[dict[st
     return captions, statuses
 
 
-def test_file_job_end_to_end(video: Path, checkpoint: Path) -> None:
+@pytest.mark.parametrize("extra", [[], ["--model-process"]], ids=["in-process", "model-process"])
+def test_file_job_end_to_end(video: Path, checkpoint: Path, extra: list[str]) -> None:
     proc, url = _start_run(
-        [str(video), "--checkpoint", str(checkpoint), "--fps", "1", "--beam", "1"]
+        [str(video), "--checkpoint", str(checkpoint), "--fps", "1", "--beam", "1", *extra]
     )
     try:
         captions, statuses = asyncio.run(_collect(url, 6))

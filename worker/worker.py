@@ -67,7 +67,10 @@ class CaptionLike(Protocol):
 
 
 class CaptionFn(Protocol):
-    def __call__(self, images: Sequence[Any]) -> Sequence[CaptionLike]: ...
+    """One caption per image, in order; ``None`` for one it could not read (with
+    ``WorkerConfig.model_decodes`` the images are JPEG bytes)."""
+
+    def __call__(self, images: Sequence[Any]) -> Sequence[CaptionLike | None]: ...
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,9 @@ class WorkerConfig:
     live_caption_maxlen: int = 10_000
     attention: bool = True
     model: str = "scenecast"
-    device: str = "cpu"
+    device: str = "cpu"  # where the reader decodes JPEGs
+    # the caption function takes the JPEG bytes and decodes them itself (ModelProcess)
+    model_decodes: bool = False
     sources_every_s: float = 1.0  # a busy worker looks for new sources this often
     reconnect_cap_s: float = 30.0  # Redis unreachable: longest wait between attempts
 
@@ -438,6 +443,8 @@ class Worker:
         frames = [frames[i] for i in self._skip_stale(frames)]
         if not frames:
             return []
+        if self.config.model_decodes:
+            return [_Decoded(p, p.frame.jpeg) for p in frames]
         images = decode_jpegs([p.frame.jpeg for p in frames], device=self.config.device)
         ok = [_Decoded(p, im) for p, im in zip(frames, images, strict=True) if im is not None]
         failed = len(frames) - len(ok)
@@ -461,7 +468,15 @@ class Worker:
         started = time.perf_counter()
         captions = self.caption([d.image for d in fresh])
         seconds = {**seconds, "caption": time.perf_counter() - started}
-        publish(_Captioned([d.pending for d in fresh], captions, time.time_ns(), seconds))
+        done = [(d.pending, c) for d, c in zip(fresh, captions, strict=True) if c is not None]
+        if len(done) < len(fresh):  # undecodable: left pending, retried, then dead-lettered
+            failed = len(fresh) - len(done)
+            with self._stats_lock:
+                self.stats.failed += failed
+            self._count(failed=failed)
+        if done:
+            frames, kept = zip(*done, strict=True)
+            publish(_Captioned(list(frames), list(kept), time.time_ns(), seconds))
 
     def _publish_batch(self, done: _Captioned) -> None:
         """Each caption published and its frame acked atomically; counters in one trip."""

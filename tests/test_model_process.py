@@ -1,0 +1,95 @@
+"""The captioner in a process of its own (``scenecast worker --model-process``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+
+from captioner.api import Captioner
+from captioner.exceptions import CaptionerError
+from tests.factories import save_tiny_checkpoint
+from tests.frames import add_frame, jpeg, register
+from worker.batching import BatchPolicy
+from worker.decode import decode_jpegs
+from worker.model_process import ModelProcess, ModelProcessError
+from worker.queue import GROUP, captions_key, decode_caption, frames_key
+from worker.worker import Worker, WorkerConfig
+
+COLORS = [(200, 30, 30), (30, 200, 30), (30, 30, 200)]
+CORRUPT = b"\xff\xd8 not a jpeg"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path: Path = save_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.pt")
+    return path
+
+
+@pytest.fixture(scope="module")
+def model(checkpoint: Path) -> Iterator[ModelProcess]:
+    with ModelProcess(str(checkpoint), device="cpu", beam=1, max_batch=4) as process:
+        yield process
+
+
+def test_captions_match_the_model_in_process_and_a_bad_jpeg_is_none(
+    model: ModelProcess, checkpoint: Path
+) -> None:
+    blobs = [jpeg(COLORS[0]), CORRUPT, jpeg(COLORS[1]), jpeg(COLORS[2])]
+    got = model(blobs)
+    assert len(got) == 4 and got[1] is None
+    direct = Captioner.load(checkpoint, device="cpu").caption(
+        [decode_jpegs([b])[0] for b in (blobs[0], blobs[2], blobs[3])], beam=1
+    )
+    kept = [got[0], got[2], got[3]]
+    assert [c.text for c in kept] == [d.text for d in direct]
+    assert [c.score for c in kept] == [d.score for d in direct]
+    for c, d in zip(kept, direct, strict=True):
+        np.testing.assert_array_equal(c.attention, d.attention)
+    assert model.device == "cpu" and model.model_id
+
+
+def test_the_worker_publishes_through_the_model_process(
+    model: ModelProcess, redis_client: redis.Redis
+) -> None:
+    register(redis_client, "mp", live=False)
+    add_frame(redis_client, "mp", 0, data=jpeg(COLORS[0]))
+    add_frame(redis_client, "mp", 1, data=CORRUPT)
+    add_frame(redis_client, "mp", 2, data=jpeg(COLORS[2]))
+    config = WorkerConfig(policy=BatchPolicy(max_batch=4, max_wait_ms=100), model_decodes=True)
+    worker = Worker(redis_client, model, config)
+    while worker.stats.captioned + worker.stats.failed < 3:
+        worker.step()
+    captions = [decode_caption(f) for _, f in redis_client.xrange(captions_key("mp"))]
+    assert [c.seq for c in captions] == [0, 2]
+    assert worker.stats.failed == 1
+    # the undecodable frame stays pending: retried, then dead-lettered (test_worker.py)
+    pending = redis_client.xpending_range(frames_key("mp"), GROUP, min="-", max="+", count=10)
+    assert len(pending) == 1
+
+
+def test_a_model_that_does_not_load_raises_its_error_in_the_worker(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.pt"
+    with pytest.raises(CaptionerError, match=r"missing\.pt"):
+        ModelProcess(str(missing), device="cpu", beam=1, max_batch=4)
+
+
+def test_a_dead_model_process_is_a_clear_error_and_close_reaps_it(checkpoint: Path) -> None:
+    process = ModelProcess(str(checkpoint), device="cpu", beam=1, max_batch=4)
+    child = process._proc
+    child.kill()
+    with pytest.raises(ModelProcessError, match="exited"):
+        process([jpeg(COLORS[0])])
+    process.close()
+    assert not child.is_alive()
+
+
+def test_closing_the_pipe_ends_the_model_process(checkpoint: Path) -> None:
+    process = ModelProcess(str(checkpoint), device="cpu", beam=1, max_batch=4)
+    child = process._proc
+    assert process([jpeg(COLORS[0])])[0] is not None
+    process.close()
+    assert not child.is_alive() and child.exitcode == 0  # exited on EOF, not killed

@@ -1,0 +1,157 @@
+"""The captioner in a process of its own, fed JPEG batches through a pipe.
+
+Why: on a GPU the model's thread is bound by the host (it launches ~1,000 small
+kernels per batch from Python), so it needs its process's GIL nearly all the time.
+Beside it, the worker's reader (Redis reads, frame parsing) and publisher (caption
+entries, the publish script) take the same GIL, and every hand-over costs the model:
+on an H100 a batch of 32 took ~43 ms inside the worker against ~33 ms alone
+(BENCHMARKS.md). Here the worker's process keeps the Redis side and its threads; this
+child holds the model alone and does nothing but decode (nvJPEG on the GPU) and
+caption. What crosses the pipe is small: the JPEG bytes in (~20 KB a frame) and the
+captions out. ``scenecast worker --model-process``; off by default: on the one H100
+it was measured on, it tied with the model in the worker's process (BENCHMARKS.md).
+
+The child ignores SIGINT and SIGTERM (a Ctrl+C reaches the whole process group; the
+worker decides when to stop): it exits when the pipe closes, and the kernel kills it
+if the worker dies without closing it.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import pickle
+import signal
+from collections.abc import Sequence
+from multiprocessing.connection import Connection
+from types import TracebackType
+from typing import Any
+
+from worker.parent_death import die_with_parent
+
+log = logging.getLogger("scenecast.worker")
+
+START_TIMEOUT_S = 600.0  # loading and warming a model on a cold GPU host can be slow
+
+
+class ModelProcessError(RuntimeError):
+    """The model's process failed or exited."""
+
+
+class ModelProcess:
+    """``__call__(jpegs)`` → one caption per JPEG, ``None`` where it does not decode.
+
+    ``checkpoint`` None: the bundled default. Raises what loading the model raised
+    (e.g. a missing checkpoint) from the constructor.
+    """
+
+    def __init__(self, checkpoint: str | None, *, device: str, beam: int, max_batch: int) -> None:
+        ctx = mp.get_context("spawn")  # never fork a process that may hold CUDA
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(
+            target=_serve,
+            args=(child, checkpoint, device, beam, max_batch, os.getpid()),
+            name="scenecast-model",
+            daemon=True,
+        )
+        self._proc.start()
+        child.close()
+        try:
+            if not self._conn.poll(START_TIMEOUT_S):
+                raise ModelProcessError(f"the model did not load within {START_TIMEOUT_S:.0f} s")
+            self.model_id, self.device = self._reply()
+        except BaseException:
+            self.close()
+            raise
+
+    def __call__(self, images: Sequence[bytes]) -> list[Any]:
+        """``images``: JPEG bytes. One caption each, ``None`` where one does not decode."""
+        try:
+            self._conn.send([bytes(jpeg) for jpeg in images])
+        except (BrokenPipeError, ConnectionResetError, OSError) as exc:
+            raise self._died() from exc
+        captions: list[Any] = self._reply()
+        return captions
+
+    def _reply(self) -> Any:
+        try:
+            kind, value = self._conn.recv()
+        except (EOFError, ConnectionResetError, OSError) as exc:
+            raise self._died() from exc
+        if kind == "error":
+            raise value
+        return value
+
+    def _died(self) -> ModelProcessError:
+        self._proc.join(5)
+        return ModelProcessError(f"the model's process exited (exit code {self._proc.exitcode})")
+
+    def close(self) -> None:
+        """Close the pipe (the child exits after its batch in hand) and reap it."""
+        self._conn.close()
+        self._proc.join(30)
+        if self._proc.is_alive():
+            log.warning("the model's process did not exit: killing it")
+            self._proc.kill()
+            self._proc.join(5)
+
+    def __enter__(self) -> ModelProcess:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _serve(
+    conn: Connection, checkpoint: str | None, device: str, beam: int, max_batch: int, parent: int
+) -> None:
+    """The child: load, say ready, then caption batches until the pipe closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    die_with_parent(signal.SIGKILL, parent)
+    try:
+        from captioner.api import Captioner
+        from worker.decode import decode_jpegs
+
+        cap = Captioner.load(checkpoint, device=device)
+        if cap.device.type == "cuda":
+            cap.warm_up(max_batch)
+    except Exception as exc:  # sent back: the worker raises it as its own
+        _send_error(conn, exc)
+        return
+    conn.send(("ok", (cap.model_id, str(cap.device))))
+    while True:
+        try:
+            jpegs: list[bytes] = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            decoded = decode_jpegs(jpegs, device=str(cap.device))
+            ok = [(i, image) for i, image in enumerate(decoded) if image is not None]
+            captions = cap.caption([image for _, image in ok], beam=beam)
+            out: list[Any] = [None] * len(jpegs)
+            for (i, _), caption in zip(ok, captions, strict=True):
+                out[i] = caption
+        except Exception as exc:
+            _send_error(conn, exc)
+            continue
+        try:
+            conn.send(("ok", out))
+        except OSError:  # the worker is gone
+            return
+
+
+def _send_error(conn: Connection, exc: Exception) -> None:
+    try:
+        try:
+            conn.send(("error", exc))
+        except (pickle.PicklingError, TypeError, AttributeError):  # not picklable: its text
+            conn.send(("error", ModelProcessError(f"{type(exc).__name__}: {exc}")))
+    except OSError:  # the worker is gone
+        pass
