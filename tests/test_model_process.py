@@ -50,6 +50,7 @@ def test_captions_match_the_model_in_process_and_a_bad_jpeg_is_none(
     for c, d in zip(kept, direct, strict=True):
         np.testing.assert_array_equal(c.attention, d.attention)
     assert model.device == "cpu" and model.model_id
+    assert model([]) == []
 
 
 def test_the_worker_publishes_through_the_model_process(

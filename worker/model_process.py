@@ -67,6 +67,8 @@ class ModelProcess:
 
     def __call__(self, images: Sequence[bytes]) -> list[Any]:
         """``images``: JPEG bytes. One caption each, ``None`` where one does not decode."""
+        if not images:
+            return []
         try:
             self._conn.send([bytes(jpeg) for jpeg in images])
         except (BrokenPipeError, ConnectionResetError, OSError) as exc:
