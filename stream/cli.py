@@ -306,8 +306,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_age_ms=args.max_age_ms
     )
     if args.model_process:
-        with ModelProcess(
-            args.checkpoint, device=str(device), beam=args.beam, max_batch=args.max_batch
+        with contextlib.closing(
+            ModelProcess(
+                args.checkpoint, device=str(device), beam=args.beam, max_batch=args.max_batch
+            )
         ) as model:
             config = WorkerConfig(
                 policy=policy, model=model.model_id, device=model.device, model_decodes=True

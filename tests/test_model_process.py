@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,8 +32,8 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def model(checkpoint: Path) -> Iterator[ModelProcess]:
-    with ModelProcess(str(checkpoint), device="cpu", beam=1, max_batch=4) as process:
-        yield process
+    with contextlib.closing(ModelProcess(str(checkpoint), device="cpu", beam=1, max_batch=4)) as p:
+        yield p
 
 
 def test_captions_match_the_model_in_process_and_a_bad_jpeg_is_none(

@@ -25,7 +25,6 @@ import pickle
 import signal
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
-from types import TracebackType
 from typing import Any
 
 from worker.parent_death import die_with_parent
@@ -43,7 +42,7 @@ class ModelProcess:
     """``__call__(jpegs)`` → one caption per JPEG, ``None`` where it does not decode.
 
     ``checkpoint`` None: the bundled default. Raises what loading the model raised
-    (e.g. a missing checkpoint) from the constructor.
+    (e.g. a missing checkpoint) from the constructor. Use with ``contextlib.closing``.
     """
 
     def __init__(self, checkpoint: str | None, *, device: str, beam: int, max_batch: int) -> None:
@@ -97,17 +96,6 @@ class ModelProcess:
             log.warning("the model's process did not exit: killing it")
             self._proc.kill()
             self._proc.join(5)
-
-    def __enter__(self) -> ModelProcess:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _serve(
