@@ -447,11 +447,15 @@ class Worker:
             return [_Decoded(p, p.frame.jpeg) for p in frames]
         images = decode_jpegs([p.frame.jpeg for p in frames], device=self.config.device)
         ok = [_Decoded(p, im) for p, im in zip(frames, images, strict=True) if im is not None]
-        failed = len(frames) - len(ok)
-        if failed:
-            self.stats.failed += failed
-            self._count(failed=failed)
+        self._count_failed(len(frames) - len(ok))
         return ok
+
+    def _count_failed(self, failed: int) -> None:
+        """Frames that did not decode: counted; left pending, retried, then dead-lettered."""
+        if failed:
+            with self._stats_lock:  # the reader and the model's thread both count
+                self.stats.failed += failed
+            self._count(failed=failed)
 
     def _caption_decoded(
         self,
@@ -469,11 +473,7 @@ class Worker:
         captions = self.caption([d.image for d in fresh])
         seconds = {**seconds, "caption": time.perf_counter() - started}
         done = [(d.pending, c) for d, c in zip(fresh, captions, strict=True) if c is not None]
-        if len(done) < len(fresh):  # undecodable: left pending, retried, then dead-lettered
-            failed = len(fresh) - len(done)
-            with self._stats_lock:
-                self.stats.failed += failed
-            self._count(failed=failed)
+        self._count_failed(len(fresh) - len(done))  # the model could not decode them
         if done:
             frames, kept = zip(*done, strict=True)
             publish(_Captioned(list(frames), list(kept), time.time_ns(), seconds))
