@@ -29,5 +29,7 @@ scenecast bench captioner --device "$DEVICE" --batches 1,8,32 --beams 1,3 --seco
 python3 -m bench.breakdown --device "$DEVICE" --repeats "$repeats" 2>&1 | tee "$OUT/breakdown.txt"
 scenecast bench pipeline --device "$DEVICE" --batch 32 --beam 3 --frames "$frames" \
   --live-seconds "$live" --rounds "$rounds" 2>&1 | tee "$OUT/pipeline.txt"
+scenecast bench pipeline --device "$DEVICE" --batch 32 --beam 3 --frames "$frames" \
+  --live-seconds "$live" --rounds "$rounds" --model-process 2>&1 | tee "$OUT/pipeline-model-process.txt"
 scenecast bench pipeline --stand-in-ms 33 --batch 32 --frames "$standin_frames" \
   --rounds "$rounds" 2>&1 | tee "$OUT/stand-in.txt"

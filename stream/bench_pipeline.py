@@ -51,6 +51,8 @@ class FileRound:
     captions_per_s: float
     mean_batch: float  # frames per batch the worker captioned
     stage_ms: dict[str, float]  # the worker's time per batch in each stage
+    capture_fps: float  # frames capture published per second, until its last
+    capture_wait_s: float  # of which waiting for room under its backlog limit
 
     @property
     def ratio(self) -> float:
@@ -194,7 +196,14 @@ def file_round(
     spec = parse_source(str(video), name=source)
     capture = Capture(client, spec, CaptureConfig(fps=10.0))  # the backlog limit run uses
     started = time.perf_counter()
-    thread = threading.Thread(target=capture.run, daemon=True)
+    capture_s = float("nan")
+
+    def run_capture() -> None:
+        nonlocal capture_s
+        capture.run()
+        capture_s = time.perf_counter() - started
+
+    thread = threading.Thread(target=run_capture, daemon=True)
     thread.start()
     done, progress_at = 0, time.monotonic()
     while done < frames:
@@ -216,7 +225,10 @@ def file_round(
         for name, value in after.items()
         if name.startswith(STAGE_PREFIX)
     }
-    return FileRound(own, frames / seconds, frames / batches, stage_ms)
+    capture_fps = capture.published / capture_s
+    return FileRound(
+        own, frames / seconds, frames / batches, stage_ms, capture_fps, capture.waited_s
+    )
 
 
 def _worker_counters(client: redis.Redis) -> dict[str, float]:
@@ -229,11 +241,13 @@ def format_file(f: FileResult, *, batch: int, beam: int | None) -> list[str]:
     return [
         f"file job, {f.frames} frames, {what}, {len(f.rounds)} rounds (captioner alone / "
         "through Redis / the worker's mean batch and ms per batch in each stage; read + "
-        "decode and publish run in threads beside the model):",
+        "decode and publish run in threads beside the model / capture's frames/s and its "
+        "seconds waiting for room under the backlog limit):",
         *(
             f"  {r.captioner_images_per_s:.1f} images/s / {r.captions_per_s:.1f} captions/s"
             f" = {100 * r.ratio:.0f}% / {r.mean_batch:.1f} frames, "
             + " ".join(f"{stage} {ms:.1f}" for stage, ms in r.stage_ms.items())
+            + f" / capture {r.capture_fps:.0f} frames/s, waited {r.capture_wait_s:.2f} s"
             for r in f.rounds
         ),
         f"  median of the rounds: {100 * f.ratio:.0f}% (target ≥ 85%); medians "

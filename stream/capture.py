@@ -113,6 +113,7 @@ class Capture:
         self._stop = threading.Event()
         self.published = 0
         self.sampled = 0
+        self.waited_s = 0.0  # file jobs: time spent waiting for room under max_backlog
         self.frames_read = 0
         self._seq = 0
         self._published_ids: deque[tuple[int, int]] = deque()  # file jobs: for backlog()
@@ -247,6 +248,7 @@ class Capture:
         """
         limit = self.config.max_backlog
         delay = 0.005  # doubles to 20 ms while full: ≤ 50 round trips a second
+        started = time.monotonic()
         while self._backlog_bound >= limit:
             if self._stop.is_set():
                 return 0
@@ -254,6 +256,7 @@ class Capture:
             if self._backlog_bound >= limit:
                 self._stop.wait(delay)
                 delay = min(2 * delay, 0.02)
+        self.waited_s += time.monotonic() - started
         fit = min(frames, limit - self._backlog_bound)
         self._backlog_bound += fit
         return fit

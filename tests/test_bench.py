@@ -26,3 +26,7 @@ def test_stand_in_file_job_goes_through_redis_and_a_worker_process(tmp_path: Pat
         assert 1 <= r.mean_batch <= 4
         assert set(r.stage_ms) == {"read", "decode", "caption", "publish"}
         assert r.stage_ms["caption"] >= 20
+        # capture published every frame, no faster than it took the job (it finishes
+        # first), and waited a share of that time for room
+        assert r.capture_fps >= r.captions_per_s
+        assert 0 <= r.capture_wait_s < result.frames / r.captions_per_s
