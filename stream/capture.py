@@ -33,6 +33,7 @@ import redis
 from stream.exceptions import SourceError, SourceLostError
 from stream.read_ahead import read_ahead
 from stream.sampler import FixedRateSampler, Sampler, SceneChangeSampler
+from stream.shrink import shrink
 from stream.sources import FileReader, Frame, LatestFrameReader, SourceSpec
 from worker.backoff import backoff_delays
 from worker.queue import (
@@ -91,12 +92,12 @@ class CaptureConfig:
 
 
 def encode_jpeg(image: np.ndarray, *, max_side: int, quality: int) -> tuple[bytes, int, int]:
-    """BGR frame → JPEG bytes, shrunk (aspect kept, INTER_AREA) to ``max_side``."""
+    """BGR frame → JPEG bytes, shrunk (aspect kept, ``shrink``) to ``max_side``."""
     height, width = image.shape[:2]
     scale = min(1.0, max_side / max(height, width))
     if scale < 1.0:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        image = shrink(image, size)
     ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise SourceError("a frame could not be encoded as JPEG")

@@ -11,8 +11,8 @@ time goes backwards (a source restarted its clock) the schedule starts over.
 The scene-change measure (``frame_signature`` / ``change_score``) combines two cues,
 each in [0, 1], averaged:
 
-- layout: a 16×16 grey thumbnail (``cv2.resize`` with ``INTER_AREA``, which averages
-  the pixels, so sensor noise cancels); the mean absolute difference / 255, doubled
+- layout: a 16×16 grey thumbnail (an area average — ``shrink`` with ``area_last`` —
+  so sensor noise cancels); the mean absolute difference / 255, doubled
   and clipped to 1 (two unrelated photos differ by ~0.3 on average, so doubling
   spreads real changes over the scale).
 - colour: a 16-bin histogram: 12 hue bins weighted by each pixel's chroma plus 4
@@ -38,6 +38,8 @@ from typing import Protocol
 import cv2
 import numpy as np
 import numpy.typing as npt
+
+from stream.shrink import shrink
 
 Image = npt.NDArray[np.uint8]  # (H, W, 3) BGR or (H, W) grey, uint8
 Signature = npt.NDArray[np.float32]  # (SIGNATURE_SIZE,)
@@ -171,9 +173,9 @@ def frame_signature(image: Image) -> Signature:
         raise ValueError(
             f"frame_signature takes (H, W, 3) BGR or (H, W) grey, got shape {image.shape}"
         )
-    small = cv2.resize(image, (_WORK, _WORK), interpolation=cv2.INTER_AREA)  # (64, 64, 3)
+    small = shrink(image, (_WORK, _WORK), area_last=True)  # (64, 64, 3)
     grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
-    thumb = cv2.resize(grey, (THUMB, THUMB), interpolation=cv2.INTER_AREA)  # (16, 16)
+    thumb = shrink(grey, (THUMB, THUMB), area_last=True)  # (16, 16): two exact halvings
     hist = _colour_histogram(np.asarray(small, dtype=np.uint8))
     return np.concatenate([thumb.astype(np.float32).ravel() / 255.0, hist]).astype(np.float32)
 
