@@ -133,15 +133,15 @@ def captioner_rate(cap: Captioner, images: Sequence[Any], *, batch: int, beam: i
 @contextlib.contextmanager
 def worker_process(
     url: str, *, batch: int, beam: int, checkpoint: str | None, device: str,
-    model_process: bool | None = None,
+    worker_args: Sequence[str] = (),
 ) -> Iterator[None]:  # fmt: skip
-    """A `scenecast worker` process, as `scenecast run` starts it (its own GIL)."""
+    """A `scenecast worker` process, as `scenecast run` starts it (its own GIL);
+    ``worker_args``: more of its flags (e.g. ``--model-process``)."""
     argv = [sys.executable, "-m", "stream.cli", "worker", "--redis-url", url, "--beam", str(beam),
             "--max-batch", str(batch), "--max-wait-ms", "20", "--device", device]  # fmt: skip
     if checkpoint:
         argv += ["--checkpoint", checkpoint]
-    if model_process is not None:
-        argv.append("--model-process" if model_process else "--no-model-process")
+    argv += worker_args
     proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stderr is not None
@@ -157,7 +157,7 @@ def worker_process(
 
 def bench_file(
     cap: Captioner, *, batch: int = 32, beam: int = 3, frames: int = 192, workdir: Path,
-    checkpoint: str | None = None, rounds: int = 3, model_process: bool | None = None,
+    checkpoint: str | None = None, rounds: int = 3, worker_args: Sequence[str] = (),
 ) -> FileResult:  # fmt: skip
     """``rounds`` rounds, each the captioner alone then the file job (a new source each
     time) through one warm worker process; alternating spreads the host's drift (other
@@ -173,7 +173,7 @@ def bench_file(
             beam=beam,
             checkpoint=checkpoint,
             device=str(cap.device),
-            model_process=model_process,
+            worker_args=worker_args,
         ),
     ):
         client = redis.Redis.from_url(server.url)
@@ -275,7 +275,7 @@ async def _listen(url: str, seconds: float) -> list[float]:
 def bench_live(
     cap: Captioner, *, batch: int = 8, beam: int = 3, seconds: float = 30.0,
     capacity_images_per_s: float, workdir: Path, checkpoint: str | None = None,
-    model_process: bool | None = None,
+    worker_args: Sequence[str] = (),
 ) -> LiveResult:  # fmt: skip
     source_fps = 25.0
     video = make_bench_video(workdir / "live.mp4", seconds=8, fps=source_fps)
@@ -292,7 +292,7 @@ def bench_live(
             beam=beam,
             checkpoint=checkpoint,
             device=str(cap.device),
-            model_process=model_process,
+            worker_args=worker_args,
         ),
     ):
         client = redis.Redis.from_url(server.url)
@@ -318,16 +318,16 @@ def bench_live(
 
 def run_bench(
     cap: Captioner, *, batch: int, beam: int, frames: int, seconds: float,
-    checkpoint: str | None = None, rounds: int = 3, model_process: bool | None = None,
+    checkpoint: str | None = None, rounds: int = 3, worker_args: Sequence[str] = (),
 ) -> str:  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         f = bench_file(cap, batch=batch, beam=beam, frames=frames, workdir=Path(tmp),
                        checkpoint=checkpoint, rounds=rounds,
-                       model_process=model_process)  # fmt: skip
+                       worker_args=worker_args)  # fmt: skip
         lines = format_file(f, batch=batch, beam=beam)
         live = bench_live(cap, batch=batch, beam=beam, seconds=seconds, workdir=Path(tmp),
                           capacity_images_per_s=f.captioner_images_per_s,
-                          checkpoint=checkpoint, model_process=model_process)  # fmt: skip
+                          checkpoint=checkpoint, worker_args=worker_args)  # fmt: skip
         lines.append(
             f"live at {live.rate_fps:.1f} frames/s (half capacity, or the source's 25 fps if "
             f"less): {live.captions} captions, capture→client p50 {live.p50_ms:.0f} ms, "

@@ -24,6 +24,8 @@ from stream.caption import add_caption_subcommand
 from stream.exceptions import StreamError
 from stream.sampling_flags import add_sampling_flags, sampling_config
 
+DECODE_ON = ("device", "cpu")  # --decode: where the worker decodes JPEG frames
+
 
 def _int_list(text: str) -> list[int]:
     try:
@@ -74,8 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
     bp.add_argument(
         "--model-process",
         action=argparse.BooleanOptionalAction,
-        default=None,
-        help="start the worker with --model-process (default: as the worker, off)",
+        default=False,
+        help="start the worker with --model-process (default: off, as the worker)",
+    )
+    bp.add_argument(
+        "--decode",
+        choices=DECODE_ON,
+        default="device",
+        help="start the worker with this --decode (default: device, as the worker)",
     )
     bp.add_argument(
         "--stand-in-ms",
@@ -143,6 +151,13 @@ def _worker_flags(p: argparse.ArgumentParser) -> None:
         default=False,
         help="run the model in a process of its own, fed JPEGs through a pipe, so it "
         "shares no GIL with the Redis I/O threads (default: off)",
+    )
+    p.add_argument(
+        "--decode",
+        choices=DECODE_ON,
+        default="device",
+        help="where JPEG frames are decoded: on the model's device (nvJPEG on a GPU) or "
+        "on the CPU with OpenCV (default: device)",
     )
 
 
@@ -253,6 +268,8 @@ def _worker_argv(args: argparse.Namespace) -> list[str]:
         argv += ["--device", args.device]
     if args.model_process:
         argv.append("--model-process")
+    if args.decode != "device":
+        argv += ["--decode", args.decode]
     return argv
 
 
@@ -296,6 +313,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     from captioner.api import Captioner, resolve_device
     from worker.batching import BatchPolicy
+    from worker.decode import decode_device
     from worker.model_process import ModelProcess
     from worker.service import serve_worker
     from worker.worker import WorkerConfig
@@ -308,7 +326,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.model_process:
         with contextlib.closing(
             ModelProcess(
-                args.checkpoint, device=str(device), beam=args.beam, max_batch=args.max_batch
+                args.checkpoint,
+                device=str(device),
+                beam=args.beam,
+                max_batch=args.max_batch,
+                decode_on=args.decode,
             )
         ) as model:
             config = WorkerConfig(
@@ -324,7 +346,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     def caption(images: Sequence[Any]) -> Any:
         return cap.caption(list(images), beam=beam)
 
-    config = WorkerConfig(policy=policy, model=cap.model_id, device=str(cap.device))
+    config = WorkerConfig(
+        policy=policy, model=cap.model_id, device=decode_device(args.decode, str(cap.device))
+    )
     serve_worker(args.redis_url, caption, config, parent_pid=args.exit_with_parent)
     return 0
 
@@ -422,7 +446,9 @@ def cmd_bench_pipeline(args: argparse.Namespace) -> int:
     from stream.bench_pipeline import run_bench
 
     cap = Captioner.load(args.checkpoint, device=args.device)
-    print(f"scenecast bench pipeline — {_bench_context(cap)}")
+    worker_args = ["--model-process"] if args.model_process else []
+    worker_args += ["--decode", args.decode]
+    print(f"scenecast bench pipeline — {_bench_context(cap)}; worker {' '.join(worker_args)}")
     print(
         run_bench(
             cap,
@@ -432,7 +458,7 @@ def cmd_bench_pipeline(args: argparse.Namespace) -> int:
             seconds=args.live_seconds,
             checkpoint=args.checkpoint,
             rounds=args.rounds,
-            model_process=args.model_process,
+            worker_args=worker_args,
         )
     )
     return 0

@@ -178,3 +178,30 @@ def test_run_passes_model_process_to_its_worker_only_when_asked() -> None:
     assert "--model-process" in _worker_argv(parse(["run", "x.mp4", "--model-process"]))
     assert parse(["worker", "--redis-url", "redis://h:1", "--model-process"]).model_process
     assert not parse(["worker", "--redis-url", "redis://h:1"]).model_process
+
+
+def test_decode_flag_reaches_the_worker_and_refuses_other_places(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from stream.cli import _worker_argv, build_parser
+
+    parse = build_parser().parse_args
+    assert "--decode" not in _worker_argv(parse(["run", "x.mp4"]))  # the worker's default
+    argv = _worker_argv(parse(["run", "x.mp4", "--decode", "cpu"]))
+    assert argv[argv.index("--decode") + 1] == "cpu"
+    assert parse(["worker", "--redis-url", "redis://h:1"]).decode == "device"
+    assert parse(["bench", "pipeline", "--decode", "cpu"]).decode == "cpu"
+    with pytest.raises(SystemExit) as caught:
+        parse(["worker", "--redis-url", "redis://h:1", "--decode", "gpu"])
+    assert caught.value.code == 2
+    assert "invalid choice: 'gpu'" in capsys.readouterr().err
+
+
+def test_decode_device_is_the_models_or_the_cpu() -> None:
+    from worker.decode import decode_device
+
+    assert decode_device("device", "cuda:0") == "cuda:0"
+    assert decode_device("device", "cpu") == "cpu"
+    assert decode_device("cpu", "cuda:0") == "cpu"
+    with pytest.raises(ValueError, match="'device' or 'cpu'"):
+        decode_device("gpu", "cuda:0")

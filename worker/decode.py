@@ -12,6 +12,14 @@ import torch
 log = logging.getLogger("scenecast.worker")
 
 
+def decode_device(decode_on: str, model_device: str) -> str:
+    """The device JPEG frames are decoded on: ``decode_on`` "device" = the model's
+    (nvJPEG when it is a GPU), "cpu" = OpenCV whatever the model runs on."""
+    if decode_on not in ("device", "cpu"):
+        raise ValueError(f"decode_on must be 'device' or 'cpu', got {decode_on!r}")
+    return model_device if decode_on == "device" else "cpu"
+
+
 def decode_jpegs(
     blobs: Sequence[bytes], *, device: str = "cpu"
 ) -> list[np.ndarray | torch.Tensor | None]:

@@ -42,15 +42,24 @@ class ModelProcess:
     """``__call__(jpegs)`` → one caption per JPEG, ``None`` where it does not decode.
 
     ``checkpoint`` None: the bundled default. Raises what loading the model raised
-    (e.g. a missing checkpoint) from the constructor. Use with ``contextlib.closing``.
+    (e.g. a missing checkpoint) from the constructor. ``decode_on``: where the child
+    decodes, as ``decode_device`` takes it. Use with ``contextlib.closing``.
     """
 
-    def __init__(self, checkpoint: str | None, *, device: str, beam: int, max_batch: int) -> None:
+    def __init__(
+        self,
+        checkpoint: str | None,
+        *,
+        device: str,
+        beam: int,
+        max_batch: int,
+        decode_on: str = "device",
+    ) -> None:
         ctx = mp.get_context("spawn")  # never fork a process that may hold CUDA
         self._conn, child = ctx.Pipe()
         self._proc = ctx.Process(
             target=_serve,
-            args=(child, checkpoint, device, beam, max_batch, os.getpid()),
+            args=(child, checkpoint, device, beam, max_batch, decode_on, os.getpid()),
             name="scenecast-model",
             daemon=True,
         )
@@ -99,7 +108,13 @@ class ModelProcess:
 
 
 def _serve(
-    conn: Connection, checkpoint: str | None, device: str, beam: int, max_batch: int, parent: int
+    conn: Connection,
+    checkpoint: str | None,
+    device: str,
+    beam: int,
+    max_batch: int,
+    decode_on: str,
+    parent: int,
 ) -> None:
     """The child: load, say ready, then caption batches until the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -107,9 +122,10 @@ def _serve(
     die_with_parent(signal.SIGKILL, parent)
     try:
         from captioner.api import Captioner
-        from worker.decode import decode_jpegs
+        from worker.decode import decode_device, decode_jpegs
 
         cap = Captioner.load(checkpoint, device=device)
+        decode_on_device = decode_device(decode_on, str(cap.device))
         if cap.device.type == "cuda":
             cap.warm_up(max_batch)
     except Exception as exc:  # sent back: the worker raises it as its own
@@ -122,7 +138,7 @@ def _serve(
         except (EOFError, OSError):
             return
         try:
-            decoded = decode_jpegs(jpegs, device=str(cap.device))
+            decoded = decode_jpegs(jpegs, device=decode_on_device)
             ok = [(i, image) for i, image in enumerate(decoded) if image is not None]
             captions = cap.caption([image for _, image in ok], beam=beam)
             out: list[Any] = [None] * len(jpegs)
