@@ -48,17 +48,45 @@ _IMREAD_RGB: int | None = getattr(cv2, "IMREAD_COLOR_RGB", None)
 
 
 def _decode_cuda(blobs: Sequence[bytes], device: str) -> list[np.ndarray | torch.Tensor | None]:
+    """nvJPEG on a side stream, finished before returning.
+
+    torchvision makes the calling thread's current stream wait for its decoder
+    (``decode_jpegs_cuda``: ``event.block(current_stream)``); from the worker's reader
+    that is the default stream, the one the model's thread launches its search on, so
+    the model's kernels queued after a read-ahead decode waited for it. On a stream of
+    its own, waited for here (in the reader, off the model's path), the images are
+    complete when the model's thread gets them; ``record_stream`` keeps the allocator
+    from reusing their memory for the next decode before the caller's stream (the
+    default stream in every thread of the worker) has read them.
+    """
     from torchvision.io import ImageReadMode, decode_jpeg
 
+    consumer = torch.cuda.current_stream(torch.device(device))
+    side = _side_stream(device)
     data = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in blobs]
-    try:
-        return list(decode_jpeg(data, mode=ImageReadMode.RGB, device=device))
-    except RuntimeError:
-        out: list[np.ndarray | torch.Tensor | None] = []
-        for d in data:
-            try:
-                out.append(decode_jpeg(d, mode=ImageReadMode.RGB, device=device))
-            except RuntimeError as exc:
-                log.warning("undecodable JPEG frame: %s", exc)
-                out.append(None)
-        return out
+    out: list[np.ndarray | torch.Tensor | None] = []
+    with torch.cuda.stream(side):
+        try:
+            out.extend(decode_jpeg(data, mode=ImageReadMode.RGB, device=device))
+        except RuntimeError:  # a corrupt frame: one by one, so the good ones go through
+            for d in data:
+                try:
+                    out.append(decode_jpeg(d, mode=ImageReadMode.RGB, device=device))
+                except RuntimeError as exc:
+                    log.warning("undecodable JPEG frame: %s", exc)
+                    out.append(None)
+    side.synchronize()
+    for image in out:
+        if isinstance(image, torch.Tensor):
+            image.record_stream(consumer)
+    return out
+
+
+_side_streams: dict[str, torch.cuda.Stream] = {}
+
+
+def _side_stream(device: str) -> torch.cuda.Stream:
+    """One decoding stream per device (and process), made on first use."""
+    if device not in _side_streams:
+        _side_streams[device] = torch.cuda.Stream(torch.device(device))  # type: ignore[no-untyped-call]
+    return _side_streams[device]
