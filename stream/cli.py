@@ -23,8 +23,7 @@ from captioner.exceptions import CaptionerError
 from stream.caption import add_caption_subcommand
 from stream.exceptions import StreamError
 from stream.sampling_flags import add_sampling_flags, sampling_config
-
-DECODE_ON = ("device", "cpu")  # --decode: where the worker decodes JPEG frames
+from worker.decode import DECODE_ON
 
 
 def _int_list(text: str) -> list[int]:

@@ -12,10 +12,13 @@ import torch
 log = logging.getLogger("scenecast.worker")
 
 
+DECODE_ON = ("device", "cpu")  # the worker's --decode choices
+
+
 def decode_device(decode_on: str, model_device: str) -> str:
     """The device JPEG frames are decoded on: ``decode_on`` "device" = the model's
     (nvJPEG when it is a GPU), "cpu" = OpenCV whatever the model runs on."""
-    if decode_on not in ("device", "cpu"):
+    if decode_on not in DECODE_ON:
         raise ValueError(f"decode_on must be 'device' or 'cpu', got {decode_on!r}")
     return model_device if decode_on == "device" else "cpu"
 
