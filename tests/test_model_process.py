@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -36,11 +38,15 @@ def model(checkpoint: Path) -> Iterator[ModelProcess]:
         yield p
 
 
+def keyed(blobs: list[bytes], prefix: str) -> list[tuple[str, bytes]]:
+    return [(f"{prefix}/{i}", blob) for i, blob in enumerate(blobs)]
+
+
 def test_captions_match_the_model_in_process_and_a_bad_jpeg_is_none(
     model: ModelProcess, checkpoint: Path
 ) -> None:
     blobs = [jpeg(COLORS[0]), CORRUPT, jpeg(COLORS[1]), jpeg(COLORS[2])]
-    got = model(blobs)
+    got = model(keyed(blobs, "match"))
     assert len(got) == 4 and got[1] is None
     direct = Captioner.load(checkpoint, device="cpu").caption(
         [decode_jpegs([b])[0] for b in (blobs[0], blobs[2], blobs[3])], beam=1
@@ -84,7 +90,9 @@ def test_a_dead_model_process_is_a_clear_error_and_close_reaps_it(checkpoint: Pa
     child = process._proc
     child.kill()
     with pytest.raises(ModelProcessError, match="exited"):
-        process([jpeg(COLORS[0])])
+        process([("dead/0", jpeg(COLORS[0]))])
+    with pytest.raises(ModelProcessError, match="exited"):
+        process.prefetch([("dead/1", jpeg(COLORS[0]))])
     process.close()
     assert not child.is_alive()
 
@@ -92,6 +100,65 @@ def test_a_dead_model_process_is_a_clear_error_and_close_reaps_it(checkpoint: Pa
 def test_closing_the_pipe_ends_the_model_process(checkpoint: Path) -> None:
     process = ModelProcess(str(checkpoint), device="cpu", beam=1, max_batch=4)
     child = process._proc
-    assert process([jpeg(COLORS[0])])[0] is not None
+    assert process([("eof/0", jpeg(COLORS[0]))])[0] is not None
     process.close()
     assert not child.is_alive() and child.exitcode == 0  # exited on EOF, not killed
+
+
+def test_frames_sent_ahead_are_decoded_ahead_and_give_the_same_captions(
+    model: ModelProcess,
+) -> None:
+    blobs = [jpeg(COLORS[0]), CORRUPT, jpeg(COLORS[1]), jpeg(COLORS[2])]
+    fresh = model(keyed(blobs, "fresh"))
+    before = model.decoded_ahead
+    frames = keyed(blobs, "ahead")
+    model.prefetch(frames)
+    # the child's second thread decodes them while this one waits; a batch that came
+    # first would decode them itself, as the batch below does if this wait is too short
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        model.prefetch([])  # nothing to send: returns at once
+        time.sleep(0.2)
+        got = model(frames[:1])  # the first frame alone: ahead once its decode is done
+        if model.decoded_ahead > before:
+            break
+    assert model.decoded_ahead == before + 1, "the frame sent ahead was not decoded ahead"
+    rest = model(frames[1:])  # decoded ahead too (sent in the same prefetch)
+    assert model.decoded_ahead == before + 4
+    assert [c.text if c else None for c in got + rest] == [c.text if c else None for c in fresh]
+    assert rest[0] is None  # the corrupt frame: None whether decoded ahead or not
+
+
+class SentAhead:
+    """The model process, counting the frames the worker sends ahead."""
+
+    def __init__(self, model: ModelProcess) -> None:
+        self.model = model
+        self.sent: list[str] = []
+
+    def prefetch(self, frames: Sequence[tuple[str, bytes]]) -> None:
+        self.sent += [key for key, _ in frames]
+        self.model.prefetch(frames)
+
+    def __call__(self, frames: Sequence[tuple[str, bytes]]) -> list[Any]:
+        return self.model(frames)
+
+
+def test_the_worker_sends_frames_ahead_when_it_reads_ahead(
+    model: ModelProcess, redis_client: redis.Redis
+) -> None:
+    register(redis_client, "ahead", live=False)
+    for seq in range(3):
+        add_frame(redis_client, "ahead", seq, data=jpeg(COLORS[seq]))
+    spy = SentAhead(model)
+    config = WorkerConfig(policy=BatchPolicy(max_batch=4, max_wait_ms=100), model_decodes=True)
+    worker = Worker(redis_client, spy, config)
+    while worker.stats.captioned < 3:
+        worker.step()  # reads and captions in one thread: nothing to decode ahead
+    assert spy.sent == []
+    for seq in range(3, 9):
+        add_frame(redis_client, "ahead", seq, data=jpeg(COLORS[seq % 3]))
+    worker.run(until=lambda: worker.stats.captioned >= 9)  # the reader thread reads ahead
+    assert len(spy.sent) == 6 and all(key.startswith("ahead/") for key in spy.sent)
+    captions = [decode_caption(f) for _, f in redis_client.xrange(captions_key("ahead"))]
+    assert [c.seq for c in captions] == list(range(9))

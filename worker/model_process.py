@@ -5,11 +5,19 @@ kernels per batch from Python), so it needs its process's GIL nearly all the tim
 Beside it, the worker's reader (Redis reads, frame parsing) and publisher (caption
 entries, the publish script) take the same GIL, and every hand-over costs the model:
 on an H100 a batch of 32 took ~43 ms inside the worker against ~33 ms alone
-(BENCHMARKS.md). Here the worker's process keeps the Redis side and its threads; this
-child holds the model alone and does nothing but decode (nvJPEG on the GPU) and
-caption. What crosses the pipe is small: the JPEG bytes in (~20 KB a frame) and the
-captions out. ``scenecast worker --model-process``; off by default: on the one H100
-it was measured on, it tied with the model in the worker's process (BENCHMARKS.md).
+(BENCHMARKS.md; part of that may have been the reader's decodes holding up the
+model's CUDA stream, since changed in ``worker/decode.py``). Here the worker's
+process keeps the Redis side and its threads; this child holds the model alone and
+does nothing but decode (nvJPEG on the GPU) and caption. What crosses the pipes is
+small: the JPEG bytes in (~15 KB a frame) and the captions out. ``scenecast worker
+--model-process``; off by default: on the one H100 it was measured on, it tied with
+the model in the worker's process (BENCHMARKS.md).
+
+Decoding stays off the model's path: the worker's reader sends each frame's JPEG
+ahead (``prefetch``, a pipe of its own) as soon as it has read it, and a thread of
+the child decodes it while the model captions the batch before; the batch (sent with
+its JPEGs again, so nothing depends on the prefetch having arrived) takes the frames
+decoded ahead and decodes only the rest (``worker/decoded_ahead.py``).
 
 The child ignores SIGINT and SIGTERM (a Ctrl+C reaches the whole process group; the
 worker decides when to stop): it exits when the pipe closes, and the kernel kills it
@@ -23,15 +31,20 @@ import multiprocessing as mp
 import os
 import pickle
 import signal
+import threading
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
+from worker.decoded_ahead import MISSING, DecodedAhead
 from worker.parent_death import die_with_parent
 
 log = logging.getLogger("scenecast.worker")
 
 START_TIMEOUT_S = 600.0  # loading and warming a model on a cold GPU host can be slow
+AHEAD_BATCHES = 4  # frames decoded ahead are kept for this many batches at most
+
+Frame = tuple[str, bytes]  # (a key unique to the frame, its JPEG bytes)
 
 
 class ModelProcessError(RuntimeError):
@@ -39,7 +52,8 @@ class ModelProcessError(RuntimeError):
 
 
 class ModelProcess:
-    """``__call__(jpegs)`` → one caption per JPEG, ``None`` where it does not decode.
+    """``__call__(frames)`` → one caption per (key, JPEG) frame, ``None`` where one does
+    not decode; ``prefetch(frames)`` has them decoded ahead, from another thread.
 
     ``checkpoint`` None: the bundled default. Raises what loading the model raised
     (e.g. a missing checkpoint) from the constructor. ``decode_on``: where the child
@@ -56,15 +70,19 @@ class ModelProcess:
         decode_on: str = "device",
     ) -> None:
         ctx = mp.get_context("spawn")  # never fork a process that may hold CUDA
-        self._conn, child = ctx.Pipe()
+        self._conn, child = ctx.Pipe()  # batches in, captions out
+        child_ahead, self._ahead = ctx.Pipe(duplex=False)  # JPEGs to decode ahead
+        self.decoded_ahead = 0  # frames whose batch found them decoded ahead
         self._proc = ctx.Process(
             target=_serve,
-            args=(child, checkpoint, device, beam, max_batch, decode_on, os.getpid()),
+            args=(child, child_ahead, checkpoint, device, beam, max_batch, decode_on,
+                  os.getpid()),
             name="scenecast-model",
             daemon=True,
-        )
+        )  # fmt: skip
         self._proc.start()
         child.close()
+        child_ahead.close()
         try:
             if not self._conn.poll(START_TIMEOUT_S):
                 raise ModelProcessError(f"the model did not load within {START_TIMEOUT_S:.0f} s")
@@ -73,16 +91,26 @@ class ModelProcess:
             self.close()
             raise
 
-    def __call__(self, images: Sequence[bytes]) -> list[Any]:
-        """``images``: JPEG bytes. One caption each, ``None`` where one does not decode."""
-        if not images:
-            return []
+    def prefetch(self, frames: Sequence[Frame]) -> None:
+        """Have these frames decoded ahead of their batch (no reply; from one thread)."""
+        if not frames:
+            return
         try:
-            self._conn.send([bytes(jpeg) for jpeg in images])
+            self._ahead.send([(key, bytes(jpeg)) for key, jpeg in frames])
         except (BrokenPipeError, ConnectionResetError, OSError) as exc:
             raise self._died() from exc
-        captions: list[Any] = self._reply()
-        return captions
+
+    def __call__(self, frames: Sequence[Frame]) -> list[Any]:
+        """One caption per frame, ``None`` where one does not decode."""
+        if not frames:
+            return []
+        try:
+            self._conn.send([(key, bytes(jpeg)) for key, jpeg in frames])
+        except (BrokenPipeError, ConnectionResetError, OSError) as exc:
+            raise self._died() from exc
+        captions, ahead = self._reply()
+        self.decoded_ahead += ahead
+        return list(captions)
 
     def _reply(self) -> Any:
         try:
@@ -98,7 +126,8 @@ class ModelProcess:
         return ModelProcessError(f"the model's process exited (exit code {self._proc.exitcode})")
 
     def close(self) -> None:
-        """Close the pipe (the child exits after its batch in hand) and reap it."""
+        """Close the pipes (the child exits after its batch in hand) and reap it."""
+        self._ahead.close()
         self._conn.close()
         self._proc.join(30)
         if self._proc.is_alive():
@@ -109,6 +138,7 @@ class ModelProcess:
 
 def _serve(
     conn: Connection,
+    ahead_conn: Connection,
     checkpoint: str | None,
     device: str,
     beam: int,
@@ -125,32 +155,59 @@ def _serve(
         from worker.decode import decode_device, decode_jpegs
 
         cap = Captioner.load(checkpoint, device=device)
-        decode_on_device = decode_device(decode_on, str(cap.device))
+        on = decode_device(decode_on, str(cap.device))
         if cap.device.type == "cuda":
             cap.warm_up(max_batch)
     except Exception as exc:  # sent back: the worker raises it as its own
         _send_error(conn, exc)
         return
+    ahead = DecodedAhead(AHEAD_BATCHES * max_batch)
+    threading.Thread(
+        target=_decode_ahead, args=(ahead_conn, ahead, on), name="decode-ahead", daemon=True
+    ).start()
     conn.send(("ok", (cap.model_id, str(cap.device))))
     while True:
         try:
-            jpegs: list[bytes] = conn.recv()
+            frames: list[Frame] = conn.recv()
         except (EOFError, OSError):
             return
         try:
-            decoded = decode_jpegs(jpegs, device=decode_on_device)
-            ok = [(i, image) for i, image in enumerate(decoded) if image is not None]
+            images = [ahead.take(key) for key, _ in frames]
+            late = [i for i, image in enumerate(images) if image is MISSING]
+            if late:  # not decoded ahead (yet): here, on the model's path
+                decoded = decode_jpegs([frames[i][1] for i in late], device=on)
+                for i, image in zip(late, decoded, strict=True):
+                    images[i] = image
+            ok = [(i, image) for i, image in enumerate(images) if image is not None]
             captions = cap.caption([image for _, image in ok], beam=beam)
-            out: list[Any] = [None] * len(jpegs)
+            out: list[Any] = [None] * len(frames)
             for (i, _), caption in zip(ok, captions, strict=True):
                 out[i] = caption
         except Exception as exc:
             _send_error(conn, exc)
             continue
         try:
-            conn.send(("ok", out))
+            conn.send(("ok", (out, len(frames) - len(late))))
         except OSError:  # the worker is gone
             return
+
+
+def _decode_ahead(conn: Connection, ahead: DecodedAhead, device: str) -> None:
+    """The child's second thread: decode what the worker sends ahead, until EOF."""
+    from worker.decode import decode_jpegs
+
+    while True:
+        try:
+            frames: list[Frame] = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            images = decode_jpegs([jpeg for _, jpeg in frames], device=device)
+        except Exception as exc:  # the batch decodes them itself and reports the error
+            log.warning("decoding ahead failed: %s", exc)
+            continue
+        for (key, _), image in zip(frames, images, strict=True):
+            ahead.put(key, image)
 
 
 def _send_error(conn: Connection, exc: Exception) -> None:

@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import redis
@@ -68,9 +68,18 @@ class CaptionLike(Protocol):
 
 class CaptionFn(Protocol):
     """One caption per image, in order; ``None`` for one it could not read (with
-    ``WorkerConfig.model_decodes`` the images are JPEG bytes)."""
+    ``WorkerConfig.model_decodes`` the images are (key, JPEG bytes) pairs, the key
+    unique to the frame)."""
 
-    def __call__(self, images: Sequence[Any]) -> Sequence[CaptionLike | None]: ...
+    def __call__(self, images: Sequence[Any], /) -> Sequence[CaptionLike | None]: ...
+
+
+@runtime_checkable
+class DecodesAhead(Protocol):
+    """A caption function that decodes itself (``model_decodes``) and can start on a
+    batch's frames early: the reader hands them over as it reads them."""
+
+    def prefetch(self, frames: Sequence[tuple[str, bytes]]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -253,7 +262,7 @@ class Worker:
                     got += self._read_once(room - len(got), block_ms=self.config.block_ms)
                 read_s = time.perf_counter() - started
                 started = time.perf_counter()
-                decoded = self._decode_fresh(got)
+                decoded = self._decode_fresh(got, ahead=True)
                 buffer.add(decoded, {"read": read_s, "decode": time.perf_counter() - started})
         except BaseException as exc:  # raised again by run()
             failure.append(exc)
@@ -437,14 +446,18 @@ class Worker:
                 self.stats.stale += len(stale)
         return fresh
 
-    def _decode_fresh(self, frames: Sequence[_Pending]) -> list[_Decoded]:
+    def _decode_fresh(self, frames: Sequence[_Pending], *, ahead: bool = False) -> list[_Decoded]:
         """The frames not stale yet, decoded (stale ones acked and counted, undecodable
-        ones counted and left pending: retried, then dead-lettered)."""
+        ones counted and left pending: retried, then dead-lettered). ``ahead``: read
+        ahead of their batch, so a caption function that decodes ahead gets them now."""
         frames = [frames[i] for i in self._skip_stale(frames)]
         if not frames:
             return []
         if self.config.model_decodes:
-            return [_Decoded(p, p.frame.jpeg) for p in frames]
+            items = [(f"{p.frame.source}/{p.entry_id}", p.frame.jpeg) for p in frames]
+            if ahead and isinstance(self.caption, DecodesAhead):
+                self.caption.prefetch(items)
+            return [_Decoded(p, item) for p, item in zip(frames, items, strict=True)]
         images = decode_jpegs([p.frame.jpeg for p in frames], device=self.config.device)
         ok = [_Decoded(p, im) for p, im in zip(frames, images, strict=True) if im is not None]
         self._count_failed(len(frames) - len(ok))
@@ -512,7 +525,7 @@ class Worker:
 @dataclass
 class _Decoded:
     pending: _Pending
-    image: Any  # RGB (H, W, 3) array, or (3, H, W) tensor on the GPU
+    image: Any  # RGB (H, W, 3) array, (3, H, W) tensor on the GPU, or (key, JPEG): model_decodes
 
 
 @dataclass
