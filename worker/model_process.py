@@ -32,7 +32,7 @@ import os
 import pickle
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -166,11 +166,7 @@ def _serve(
         target=_decode_ahead, args=(ahead_conn, ahead, on), name="decode-ahead", daemon=True
     ).start()
     conn.send(("ok", (cap.model_id, str(cap.device))))
-    while True:
-        try:
-            frames: list[Frame] = conn.recv()
-        except (EOFError, OSError):
-            return
+    for frames in _received(conn):
         try:
             images = [ahead.take(key) for key, _ in frames]
             late = [i for i, image in enumerate(images) if image is MISSING]
@@ -196,11 +192,7 @@ def _decode_ahead(conn: Connection, ahead: DecodedAhead, device: str) -> None:
     """The child's second thread: decode what the worker sends ahead, until EOF."""
     from worker.decode import decode_jpegs
 
-    while True:
-        try:
-            frames: list[Frame] = conn.recv()
-        except (EOFError, OSError):
-            return
+    for frames in _received(conn):
         try:
             images = decode_jpegs([jpeg for _, jpeg in frames], device=device)
         except Exception as exc:  # the batch decodes them itself and reports the error
@@ -208,6 +200,16 @@ def _decode_ahead(conn: Connection, ahead: DecodedAhead, device: str) -> None:
             continue
         for (key, _), image in zip(frames, images, strict=True):
             ahead.put(key, image)
+
+
+def _received(conn: Connection) -> Iterator[list[Frame]]:
+    """The worker's messages on ``conn`` until it closes the pipe."""
+    while True:
+        try:
+            frames: list[Frame] = conn.recv()
+        except (EOFError, OSError):
+            return
+        yield frames
 
 
 def _send_error(conn: Connection, exc: Exception) -> None:
