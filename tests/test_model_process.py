@@ -162,3 +162,17 @@ def test_the_worker_sends_frames_ahead_when_it_reads_ahead(
     assert len(spy.sent) == 6 and all(key.startswith("ahead/") for key in spy.sent)
     captions = [decode_caption(f) for _, f in redis_client.xrange(captions_key("ahead"))]
     assert [c.seq for c in captions] == list(range(9))
+
+
+def test_if_decoding_ahead_stops_the_batches_decode_their_own_frames(checkpoint: Path) -> None:
+    with contextlib.closing(ModelProcess(str(checkpoint), device="cpu", beam=1, max_batch=4)) as p:
+        p._ahead.send_bytes(b"not a pickle")  # the child's decode-ahead thread fails on it
+        frames = [("after/0", jpeg(COLORS[0]))]
+        deadline = time.monotonic() + 30
+        while p.sending_ahead and time.monotonic() < deadline:
+            p.prefetch(frames)  # succeeds until the child has closed its end of the pipe
+            time.sleep(0.1)
+        assert not p.sending_ahead, "a closed decode-ahead pipe was not noticed"
+        p.prefetch(frames)  # a no-op now, not an error
+        assert p(frames)[0] is not None  # the batch decodes its frame itself
+        assert p._proc.is_alive()

@@ -73,6 +73,7 @@ class ModelProcess:
         self._conn, child = ctx.Pipe()  # batches in, captions out
         child_ahead, self._ahead = ctx.Pipe(duplex=False)  # JPEGs to decode ahead
         self.decoded_ahead = 0  # frames whose batch found them decoded ahead
+        self._sending_ahead = True
         self._proc = ctx.Process(
             target=_serve,
             args=(child, child_ahead, checkpoint, device, beam, max_batch, decode_on,
@@ -92,13 +93,26 @@ class ModelProcess:
             raise
 
     def prefetch(self, frames: Sequence[Frame]) -> None:
-        """Have these frames decoded ahead of their batch (no reply; from one thread)."""
-        if not frames:
+        """Have these frames decoded ahead of their batch (no reply; from one thread).
+
+        If the child stopped decoding ahead (its thread failed: logged there), this
+        says so once and sends nothing more; batches then decode their own frames.
+        """
+        if not frames or not self._sending_ahead:
             return
         try:
             self._ahead.send([(key, bytes(jpeg)) for key, jpeg in frames])
         except (BrokenPipeError, ConnectionResetError, OSError) as exc:
-            raise self._died() from exc
+            if not self._proc.is_alive():
+                raise self._died() from exc
+            self._sending_ahead = False
+            log.warning("the model's process stopped decoding ahead (%s): each batch "
+                        "decodes its own frames from now on", exc)  # fmt: skip
+
+    @property
+    def sending_ahead(self) -> bool:
+        """False once the child stopped decoding ahead."""
+        return self._sending_ahead
 
     def __call__(self, frames: Sequence[Frame]) -> list[Any]:
         """One caption per frame, ``None`` where one does not decode."""
@@ -189,17 +203,22 @@ def _serve(
 
 
 def _decode_ahead(conn: Connection, ahead: DecodedAhead, device: str) -> None:
-    """The child's second thread: decode what the worker sends ahead, until EOF."""
+    """The child's second thread: decode what the worker sends ahead, until EOF.
+
+    Whatever ends it closes its end of the pipe: a pipe nobody reads would block the
+    worker's reader once full, where a closed one tells it to stop sending ahead.
+    """
     from worker.decode import decode_jpegs
 
-    for frames in _received(conn):
-        try:
-            images = decode_jpegs([jpeg for _, jpeg in frames], device=device)
-        except Exception as exc:  # the batch decodes them itself and reports the error
-            log.warning("decoding ahead failed: %s", exc)
-            continue
-        for (key, _), image in zip(frames, images, strict=True):
-            ahead.put(key, image)
+    with conn:
+        for frames in _received(conn):
+            try:
+                images = decode_jpegs([jpeg for _, jpeg in frames], device=device)
+            except Exception as exc:  # the batch decodes them itself and reports the error
+                log.warning("decoding ahead failed: %s", exc)
+                continue
+            for (key, _), image in zip(frames, images, strict=True):
+                ahead.put(key, image)
 
 
 def _received(conn: Connection) -> Iterator[list[Frame]]:
