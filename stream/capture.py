@@ -345,6 +345,9 @@ class Capture:
                     open_timeout_ms=self.config.open_timeout_ms,
                     read_timeout_ms=self.config.read_timeout_ms,
                     loop=self.config.loop,
+                    # a sampler that needs no pixels picks frames in the reader's
+                    # thread, so the frames it skips are never converted to BGR
+                    want=None if sampler.needs_image else lambda pts: sampler.want(pts, _NO_IMAGE),
                 )
             except SourceError as exc:
                 state = "reconnecting"
@@ -383,7 +386,7 @@ class Capture:
                 self.status("live", self.spec.display)
                 announced = True
             self.frames_read += 1
-            if sampler.want(frame.pts_ms, frame.image):
+            if not sampler.needs_image or sampler.want(frame.pts_ms, frame.image):
                 self.sampled += 1
                 if not self._attempt(lambda: self.publish(frame)):  # noqa: B023 - called now
                     self._redis_pause()  # this frame is dropped; the reader keeps the newest

@@ -302,22 +302,24 @@ class FakeCapture:
         self.fail_with = fail_with
         self.block = block
         self.position = 0
+        self.retrieved = 0
         self.released = threading.Event()
 
     def grab(self) -> bool:
+        if self.block is not None and self.position >= self.frames:
+            self.block.wait(5.0)  # a stalled network read
+        if self.fail_with is not None and self.position >= self.frames:
+            raise self.fail_with
         if self.position >= self.frames:
             return False
         self.position += 1
         return True
 
     def retrieve(self) -> tuple[bool, Any]:
+        self.retrieved += 1
         return True, np.full((4, 6, 3), self.position, np.uint8)
 
     def read(self) -> tuple[bool, Any]:
-        if self.block is not None and self.position >= self.frames:
-            self.block.wait(5.0)  # a stalled network read
-        if self.fail_with is not None and self.position >= self.frames:
-            raise self.fail_with
         return (self.grab(), np.zeros((4, 6, 3), np.uint8))
 
     def get(self, prop: int, /) -> float:
@@ -457,6 +459,40 @@ def test_close_is_prompt_while_pacing(short_video: Path) -> None:
     assert time.monotonic() - started < 0.5 * TIMEOUT_FACTOR
     assert not reader.is_alive()
     assert reader.latest(timeout=0.1) is None
+
+
+def test_frames_not_wanted_are_grabbed_but_never_retrieved() -> None:
+    capture = FakeCapture(10)
+    asked: list[float] = []
+
+    def want(pts_ms: float) -> bool:
+        asked.append(pts_ms)
+        return len(asked) % 3 == 1  # frames 0, 3, 6 and 9
+
+    reader = LatestFrameReader(capture, name="cam", finite=True, want=want)
+    last = None
+    while (frame := reader.latest(timeout=1.0 * TIMEOUT_FACTOR)) is not None:
+        last = frame
+    assert reader.ended and reader.frames_read == 10
+    assert len(asked) == 10 and asked == sorted(asked)  # every frame, in media time
+    assert capture.retrieved == 4
+    assert last is not None and last.index == 9 and last.pts_ms == asked[9]
+    assert int(last.image[0, 0, 0]) == 10  # retrieved after the 10th grab
+
+
+def test_frames_not_wanted_still_keep_the_source_alive() -> None:
+    """A stall is no frame at all, not no frame wanted (a sampler at 1 frame a minute)."""
+    capture = FakeCapture(10_000)
+    reader = LatestFrameReader(
+        capture, name="cam", read_timeout_ms=200, finite=True, pace_fps=100,
+        want=lambda _: False,
+    )  # fmt: skip
+    try:
+        assert reader.latest(timeout=0.8) is None
+        assert not reader.failed.is_set() and reader.error is None
+        assert reader.frames_read > 10 and capture.retrieved == 0
+    finally:
+        reader.close()
 
 
 # --- backoff ----------------------------------------------------------------------------
