@@ -155,16 +155,12 @@ def worker_process(
         proc.wait(30)
 
 
-def bench_file(
-    cap: Captioner, *, batch: int = 32, beam: int = 3, frames: int = 192, workdir: Path,
-    checkpoint: str | None = None, rounds: int = 3, worker_args: Sequence[str] = (),
-) -> FileResult:  # fmt: skip
-    """``rounds`` rounds, each the captioner alone then the file job (a new source each
-    time) through one warm worker process; alternating spreads the host's drift (other
-    tenants, clock changes) over both figures."""
-    video = make_bench_video(workdir / "file.mp4", seconds=frames / 10 + 0.5, fps=10)
-    images = _sampled_images(video, every=1, limit=frames)
-    results: list[FileRound] = []
+@contextlib.contextmanager
+def redis_and_worker(
+    cap: Captioner, *, batch: int, beam: int, checkpoint: str | None,
+    worker_args: Sequence[str],
+) -> Iterator[EmbeddedRedis]:  # fmt: skip
+    """An embedded redis-server and a worker process on it, for ``cap``'s device."""
     with (
         EmbeddedRedis() as server,
         worker_process(
@@ -176,6 +172,22 @@ def bench_file(
             worker_args=worker_args,
         ),
     ):
+        yield server
+
+
+def bench_file(
+    cap: Captioner, *, batch: int = 32, beam: int = 3, frames: int = 192, workdir: Path,
+    checkpoint: str | None = None, rounds: int = 3, worker_args: Sequence[str] = (),
+) -> FileResult:  # fmt: skip
+    """``rounds`` rounds, each the captioner alone then the file job (a new source each
+    time) through one warm worker process; alternating spreads the host's drift (other
+    tenants, clock changes) over both figures."""
+    video = make_bench_video(workdir / "file.mp4", seconds=frames / 10 + 0.5, fps=10)
+    images = _sampled_images(video, every=1, limit=frames)
+    results: list[FileRound] = []
+    with redis_and_worker(
+        cap, batch=batch, beam=beam, checkpoint=checkpoint, worker_args=worker_args
+    ) as server:
         client = redis.Redis.from_url(server.url)
         for i in range(rounds):
             own = captioner_rate(cap, images, batch=batch, beam=beam)
@@ -284,17 +296,9 @@ def bench_live(
     started = time.perf_counter()
     cap.caption(images, beam=beam)
     batch_ms = (time.perf_counter() - started) * 1000
-    with (
-        EmbeddedRedis() as server,
-        worker_process(
-            server.url,
-            batch=batch,
-            beam=beam,
-            checkpoint=checkpoint,
-            device=str(cap.device),
-            worker_args=worker_args,
-        ),
-    ):
+    with redis_and_worker(
+        cap, batch=batch, beam=beam, checkpoint=checkpoint, worker_args=worker_args
+    ) as server:
         client = redis.Redis.from_url(server.url)
         spec = parse_source(str(video), name="benchlive", live=True)
         capture = Capture(client, spec, CaptureConfig(fps=rate, loop=True))
