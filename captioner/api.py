@@ -76,6 +76,12 @@ class Captioner:
         self.model_id = model_id
         self.grid = encoder.grid_size()
 
+    @property
+    def fit(self) -> str:
+        """How an image is fitted to the model's square input ("letterbox" or "crop"):
+        the attention grid covers that square."""
+        return self.encoder.preprocess.fit
+
     @classmethod
     def load(
         cls,

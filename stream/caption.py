@@ -289,7 +289,7 @@ def sample_caption(entry: CaptionEntry, *, seq: int) -> SampleCaption:
     attention = None
     if len(maps):
         weights = tuple(tuple(int(x) for x in m.ravel().tolist()) for m in maps)
-        attention = Attention(grid=entry.grid, weights=weights)
+        attention = Attention(grid=entry.grid, weights=weights, fit=entry.fit or "letterbox")
     return SampleCaption(
         seq=seq,
         pts_ms=entry.pts_ms,
@@ -356,7 +356,9 @@ def _caption_entries(
     captions = captioner.caption([im for im in images if im is not None], beam=beam)
     out = []
     for f, c in zip(frames, captions, strict=True):
-        entry = caption_entry(f, c, model=captioner.model_id, latency_ms=0.0, attention=True)
+        entry = caption_entry(
+            f, c, model=captioner.model_id, fit=captioner.fit, latency_ms=0.0, attention=True
+        )
         out.append(decode_caption(_as_stored(entry.encode())))
     return out
 

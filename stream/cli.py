@@ -333,7 +333,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
             )
         ) as model:
             config = WorkerConfig(
-                policy=policy, model=model.model_id, device=model.device, model_decodes=True
+                policy=policy,
+                model=model.model_id,
+                fit=model.fit,
+                device=model.device,
+                model_decodes=True,
             )
             serve_worker(args.redis_url, model, config, parent_pid=args.exit_with_parent)
             logging.getLogger("scenecast.worker").info(
@@ -349,7 +353,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
         return cap.caption(list(images), beam=beam)
 
     config = WorkerConfig(
-        policy=policy, model=cap.model_id, device=decode_device(args.decode, str(cap.device))
+        policy=policy,
+        model=cap.model_id,
+        fit=cap.fit,
+        device=decode_device(args.decode, str(cap.device)),
     )
     serve_worker(args.redis_url, caption, config, parent_pid=args.exit_with_parent)
     return 0

@@ -106,12 +106,14 @@ __all__ = [
     "Subscribe",
     "Unsubscribe",
     "format_stream_id",
+    "frame_path",
     "id_after",
     "id_before",
     "is_source_name",
     "iso_utc",
     "parse_after",
     "parse_client_message",
+    "parse_frame_path",
     "parse_server_message",
     "parse_stream_id",
 ]
@@ -128,6 +130,7 @@ BEGINNING: Final = "0-0"  # `after` / start id: the whole replay log
 CLIENT_TYPES: Final = ("subscribe", "unsubscribe", "ping")
 SERVER_TYPES: Final = ("hello", "caption", "status", "gap", "error", "pong")
 SOURCE_STATES: Final = ("connecting", "live", "reconnecting", "ended", "error")
+FITS: Final = ("letterbox", "crop")  # how the model fitted a frame to its square input
 ERROR_CODES: Final[tuple[ProtocolErrorCode, ...]] = get_args(ProtocolErrorCode)
 
 SOURCE_NAME_RULE: Final = "1 to 64 characters from A-Z, a-z, 0-9, '_', '.' and '-'"
@@ -171,6 +174,27 @@ def parse_stream_id(text: str) -> StreamId:
 
 def format_stream_id(sid: StreamId) -> str:
     return f"{sid[0]}-{sid[1]}"
+
+
+FRAME_PATH_RULE: Final = "/frames/<source>/<frame id>.jpg, with a caption's source and frame"
+
+
+def frame_path(source: str, frame: str) -> str:
+    """The HTTP path of a captioned frame's JPEG (a caption's ``source`` and ``frame``)."""
+    return f"/frames/{source}/{frame}.jpg"
+
+
+def parse_frame_path(path: str) -> tuple[str, str] | None:
+    """``/frames/<source>/<id>.jpg`` → (source, id); None for other paths;
+    ValueError, saying what is accepted, for a malformed one."""
+    if not path.startswith("/frames/"):
+        return None
+    source, _, name = path.removeprefix("/frames/").partition("/")
+    frame = name.removesuffix(".jpg")
+    if not is_source_name(source) or frame == name:
+        raise ValueError(f"bad frame path {_preview(path)}: use {FRAME_PATH_RULE}")
+    parse_stream_id(frame)  # ValueError naming the bad id
+    return source, frame
 
 
 def id_after(a: str, b: str) -> bool:
@@ -435,13 +459,21 @@ class Hello(_Message):
 class Attention:
     """Per-token attention grids for the viewer, quantized to uint8 (255 = the peak).
 
-    ``weights[i]`` is token ``i``'s grid of ``h * w`` cells, row-major.
+    ``weights[i]`` is token ``i``'s grid of ``h * w`` cells, row-major. The grid covers
+    the model's square input, made from the frame as ``fit`` says: ``letterbox`` — the
+    frame's longer side spans the square, centred, the rest is padding; ``crop`` — its
+    shorter side does, and the rest of the frame was cut off.
     """
 
     grid: tuple[int, int]  # (h, w)
     weights: tuple[tuple[int, ...], ...]
+    fit: str = "letterbox"  # one of FITS
 
     def __post_init__(self) -> None:
+        if self.fit not in FITS:
+            raise ProtocolError(
+                "bad_field", f"caption.attention.fit must be one of {list(FITS)}; got {self.fit!r}"
+            )
         h, w = self.grid
         if h < 1 or w < 1 or h * w > MAX_ATTENTION_CELLS:
             raise ProtocolError(
@@ -463,17 +495,23 @@ class Attention:
                 )
 
     @classmethod
-    def quantize(cls, maps: Sequence[Sequence[float]], *, grid: tuple[int, int]) -> Attention:
+    def quantize(
+        cls, maps: Sequence[Sequence[float]], *, grid: tuple[int, int], fit: str = "letterbox"
+    ) -> Attention:
         """Float maps (one flat ``h * w`` row per token) → uint8, each row scaled to its max."""
         rows = []
         for row in maps:
             peak = max(row, default=0.0)
             scale = 255.0 / peak if peak > 0 else 0.0
             rows.append(tuple(min(255, max(0, round(x * scale))) for x in row))
-        return cls(grid=grid, weights=tuple(rows))
+        return cls(grid=grid, weights=tuple(rows), fit=fit)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"grid": list(self.grid), "weights": [list(row) for row in self.weights]}
+        return {
+            "grid": list(self.grid),
+            "fit": self.fit,
+            "weights": [list(row) for row in self.weights],
+        }
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -495,10 +533,15 @@ class CaptionMessage(_Message):
     segment_id: int
     is_final: bool = False  # see the module docstring: mostly learnt from the next caption
     attention: Attention | None = None
+    # the frame's id in frames:{source}: GET /frames/{source}/{frame}.jpg serves the
+    # picture while Redis keeps it (live sources keep only their newest frames)
+    frame: str | None = None
 
     def __post_init__(self) -> None:
         _check_source(self.source, "caption.source")
         _check_stream_id(self.id, "caption.id")
+        if self.frame is not None:
+            _check_stream_id(self.frame, "caption.frame")
         for name in ("seq", "t_start_ms", "segment_id"):
             if getattr(self, name) < 0:
                 raise ProtocolError("bad_field", f"caption.{name} must be >= 0")
@@ -536,6 +579,8 @@ class CaptionMessage(_Message):
         }
         if self.attention is not None:
             out["attention"] = self.attention.to_dict()
+        if self.frame is not None:
+            out["frame"] = self.frame
         return out
 
 
@@ -759,6 +804,12 @@ class _Fields:
             raise _bad_field(self._where(name), "a string", value)
         return value
 
+    def optional_string(self, name: str) -> str | None:
+        value = self.obj.get(name)
+        if value is not None and not isinstance(value, str):
+            raise _bad_field(self._where(name), "a string, or left out", value)
+        return value
+
     def integer(self, name: str) -> int:
         value = self.required(name, "an integer")
         if type(value) is not int:
@@ -859,7 +910,7 @@ def _parse_hello(fields: _Fields) -> Hello:
 
 
 def _parse_attention(value: object) -> Attention:
-    expected = "an object {grid: [h, w], weights: [[0..255, ...], ...]}"
+    expected = "an object {grid: [h, w], fit?, weights: [[0..255, ...], ...]}"
     if not isinstance(value, dict):
         raise _bad_field("caption.attention", expected, value)
     fields = _Fields(value, "caption.attention")
@@ -871,7 +922,10 @@ def _parse_attention(value: object) -> Attention:
         raise _bad_field(
             "caption.attention.weights", "an array with one array of integers per token", weights
         )
-    return Attention(grid=(grid[0], grid[1]), weights=tuple(tuple(row) for row in weights))
+    fit = fields.obj.get("fit", "letterbox")
+    if not isinstance(fit, str):
+        raise _bad_field("caption.attention.fit", f"one of {list(FITS)}", fit)
+    return Attention(grid=(grid[0], grid[1]), weights=tuple(tuple(row) for row in weights), fit=fit)
 
 
 def _parse_caption(fields: _Fields) -> CaptionMessage:
@@ -891,6 +945,7 @@ def _parse_caption(fields: _Fields) -> CaptionMessage:
         segment_id=fields.integer("segment_id"),
         is_final=fields.boolean("is_final"),
         attention=None if attention is None else _parse_attention(attention),
+        frame=fields.optional_string("frame"),
     )
 
 

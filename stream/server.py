@@ -50,6 +50,7 @@ from stream.protocol import (
     Unsubscribe,
     iso_utc,
     parse_client_message,
+    parse_frame_path,
 )
 from stream.subscription import Subscription
 from worker.queue import (
@@ -61,6 +62,7 @@ from worker.queue import (
     captions_key,
     decode_caption,
     decode_status,
+    frames_key,
     status_key,
 )
 
@@ -88,7 +90,9 @@ def caption_message(
     if maps is not None and maps.size and len(maps) == len(entry.tokens):
         h, w = entry.grid
         grids = Attention(
-            grid=(h, w), weights=tuple(tuple(int(x) for x in m.ravel()) for m in maps)
+            grid=(h, w),
+            weights=tuple(tuple(int(x) for x in m.ravel()) for m in maps),
+            fit=entry.fit or "letterbox",
         )
     return CaptionMessage(
         source=entry.source,
@@ -105,6 +109,7 @@ def caption_message(
         segment_id=max(0, entry.segment_id),
         is_final=is_final,
         attention=grids,
+        frame=entry.frame_id or None,
     )
 
 
@@ -158,7 +163,13 @@ class Hub:
         self.clients: set[Client] = set()
         self.sources: dict[str, dict[str, Any]] = {}
         self.positions: dict[str, str] = {}  # stream key → last id read
-        self.metrics: dict[str, int] = {"messages_sent": 0, "bad_messages": 0, "gaps": 0}
+        self.metrics: dict[str, int] = {
+            "messages_sent": 0,
+            "bad_messages": 0,
+            "gaps": 0,
+            "frames_served": 0,
+            "frames_missing": 0,
+        }
         self.redis_ok = False
 
     async def refresh_sources(self) -> list[str]:
@@ -371,9 +382,40 @@ class CaptionServer:
             return _response(200, "OK", body, "text/plain; version=0.0.4; charset=utf-8")
         if path in ("/", "/index.html"):
             return _response(200, "OK", viewer_page(), "text/html; charset=utf-8")
+        try:
+            frame = parse_frame_path(path)
+        except ValueError as exc:
+            return connection.respond(http.HTTPStatus.BAD_REQUEST, f"{exc}\n")
+        if frame is not None:
+            return await self._frame(connection, *frame)
         return connection.respond(
-            http.HTTPStatus.NOT_FOUND, "not found; try /ws (websocket), /, /healthz, /metrics\n"
+            http.HTTPStatus.NOT_FOUND,
+            "not found; try /ws (websocket), /, /healthz, /metrics, /frames/<source>/<id>.jpg\n",
         )
+
+    async def _frame(self, connection: ServerConnection, source: str, frame: str) -> Response:
+        """A captioned frame's JPEG, read from ``frames:{src}`` while Redis keeps it."""
+        try:
+            entries = await self.redis.xrange(frames_key(source), frame, frame, count=1)
+        except (aioredis.ConnectionError, aioredis.TimeoutError, OSError):
+            return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "redis unavailable\n")
+        data = entries[0][1].get(b"data") if entries else None
+        if not data:
+            self.hub.metrics["frames_missing"] += 1
+            return connection.respond(
+                http.HTTPStatus.NOT_FOUND,
+                f"frame {frame} of {source} is not kept: live sources keep only their newest "
+                "frames in Redis, and a restarted Redis may have none\n",
+            )
+        self.hub.metrics["frames_served"] += 1
+        headers = Headers(
+            [
+                ("Content-Type", "image/jpeg"),
+                ("Content-Length", str(len(data))),
+                ("Cache-Control", "private, max-age=3600"),  # an id names one frame for good
+            ]
+        )
+        return Response(200, "OK", headers, bytes(data))
 
     async def metrics_text(self) -> str:
         lines = [

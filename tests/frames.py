@@ -59,8 +59,13 @@ def publish_caption(
     *,
     pts_ms: float | None = None,
     frame_id: str | None = None,
+    frame_data: bytes = b"",
+    grid: tuple[int, int] = (0, 0),
 ) -> str | None:
-    """Publish a caption for a new frame of ``source`` as the worker does (Lua script)."""
+    """Publish a caption for a new frame of ``source`` as the worker does (Lua script).
+
+    ``frame_data``: the new frame's JPEG; ``grid`` (h, w): attention maps, word ``i``
+    looking at cell ``i`` only (row-major)."""
     from worker.publish import PUBLISH_LUA, Publication, publish_args
     from worker.queue import CaptionEntry
 
@@ -77,9 +82,22 @@ def publish_caption(
         score=-1.0,
         model="test",
         latency_ms=1.0,
+        attention=_one_cell_maps(len(text.split()), grid),
+        grid=grid,
+        fit="letterbox",
     )
     frame_id = frame_id or f"{seq + 1}-0"  # explicit, so that a pipeline can queue it
-    client.xadd(frames_key(source), {"seq": seq}, id=frame_id)
+    frame = {"seq": seq, "data": frame_data} if frame_data else {"seq": seq}
+    client.xadd(frames_key(source), frame, id=frame_id)  # type: ignore[arg-type]
     keys, argv = publish_args(Publication(entry, frame_id))
     result = script(keys=keys, args=argv, client=client)
     return result.decode() if isinstance(result, bytes) else result
+
+
+def _one_cell_maps(words: int, grid: tuple[int, int]) -> bytes:
+    h, w = grid
+    if not h * w:
+        return b""
+    maps = np.zeros((words, h * w), np.uint8)
+    maps[np.arange(words), np.arange(words) % (h * w)] = 255
+    return maps.tobytes()

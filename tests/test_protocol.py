@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from typing import Any
 
 import pytest
@@ -23,10 +24,12 @@ from stream.protocol import (
     Status,
     Subscribe,
     Unsubscribe,
+    frame_path,
     id_after,
     id_before,
     iso_utc,
     parse_client_message,
+    parse_frame_path,
     parse_server_message,
     parse_stream_id,
 )
@@ -98,6 +101,11 @@ SERVER_MESSAGES = [
     _caption(),
     _caption(text="un café über alles ☕", tokens=("un", "café"), attention=ATTENTION),
     _caption(is_final=True, score=0, latency_ms=0),
+    _caption(
+        tokens=("a", "dog"),
+        attention=Attention(grid=(1, 2), weights=((255, 0), (3, 255)), fit="crop"),
+        frame="1700000000000-7",
+    ),
     Status(source="cam0", state="reconnecting", detail="read timeout", ts=iso_utc(10**18)),
     Gap(source="cam0", resume_after="1700000000000-4", dropped=17),
     ErrorMessage(code="bad_field", message="subscribe.sources must be …"),
@@ -123,7 +131,7 @@ def test_to_json_is_compact_utf8_and_in_a_fixed_key_order() -> None:
         "type", "v", "source", "id", "seq", "t_start_ms", "t_end_ms", "capture_ts", "text",
         "tokens", "score", "model", "latency_ms", "segment_id", "is_final", "attention",
     ]  # fmt: skip
-    assert json.loads(text)["attention"] == {"grid": [1, 1], "weights": [[255]]}
+    assert json.loads(text)["attention"] == {"grid": [1, 1], "fit": "letterbox", "weights": [[255]]}
     assert "attention" not in json.loads(_caption().to_json())
     assert text == caption.to_json()
     assert Subscribe().to_json() == '{"type":"subscribe","v":1}'
@@ -285,6 +293,8 @@ def test_max_bytes_is_the_limit() -> None:
         (lambda: Attention(grid=(2, 2), weights=((1, 2, 3),)), "has 3 cells"),
         (lambda: Attention(grid=(1, 2), weights=((1, 256),)), "from 0 to 255"),
         (lambda: Attention(grid=(64, 64), weights=()), "h * w <= 1024"),
+        (lambda: Attention(grid=(1, 1), weights=(), fit="stretch"), "['letterbox', 'crop']"),
+        (lambda: _caption(frame="latest"), "caption.frame"),
         (lambda: SourceStatus(source="cam0", state="gone"), "is not a source state"),
     ],
 )
@@ -303,6 +313,7 @@ def test_server_message_fields_are_type_checked_when_read() -> None:
         ("score", True, "caption.score must be a number"),
         ("tokens", "a dog", "caption.tokens must be an array of strings"),
         ("attention", [1], "caption.attention must be an object"),
+        ("frame", 7, "caption.frame must be a string, or left out"),
     ]:
         with pytest.raises(ProtocolError) as err:
             parse_server_message(json.dumps(obj | {name: value}))
@@ -310,6 +321,29 @@ def test_server_message_fields_are_type_checked_when_read() -> None:
     del obj["text"]
     with pytest.raises(ProtocolError, match=r"caption\.text is required"):
         parse_server_message(json.dumps(obj))
+
+
+def test_attention_without_fit_reads_as_letterbox() -> None:
+    obj = json.loads(
+        _caption(tokens=("a",), attention=Attention(grid=(1, 1), weights=((9,),))).to_json()
+    )
+    del obj["attention"]["fit"]  # as sent before the field existed
+    message = parse_server_message(json.dumps(obj))
+    assert isinstance(message, CaptionMessage) and message.attention is not None
+    assert message.attention.fit == "letterbox"
+
+
+def test_frame_paths_round_trip_and_bad_ones_say_what_is_accepted() -> None:
+    assert parse_frame_path(frame_path("cam0", "1700000000000-7")) == ("cam0", "1700000000000-7")
+    assert parse_frame_path("/metrics") is None
+    for bad, fragment in [
+        ("/frames/cam0/1-0", "use /frames/<source>/<frame id>.jpg"),
+        ("/frames/cam 0/1-0.jpg", "use /frames/<source>/<frame id>.jpg"),
+        ("/frames/cam0", "use /frames/<source>/<frame id>.jpg"),
+        ("/frames/cam0/now.jpg", "is not a Redis stream id"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(fragment)):
+            parse_frame_path(bad)
 
 
 # -- stream ids and timestamps --------------------------------------------------------------

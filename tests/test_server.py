@@ -14,8 +14,8 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from stream.server import CaptionServer, ServerConfig
 from tests.conftest import TIMEOUT_FACTOR
-from tests.frames import publish_caption, register
-from worker.queue import METRICS_KEY
+from tests.frames import jpeg, publish_caption, register
+from worker.queue import METRICS_KEY, frames_key
 
 T = 5.0 * TIMEOUT_FACTOR
 
@@ -183,6 +183,53 @@ def test_http_endpoints(redis_server, redis_client) -> None:  # type: ignore[no-
             await asyncio.to_thread(_get, base + "/nope")
         assert info.value.code == 404
         info.value.close()
+
+    _run(redis_server.url, body)
+
+
+def _get_bytes(url: str) -> tuple[str, bytes]:
+    with urllib.request.urlopen(url, timeout=T) as response:
+        return str(response.headers["Content-Type"]), bytes(response.read())
+
+
+def _http_error(url: str) -> tuple[int, str]:
+    with pytest.raises(urllib.error.HTTPError) as info:
+        _get_bytes(url)
+    body = info.value.read().decode()
+    info.value.close()
+    return info.value.code, body
+
+
+def test_a_captions_frame_is_served_while_redis_keeps_it(redis_server, redis_client) -> None:  # type: ignore[no-untyped-def]
+    register(redis_client, "pic", live=True)
+    picture = jpeg((200, 30, 30))
+    publish_caption(redis_client, "pic", 0, "a red square", frame_data=picture, grid=(2, 3))
+
+    async def body(server: CaptionServer) -> None:
+        async with connect(_url(server)) as ws:
+            await _recv(ws, "hello")
+            await ws.send(json.dumps({"type": "subscribe", "after": "0"}))
+            caption = await _recv(ws, "caption")
+        assert caption["frame"] == "1-0"
+        assert caption["attention"]["grid"] == [2, 3]
+        assert caption["attention"]["fit"] == "letterbox"
+        assert caption["attention"]["weights"][2] == [0, 0, 255, 0, 0, 0]
+        base = f"http://127.0.0.1:{server.port}"
+        kind, data = await asyncio.to_thread(_get_bytes, f"{base}/frames/pic/1-0.jpg")
+        assert (kind, data) == ("image/jpeg", picture)
+        redis_client.xtrim(frames_key("pic"), maxlen=0)  # as a live source's MAXLEN does
+        code, text = await asyncio.to_thread(_http_error, f"{base}/frames/pic/1-0.jpg")
+        assert code == 404 and "not kept" in text
+        for bad, what in [
+            ("/frames/pic/yesterday.jpg", "not a Redis stream id"),
+            ("/frames/pic/1-0.png", "/frames/<source>/<frame id>.jpg"),
+            ("/frames/no%20such/1-0.jpg", "/frames/<source>/<frame id>.jpg"),
+        ]:
+            code, text = await asyncio.to_thread(_http_error, base + bad)
+            assert code == 400 and what in text, bad
+        metrics = await asyncio.to_thread(_get, base + "/metrics")
+        assert "scenecast_server_frames_served_total 1" in metrics
+        assert "scenecast_server_frames_missing_total 1" in metrics
 
     _run(redis_server.url, body)
 

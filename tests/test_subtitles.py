@@ -255,6 +255,7 @@ def test_jsonl_has_one_line_per_sample_with_fixed_fields() -> None:
     with_attention = [json.loads(line) for line in to_jsonl(timed, attention=True).splitlines()]
     assert with_attention[0]["attention"] == {
         "grid": [2, 2],
+        "fit": "letterbox",
         "weights": [[255, 0, 0, 10], [0, 255, 3, 4]],
     }
     assert with_attention[2]["attention"] is None  # no words, no maps

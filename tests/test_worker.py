@@ -46,10 +46,11 @@ def _pending(client: redis.Redis, source: str) -> int:
 
 
 def test_frames_of_several_sources_are_captioned_in_one_batch(redis_client, captioner) -> None:  # type: ignore[no-untyped-def]
+    frame_ids = {}
     for source in ("a", "b"):
         register(redis_client, source, live=False)
         for seq in range(3):
-            add_frame(redis_client, source, seq, data=jpeg(COLORS[seq]))
+            frame_ids[source, seq] = add_frame(redis_client, source, seq, data=jpeg(COLORS[seq]))
     worker = Worker(
         redis_client,
         _caption_fn(captioner),
@@ -65,6 +66,9 @@ def test_frames_of_several_sources_are_captioned_in_one_batch(redis_client, capt
         assert [c.end_ms for c in captions] == [1000.0, 2000.0, 3000.0]
         assert all(c.model == "tiny" and c.latency_ms > 0 for c in captions)
         assert captions[0].attention_maps().shape == (len(captions[0].tokens), 7, 7)
+        assert all(c.fit == "letterbox" for c in captions)  # the grid's square, for viewers
+        # each caption names its frame, so a viewer can fetch the picture it describes
+        assert [c.frame_id for c in captions] == [frame_ids[source, s] for s in range(3)]
         # the same images through the captioner directly give the same words
         direct = captioner.caption([_decode(jpeg(COLORS[s])) for s in range(3)], beam=1)
         assert [c.text for c in captions] == [d.text for d in direct]

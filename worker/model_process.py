@@ -73,6 +73,7 @@ class ModelProcess:
         self._conn, child = ctx.Pipe()  # batches in, captions out
         child_ahead, self._ahead = ctx.Pipe(duplex=False)  # JPEGs to decode ahead
         self.decoded_ahead = 0  # frames whose batch found them decoded ahead
+        self.model_id = self.fit = self.device = ""  # the child's reply, below
         self._sending_ahead = True
         self._proc = ctx.Process(
             target=_serve,
@@ -87,7 +88,7 @@ class ModelProcess:
         try:
             if not self._conn.poll(START_TIMEOUT_S):
                 raise ModelProcessError(f"the model did not load within {START_TIMEOUT_S:.0f} s")
-            self.model_id, self.device = self._reply()
+            self.model_id, self.fit, self.device = self._reply()
         except BaseException:
             self.close()
             raise
@@ -179,7 +180,7 @@ def _serve(
     threading.Thread(
         target=_decode_ahead, args=(ahead_conn, ahead, on), name="decode-ahead", daemon=True
     ).start()
-    conn.send(("ok", (cap.model_id, str(cap.device))))
+    conn.send(("ok", (cap.model_id, cap.fit, str(cap.device))))
     for frames in _received(conn):
         try:
             images = [ahead.take(key) for key, _ in frames]

@@ -9,7 +9,8 @@ and ``done:{src}`` share the tag), so it works on a Redis Cluster too. It:
 3. assigns the segment: the previous caption's ``segment_id``, or one more when
    the normalised text differs (the rule of :mod:`worker.segments`; doing it here,
    atomically, gives every reader the same ids);
-4. appends the caption to ``captions:{src}`` (trimmed ``MAXLEN ~`` for live sources).
+4. appends the caption to ``captions:{src}`` (trimmed ``MAXLEN ~`` for live sources),
+   with the frame's entry id (``frame``), so a viewer can fetch the picture it describes.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ table.insert(args, '*')
 for i = 7, #ARGV do table.insert(args, ARGV[i]) end
 table.insert(args, 'norm'); table.insert(args, ARGV[4])
 table.insert(args, 'segment_id'); table.insert(args, tostring(segment))
+table.insert(args, 'frame'); table.insert(args, ARGV[2])
 return redis.call('XADD', unpack(args))
 """
 

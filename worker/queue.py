@@ -184,7 +184,9 @@ class CaptionEntry:
     latency_ms: float  # capture → caption published
     attention: bytes = b""  # uint8 grids, one per token, row-major; empty when not sent
     grid: tuple[int, int] = (0, 0)
+    fit: str = ""  # how the model fitted the frame to its square input (the grid covers it)
     segment_id: int = -1  # assigned atomically on publish (see worker.publish)
+    frame_id: str = ""  # the frame's entry in frames:{src}, stored by the publish script
     extra: dict[str, Any] = field(default_factory=dict)
 
     def encode(self) -> dict[str, bytes | str | int | float]:
@@ -205,6 +207,8 @@ class CaptionEntry:
         if self.attention:
             out["attention"] = self.attention
             out["grid"] = f"{self.grid[0]}x{self.grid[1]}"
+            if self.fit:
+                out["fit"] = self.fit
         return out
 
     def attention_maps(self) -> np.ndarray:
@@ -250,7 +254,9 @@ def decode_caption(fields: Mapping[bytes, bytes]) -> CaptionEntry:
         latency_ms=_float(fields, "latency_ms"),
         attention=attention,
         grid=grid,
+        fit=bytes(fields.get(b"fit", b"")).decode() if attention else "",
         segment_id=_int(fields, "segment_id"),
+        frame_id=bytes(fields.get(b"frame", b"")).decode(),
     )
 
 

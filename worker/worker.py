@@ -95,6 +95,7 @@ class WorkerConfig:
     live_caption_maxlen: int = 10_000
     attention: bool = True
     model: str = "scenecast"
+    fit: str = "letterbox"  # the model's fit of a frame to its input (captioner.Preprocess.fit)
     device: str = "cpu"  # where the reader decodes JPEGs
     # the caption function takes the JPEG bytes and decodes them itself (ModelProcess)
     model_decodes: bool = False
@@ -120,7 +121,13 @@ class WorkerStats:
 
 
 def caption_entry(
-    frame: FrameEntry, caption: CaptionLike, *, model: str, latency_ms: float, attention: bool
+    frame: FrameEntry,
+    caption: CaptionLike,
+    *,
+    model: str,
+    fit: str,
+    latency_ms: float,
+    attention: bool,
 ) -> CaptionEntry:
     """The stored caption of ``frame`` (shared with ``scenecast caption``'s in-process path,
     so both produce the very same entries)."""
@@ -138,6 +145,7 @@ def caption_entry(
         latency_ms=latency_ms,
         attention=quantize_attention(maps) if attention else b"",
         grid=(maps.shape[1], maps.shape[2]) if attention and maps.ndim == 3 else (0, 0),
+        fit=fit if attention else "",
     )
 
 
@@ -501,6 +509,7 @@ class Worker:
                 f,
                 c,
                 model=self.config.model,
+                fit=self.config.fit,
                 latency_ms=(done.done_ns - f.capture_ns) / 1e6,
                 attention=self.config.attention,
             )
