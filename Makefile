@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit install clean
+.PHONY: run test lint typecheck unit install browser clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,18 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+# The viewer's tests drive Debian's Chromium through Playwright (no browser download):
+# installed here when missing on a Debian machine run as root; elsewhere they skip, saying so.
+APT_CHROMIUM := DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "make: installing Debian's chromium for the viewer's tests"; \
+	  ($(APT_CHROMIUM) >/dev/null || (apt-get update -q >/dev/null && $(APT_CHROMIUM) >/dev/null)) \
+	    || echo "make: could not install chromium: the viewer's tests will skip"; \
+	else echo "make: no chromium (apt-get install chromium): the viewer's tests will skip"; fi
+
+unit: $(STAMP) browser
 	$(BIN)/pytest -q
 
 test: lint typecheck unit

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import redis
 
-from worker.queue import GROUP, SOURCES_KEY, FrameEntry, frames_key
+from worker.queue import GROUP, SOURCES_KEY, FrameEntry, StatusEntry, frames_key, status_key
 
 
 def jpeg(color: tuple[int, int, int], size: tuple[int, int] = (64, 48)) -> bytes:
@@ -24,6 +24,13 @@ def jpeg(color: tuple[int, int, int], size: tuple[int, int] = (64, 48)) -> bytes
 def register(client: redis.Redis, source: str, *, live: bool) -> None:
     client.xgroup_create(frames_key(source), GROUP, id="$", mkstream=True)
     client.hset(SOURCES_KEY, source, json.dumps({"state": "live", "live": live}))
+
+
+def set_status(client: redis.Redis, source: str, state: str, detail: str = "") -> None:
+    """A source's state change, published as capture publishes it."""
+    entry = StatusEntry(source, state, detail, time.time_ns())
+    client.xadd(status_key(source), entry.encode())  # type: ignore[arg-type]
+    client.hset(SOURCES_KEY, source, entry.to_json())
 
 
 def add_frame(

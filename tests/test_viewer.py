@@ -1,0 +1,202 @@
+"""The viewer page (``/``) in a real headless Chromium, against a real server and Redis.
+
+Chromium is Debian's (``apt-get install chromium``; ``make test`` installs it where it
+can) driven by Playwright with ``executable_path``: nothing is downloaded. Without a
+Chromium these tests are skipped, saying so; set ``SCENECAST_CHROMIUM`` to use another
+binary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import redis
+
+from stream.server import CaptionServer, ServerConfig
+from tests.conftest import TIMEOUT_FACTOR
+from tests.frames import jpeg, publish_caption, register, set_status
+from worker.queue import frames_key
+
+playwright = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = os.environ.get("SCENECAST_CHROMIUM") or next(
+    (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None
+)
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="no Chromium: apt-get install chromium, or set SCENECAST_CHROMIUM"
+)
+# as root, on a closed network: no sandbox, no background connections
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+T_MS = 10_000 * TIMEOUT_FACTOR
+
+
+@contextmanager
+def serving(redis_url: str, port: int = 0) -> Iterator[int]:
+    """A CaptionServer in a thread of its own (Playwright's sync API owns this one)."""
+    started = threading.Event()
+    stop: list[Any] = []
+    ports: list[int] = []
+
+    async def main() -> None:
+        async with CaptionServer(redis_url, ServerConfig(port=port, block_ms=100)) as server:
+            done = asyncio.Event()
+            stop.append((asyncio.get_running_loop(), done))
+            ports.append(server.port)
+            started.set()
+            await done.wait()
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    thread.start()
+    assert started.wait(T_MS / 1000), "the server did not start"
+    try:
+        yield ports[0]
+    finally:
+        loop, done = stop[0]
+        loop.call_soon_threadsafe(done.set)
+        thread.join(T_MS / 1000)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with playwright.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    page = browser.new_page(viewport={"width": 1000, "height": 800})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.set_default_timeout(T_MS)
+    yield page
+    page.close()
+    assert not errors, f"the page raised: {errors}"
+
+
+def _history(card: Any) -> list[tuple[str, str, str]]:
+    """(time range, text, final) per line, newest first."""
+    return [
+        (
+            li.locator("time").text_content(),
+            li.locator(".text").text_content(),
+            li.get_attribute("data-final"),
+        )
+        for li in card.locator(".history li").all()
+    ]
+
+
+def _pixel(page: Any, card: Any, x: int, y: int) -> list[int]:
+    canvas = card.locator("canvas").element_handle()
+    return list(
+        page.evaluate(
+            "([c, x, y]) => Array.from(c.getContext('2d').getImageData(x, y, 1, 1).data)",
+            [canvas, x, y],
+        )
+    )
+
+
+def test_the_viewer_shows_state_captions_segments_and_where_each_word_looked(
+    redis_server, redis_client: redis.Redis, page: Any
+) -> None:  # type: ignore[no-untyped-def]
+    register(redis_client, "cam", live=True)
+    register(redis_client, "other", live=True)
+    set_status(redis_client, "cam", "live", "rtsp://camera/stream")
+    picture = jpeg((40, 40, 40), size=(64, 48))  # dark, with a white square at (10..30)
+    for seq, text in enumerate(["a dog runs", "a dog runs", "a grey box"]):
+        publish_caption(redis_client, "cam", seq, text, frame_data=picture, grid=(2, 2))
+    publish_caption(redis_client, "other", 0, "not wanted here")
+
+    with serving(redis_server.url) as port:
+        page.goto(f"http://127.0.0.1:{port}/?source=cam")
+        card = page.locator('.card[data-source="cam"]')
+        card.locator(".state").get_by_text("live").wait_for()
+        assert card.locator(".detail").text_content() == "rtsp://camera/stream"
+        page.wait_for_function("document.querySelector('.card').dataset.captions === '3'")
+        # one line per segment, newest first; the older segment is final
+        assert _history(card) == [
+            ("0:02.0–0:03.0", "a grey box", "false"),
+            ("0:00.0–0:02.0", "a dog runs", "true"),
+        ]
+        assert page.locator(".card").count() == 1  # ?source=cam: not "other"
+        # the newest caption is shown with its frame, a word per button
+        page.wait_for_function("document.querySelector('.card').dataset.shownSeq === '2'")
+        assert card.locator(".note").is_hidden()
+        assert card.locator(".now button").all_text_contents() == ["a", "grey", "box"]
+
+        # "grey" (word 1) looked at cell 1 of the 2x2 grid: the top right of the model's
+        # square, which for a 64x48 frame letterboxed is x 32..64, y -8..24
+        before = _pixel(page, card, 48, 4), _pixel(page, card, 16, 40)
+        card.locator(".now button").nth(1).hover()
+        after = _pixel(page, card, 48, 4), _pixel(page, card, 16, 40)
+        looked, elsewhere = after
+        assert looked[0] > before[0][0] + 60 and looked[2] < looked[0] - 60  # yellow tint
+        assert elsewhere[0] < before[1][0]  # the rest is dimmed
+        page.mouse.move(900, 790)
+        page.wait_for_function(
+            "(r) => document.querySelector('canvas').getContext('2d')"
+            ".getImageData(16, 40, 1, 1).data[0] >= r",
+            arg=before[1][0],
+        )
+
+        # live: the same text extends its segment; a new text starts a line
+        publish_caption(redis_client, "cam", 3, "a grey box", frame_data=picture)
+        publish_caption(redis_client, "cam", 4, "a cat", frame_data=picture)
+        page.wait_for_function("document.querySelector('.card').dataset.captions === '5'")
+        assert [line[:2] for line in _history(card)] == [
+            ("0:04.0–0:05.0", "a cat"),
+            ("0:02.0–0:04.0", "a grey box"),
+            ("0:00.0–0:02.0", "a dog runs"),
+        ]
+        # a frame Redis no longer keeps (trimmed: live sources keep their newest frames
+        # only) is said so, not shown broken
+        with redis_client.pipeline(transaction=True) as atomically:
+            publish_caption(atomically, "cam", 5, "a cat", frame_id="5000-0", frame_data=picture)
+            atomically.xtrim(frames_key("cam"), minid="9999-0")
+            atomically.execute()
+        page.wait_for_function("document.querySelector('.card').dataset.shownSeq === '5'")
+        assert card.locator(".note").text_content() == "frame no longer kept"
+
+        set_status(redis_client, "cam", "ended", "end of file")
+        card.locator('.state[data-state="ended"]').wait_for()
+        assert {final for *_, final in _history(card)} == {"true"}
+
+
+def test_the_viewer_resumes_after_the_server_restarts_missing_nothing_and_nothing_twice(
+    redis_server, redis_client: redis.Redis, page: Any
+) -> None:  # type: ignore[no-untyped-def]
+    register(redis_client, "door", live=True)
+    set_status(redis_client, "door", "live")
+    with serving(redis_server.url) as port:
+        page.goto(f"http://127.0.0.1:{port}/?history=0")
+        page.locator("#conn[data-state=open]").wait_for()
+        page.locator('.card[data-source="door"]').wait_for()
+        for seq in range(2):
+            publish_caption(redis_client, "door", seq, f"visitor {seq}")
+        page.wait_for_function("document.querySelector('.card').dataset.captions === '2'")
+    page.locator("#conn[data-state=closed]").wait_for()
+    for seq in range(2, 4):  # while the server is away
+        publish_caption(redis_client, "door", seq, f"visitor {seq}")
+    with serving(redis_server.url, port=port):
+        page.locator("#conn[data-state=open]").wait_for()
+        publish_caption(redis_client, "door", 4, "visitor 4")
+        page.wait_for_function("document.querySelector('.card').dataset.captions === '5'")
+        page.wait_for_timeout(500)  # and nothing more arrives: no caption twice
+        card = page.locator('.card[data-source="door"]')
+        assert card.get_attribute("data-captions") == "5"
+        assert [text for _, text, _ in _history(card)] == [f"visitor {s}" for s in range(4, -1, -1)]
