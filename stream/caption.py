@@ -565,7 +565,7 @@ def add_caption_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentPars
     p.add_argument("--beam", type=positive_int, default=None, help="beam size (default 3)")
     p.add_argument(
         "--redis-url",
-        default=os.environ.get("SCENECAST_REDIS_URL"),
+        default=None,
         help="caption on the worker pool of this Redis (env SCENECAST_REDIS_URL); "
         "default: in this process",
     )

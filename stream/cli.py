@@ -13,7 +13,7 @@ import platform
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,16 @@ from captioner.exceptions import CaptionerError
 from stream.caption import add_caption_subcommand
 from stream.exceptions import StreamError
 from stream.sampling_flags import add_sampling_flags, sampling_config
+from stream.settings import (
+    COMMANDS,
+    CONFIG_ENV,
+    SettingsError,
+    check_config,
+    load_config,
+    resolve,
+    settable,
+    split_config_flag,
+)
 from worker.decode import DECODE_ON
 
 
@@ -109,15 +119,52 @@ def build_parser() -> argparse.ArgumentParser:
         help="use this video (its length must match --minutes) instead of making one",
     )
     bcap.set_defaults(func=cmd_bench_caption)
+
+    commands = _subcommands(parser)
+    for name in COMMANDS:
+        commands[name].add_argument(
+            "--config",
+            metavar="FILE",
+            help=f"TOML file of settings (env {CONFIG_ENV}); any option may also come from "
+            "the environment, e.g. SCENECAST_MAX_BATCH=64; the command line wins",
+        )
     return parser
 
 
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    (sub,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(sub.choices)
+
+
+def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> argparse.Namespace:
+    """The command line, over the environment and the config file (``stream.settings``);
+    SettingsError for a bad setting, SystemExit(2) for a bad flag (argparse)."""
+    config_path, rest = split_config_flag(argv)
+    parser = build_parser()
+    commands = _subcommands(parser)
+    command = next((a for a in rest if not a.startswith("-")), None)
+    config_path = config_path or env.get(CONFIG_ENV) or None
+    if command in COMMANDS:
+        options = {name: settable(commands[name]) for name in COMMANDS}
+        config = load_config(config_path) if config_path else {}
+        check_config(config, options, config_path or "")
+        defaults = resolve(
+            command, options[command], env=env, config=config, config_name=config_path or ""
+        )
+        commands[command].set_defaults(**defaults)
+        for action in options[command].values():
+            if action.dest in defaults:
+                action.required = False
+    args = parser.parse_args(rest)
+    args.config = config_path
+    return args
+
+
 def _redis_url(p: argparse.ArgumentParser, *, required: bool) -> None:
-    default = os.environ.get("SCENECAST_REDIS_URL")
     p.add_argument(
         "--redis-url",
-        default=default,
-        required=required and default is None,
+        default=None,
+        required=required,  # unless the environment or --config sets it (stream.settings)
         help="redis://HOST:PORT/DB (env SCENECAST_REDIS_URL)",
     )
 
@@ -161,8 +208,8 @@ def _worker_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _server_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--host", default=os.environ.get("SCENECAST_HOST", "127.0.0.1"))
-    p.add_argument("--port", type=port, default=int(os.environ.get("SCENECAST_PORT", "8765")))
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=port, default=8765)
 
 
 def add_service_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -403,8 +450,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "--port",
         str(args.port),
         *_worker_argv(args),
+        *(["--config", args.config] if args.config else []),
     ]
-    run_args = build_parser().parse_args(argv)
+    run_args = parse_args(argv, os.environ)
     code: int = run_args.func(run_args)
     return code
 
@@ -498,7 +546,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     import cv2
 
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # our errors say it better
-    args = build_parser().parse_args(argv)
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv, os.environ)
+    except SettingsError as exc:
+        print(f"scenecast: error: {exc}", file=sys.stderr)
+        return 2
     with _sigterm_exits():
         try:
             code: int = args.func(args)
