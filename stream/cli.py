@@ -419,7 +419,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         async with CaptionServer(args.redis_url, ServerConfig(host=args.host, port=args.port)) as s:
-            print(f"scenecast: captions at ws://{args.host}:{s.port}/ws", flush=True)
+            print(
+                f"scenecast: captions at ws://{args.host}:{s.port}/ws  "
+                f"(viewer http://{args.host}:{s.port}/)",
+                flush=True,
+            )
             await asyncio.Future()
 
     with contextlib.suppress(KeyboardInterrupt):

@@ -136,7 +136,7 @@ def test_the_viewer_shows_state_captions_segments_and_where_each_word_looked(
         assert page.locator(".card").count() == 1  # ?source=cam: not "other"
         # the newest caption is shown with its frame, a word per button
         page.wait_for_function("document.querySelector('.card').dataset.shownSeq === '2'")
-        assert card.locator(".note").is_hidden()
+        assert card.locator(".note").is_hidden() and card.locator("canvas").is_visible()
         assert card.locator(".now button").all_text_contents() == ["a", "grey", "box"]
 
         # "grey" (word 1) looked at cell 1 of the 2x2 grid: the top right of the model's
@@ -171,6 +171,7 @@ def test_the_viewer_shows_state_captions_segments_and_where_each_word_looked(
             atomically.execute()
         page.wait_for_function("document.querySelector('.card').dataset.shownSeq === '5'")
         assert card.locator(".note").text_content() == "frame no longer kept"
+        assert card.locator("canvas").is_hidden()  # not the previous caption's picture
 
         set_status(redis_client, "cam", "ended", "end of file")
         card.locator('.state[data-state="ended"]').wait_for()
