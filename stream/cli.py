@@ -23,6 +23,7 @@ from captioner.exceptions import CaptionerError
 from stream.caption import add_caption_subcommand
 from stream.exceptions import StreamError
 from stream.sampling_flags import add_sampling_flags, sampling_config
+from stream.server import COMPRESSION
 from stream.settings import (
     COMMANDS,
     CONFIG_ENV,
@@ -103,6 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
         "the pipeline's own ceiling for a model of that speed",
     )
     bp.set_defaults(func=cmd_bench_pipeline)
+    bs = what.add_parser("server", help="websocket fan-out: clients one server process feeds")
+    bs.add_argument("--clients", type=_int_list, default=[1, 10, 100, 300])
+    bs.add_argument("--rate", type=positive_float, default=30.0, help="captions/s published")
+    bs.add_argument("--sources", type=positive_int, default=4)
+    bs.add_argument("--seconds", type=positive_float, default=10.0, help="per row")
+    bs.add_argument("--compression", choices=COMPRESSION, default="none")
+    bs.set_defaults(func=cmd_bench_server)
     bcap = what.add_parser("caption", help="realtime factor of `scenecast caption` on a long video")
     bcap.add_argument("--checkpoint", default=None, help="default: the bundled model")
     bcap.add_argument("--device", default=None)
@@ -210,6 +218,13 @@ def _worker_flags(p: argparse.ArgumentParser) -> None:
 def _server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=port, default=8765)
+    p.add_argument(
+        "--compression",
+        choices=COMPRESSION,
+        default="none",
+        help="websocket messages uncompressed (half the server's CPU per client) or "
+        "permessage-deflate (~40%% of the bytes, for slow links) (default: none)",
+    )
 
 
 def add_service_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -333,7 +348,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = RunConfig(
         sources=specs,
         capture=capture,
-        server=ServerConfig(host=args.host, port=args.port),
+        server=ServerConfig(host=args.host, port=args.port, compression=args.compression),
         redis_url=args.redis_url,
         worker_args=_worker_argv(args),
     )
@@ -418,7 +433,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     check_redis(args.redis_url).close()
 
     async def main() -> None:
-        async with CaptionServer(args.redis_url, ServerConfig(host=args.host, port=args.port)) as s:
+        config = ServerConfig(host=args.host, port=args.port, compression=args.compression)
+        async with CaptionServer(args.redis_url, config) as s:
             print(
                 f"scenecast: captions at ws://{args.host}:{s.port}/ws  "
                 f"(viewer http://{args.host}:{s.port}/)",
@@ -453,6 +469,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         args.host,
         "--port",
         str(args.port),
+        "--compression",
+        args.compression,
         *_worker_argv(args),
         *(["--config", args.config] if args.config else []),
     ]
@@ -471,6 +489,23 @@ def _bench_context(cap: Any) -> str:
         else f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     )
     return f"model {cap.model_id}, {where}, torch {torch.__version__}"
+
+
+def cmd_bench_server(args: argparse.Namespace) -> int:
+    from stream.bench_server import run_bench
+
+    where = f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    print(f"scenecast bench server — {where}, Python {platform.python_version()}")
+    print(
+        run_bench(
+            clients=args.clients,
+            rate=args.rate,
+            sources=args.sources,
+            seconds=args.seconds,
+            compression=args.compression,
+        )
+    )
+    return 0
 
 
 def cmd_bench_captioner(args: argparse.Namespace) -> int:

@@ -24,7 +24,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -33,6 +33,8 @@ import redis.asyncio as aioredis
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.extensions.base import ServerExtensionFactory
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.http11 import Request, Response
 
 from stream.exceptions import StreamError
@@ -69,6 +71,7 @@ from worker.queue import (
 log = logging.getLogger("scenecast.server")
 
 SERVER_NAME = "scenecast/0.1.0"
+COMPRESSION = ("deflate", "none")  # of the websocket messages
 MAX_MESSAGE_BYTES = 64 * 1024
 
 
@@ -80,6 +83,7 @@ class ServerConfig:
     block_ms: int = 1000  # one XREAD; short enough to notice new sources
     replay_chunk: int = 200
     attention: bool = True  # forward attention grids to clients
+    compression: str = "none"  # one of COMPRESSION: see compression_extensions
 
 
 def caption_message(
@@ -91,7 +95,7 @@ def caption_message(
         h, w = entry.grid
         grids = Attention(
             grid=(h, w),
-            weights=tuple(tuple(int(x) for x in m.ravel()) for m in maps),
+            weights=tuple(map(tuple, maps.reshape(len(maps), h * w).tolist())),
             fit=entry.fit or "letterbox",
         )
     return CaptionMessage(
@@ -124,7 +128,8 @@ class Client:
     control: deque[str] = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     room: asyncio.Event = field(default_factory=asyncio.Event)
-    replaying: dict[str, list[tuple[str, CaptionEntry]]] = field(default_factory=dict)
+    # per source being replayed: the live captions (id, JSON) that arrived meanwhile
+    replaying: dict[str, list[tuple[str, Callable[[], str]]]] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     sent: int = 0
     dropped: int = 0
@@ -139,19 +144,36 @@ class Client:
         self.control.append(text)
         self.wake.set()
 
-    def offer(self, entry_id: str, entry: CaptionEntry, *, is_final: bool, attention: bool) -> bool:
-        """Queue a caption if the subscription takes it; False when refused or dropped."""
+    def offer(self, entry_id: str, source: str, text: Callable[[], str]) -> bool:
+        """Queue a caption (``text()``: its JSON) if the subscription takes it; False
+        when refused or dropped."""
         full = len(self.captions) >= self.queue_size
-        if not self.sub.offer(entry.source, entry_id, room=not full):
-            if full and self.sub.paused(entry.source):
+        if not self.sub.offer(source, entry_id, room=not full):
+            if full and self.sub.paused(source):
                 self.dropped += 1
             for gap in self.sub.take_gaps():
                 self.send_control(gap.to_json())
             return False
-        message = caption_message(entry_id, entry, is_final=is_final, attention=attention)
-        self.captions.append(message.to_json())
+        self.captions.append(text())
         self.wake.set()
         return True
+
+
+def encoded_once(
+    entry_id: str, entry: CaptionEntry, *, is_final: bool, attention: bool
+) -> Callable[[], str]:
+    """The caption's JSON, made on the first call and shared by every later one: a live
+    caption is the same text for all its clients, so fan-out encodes it once, not once
+    per client (that was most of a busy server's time: `scenecast bench server`)."""
+    made: list[str] = []
+
+    def text() -> str:
+        if not made:
+            message = caption_message(entry_id, entry, is_final=is_final, attention=attention)
+            made.append(message.to_json())
+        return made[0]
+
+    return text
 
 
 class Hub:
@@ -245,12 +267,13 @@ class Hub:
                 log.warning("skipping malformed caption %s: %s", entry_id, exc)
                 continue
             eid = entry_id.decode()
+            text = encoded_once(eid, entry, is_final=False, attention=self.config.attention)
             for client in self.clients:
                 buffer = client.replaying.get(entry.source)
                 if buffer is not None:
-                    buffer.append((eid, entry))
-                elif client.offer(eid, entry, is_final=False, attention=self.config.attention):
-                    pass
+                    buffer.append((eid, text))
+                else:
+                    client.offer(eid, entry.source, text)
 
     def _fan_out_status(self, entries: Sequence[Any]) -> None:
         for _, fields in entries:
@@ -305,14 +328,18 @@ class Hub:
                     while len(client.captions) >= client.queue_size:
                         client.room.clear()
                         await client.room.wait()
-                    client.offer(eid, entry, is_final=final, attention=self.config.attention)
+                    client.offer(
+                        eid,
+                        source,
+                        encoded_once(eid, entry, is_final=final, attention=self.config.attention),
+                    )
                 if len(entries) < self.config.replay_chunk:
                     break
                 start = entries[-1][0].decode()
         finally:
             buffered = client.replaying.pop(source, [])
-        for eid, entry in buffered:  # no await since the last read: nothing slips through
-            client.offer(eid, entry, is_final=False, attention=self.config.attention)
+        for eid, text in buffered:  # no await since the last read: nothing slips through
+            client.offer(eid, source, text)
 
 
 class CaptionServer:
@@ -340,6 +367,7 @@ class CaptionServer:
             self._server = await serve(
                 self._handle, self.config.host, self.config.port,
                 process_request=self._http, max_size=MAX_MESSAGE_BYTES,
+                compression=None, extensions=compression_extensions(self.config.compression),
             )  # fmt: skip
         except OSError as exc:  # port taken, address not ours, ...
             await self.stop()
@@ -510,6 +538,29 @@ class CaptionServer:
                 await client.ws.send(text)
                 client.sent += 1
                 self.hub.metrics["messages_sent"] += 1
+
+
+def compression_extensions(compression: str) -> list[ServerExtensionFactory]:
+    """The websocket extensions for ``compression``: "none" (the default) or "deflate".
+
+    permessage-deflate compresses each message once per client, which was most of a
+    busy server's time (`scenecast bench server`, BENCHMARKS.md): without it one
+    process feeds twice the clients, for ~2.6x the bytes — 1.8 kB per caption with its
+    attention grids, 2-54 kB/s per client at 1-30 captions/s. (The Node.js ws and
+    Socket.IO servers also leave it off by default.) "deflate" is for clients on slow
+    links: websockets' settings (12-bit windows, memLevel 5) at zlib level 1, ~700
+    bytes per caption instead of ~630 at level 6, in 40 % of the time."""
+    if compression == "none":
+        return []
+    if compression != "deflate":
+        raise ValueError(f"compression must be one of {COMPRESSION}, got {compression!r}")
+    return [
+        ServerPerMessageDeflateFactory(
+            server_max_window_bits=12,
+            client_max_window_bits=12,
+            compress_settings={"memLevel": 5, "level": 1},
+        )
+    ]
 
 
 def _response(status: int, reason: str, body: str, content_type: str) -> Response:

@@ -168,6 +168,66 @@ def _get(url: str) -> str:
         return str(response.read().decode())
 
 
+@pytest.mark.parametrize(
+    ("compression", "extensions"), [("none", []), ("deflate", ["PerMessageDeflate"])]
+)
+def test_compression_is_what_the_server_says_and_the_captions_are_the_same(
+    redis_server, redis_client, compression: str, extensions: list[str]
+) -> None:  # type: ignore[no-untyped-def]
+    register(redis_client, f"z{compression}", live=True)
+    publish_caption(redis_client, f"z{compression}", 0, "a dog on a beach", grid=(7, 7))
+
+    async def body(server: CaptionServer) -> None:
+        async with connect(_url(server)) as ws:  # a client that offers permessage-deflate
+            assert [type(e).__name__ for e in ws.protocol.extensions] == extensions
+            await _recv(ws, "hello")
+            await ws.send(json.dumps({"type": "subscribe", "after": "0"}))
+            caption = await _recv(ws, "caption")
+        assert caption["text"] == "a dog on a beach" and caption["attention"]["grid"] == [7, 7]
+
+    _run(redis_server.url, body, ServerConfig(port=0, block_ms=100, compression=compression))
+
+
+def test_a_live_caption_is_encoded_once_for_all_its_clients(
+    redis_server, redis_client, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    import stream.server
+
+    built: list[int] = []
+    real = stream.server.caption_message
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        message = real(*args, **kwargs)
+        built.append(message.seq)
+        return message
+
+    monkeypatch.setattr(stream.server, "caption_message", counting)
+    register(redis_client, "once", live=True)
+
+    async def body(server: CaptionServer) -> None:
+        clients = [await connect(_url(server)) for _ in range(5)]
+        for ws in clients:
+            await _recv(ws, "hello")
+            await ws.send(json.dumps({"type": "subscribe", "sources": ["once"]}))
+        await asyncio.sleep(0.3)  # the subscriptions are in place: live tail
+        await asyncio.to_thread(publish_caption, redis_client, "once", 0, "a red car", grid=(2, 2))
+        texts = []
+        for ws in clients:
+            texts.append(await asyncio.wait_for(_recv_text(ws, "caption"), T))
+            await ws.close()
+        assert len(set(texts)) == 1  # the very same text for every client
+        assert built == [0]  # built and encoded once, not once per client
+
+    _run(redis_server.url, body)
+
+
+async def _recv_text(ws: ClientConnection, type_: str) -> str:
+    while True:
+        text = str(await ws.recv())
+        if json.loads(text)["type"] == type_:
+            return text
+
+
 def test_http_endpoints(redis_server, redis_client) -> None:  # type: ignore[no-untyped-def]
     async def body(server: CaptionServer) -> None:
         base = f"http://127.0.0.1:{server.port}"
