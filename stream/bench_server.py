@@ -179,7 +179,9 @@ async def _measure(port: int, server: psutil.Process, clients: int, seconds: flo
     counts = [_Counts() for _ in range(clients)]
     sockets = []
     for _ in range(clients):
-        ws = await connect(f"ws://127.0.0.1:{port}/ws", max_queue=None, open_timeout=60)
+        ws = await connect(
+            f"ws://127.0.0.1:{port}/ws", max_queue=None, open_timeout=60, close_timeout=1
+        )
         await ws.send(json.dumps({"type": "subscribe"}))
         sockets.append(ws)
     tasks = [
@@ -195,8 +197,8 @@ async def _measure(port: int, server: psutil.Process, clients: int, seconds: flo
     for c in counts:
         c.measuring = False
     cpu1, mine1 = server.cpu_times(), me.cpu_times()
-    for ws in sockets:
-        await ws.close()
+    # all at once: a saturated server answers each closing handshake late
+    await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
