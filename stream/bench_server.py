@@ -217,14 +217,27 @@ async def _measure(port: int, server: psutil.Process, clients: int, seconds: flo
 def run_bench(
     *, clients: Sequence[int], rate: float, sources: int, seconds: float, compression: str
 ) -> str:
+    rows = measure(
+        clients=clients, rate=rate, sources=sources, seconds=seconds, compression=compression
+    )
+    return "\n".join(
+        [
+            f"{rate:g} captions/s over {sources} sources (10-word captions with 7x7 "
+            f"attention), {seconds:g} s per row; latency from {SAMPLED} clients; server "
+            f"--compression {compression}",
+            "",
+            HEADER,
+            *(row.format() for row in rows),
+        ]
+    )
+
+
+def measure(
+    *, clients: Sequence[int], rate: float, sources: int, seconds: float, compression: str
+) -> list[Row]:
+    """One row per client count, against one server process and one Redis."""
     names = [f"cam{i}" for i in range(sources)]
-    lines = [
-        f"{rate:g} captions/s over {sources} sources (10-word captions with 7x7 attention), "
-        f"{seconds:g} s per row; latency from {SAMPLED} clients; server --compression "
-        f"{compression}",
-        "",
-        HEADER,
-    ]
+    rows = []
     with EmbeddedRedis() as embedded:
         client = redis.Redis.from_url(embedded.url)
         for name in names:
@@ -237,9 +250,9 @@ def run_bench(
                 for n in clients:
                     row = asyncio.run(_measure(port, server, n, seconds))
                     row.due = round(rate * seconds) * n  # to each client, in the window
-                    lines.append(row.format())
+                    rows.append(row)
             finally:
                 publisher.halt.set()
                 publisher.join(5)
         client.close()
-    return "\n".join(lines)
+    return rows

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from stream.bench_server import measure
 from stream.bench_stand_in import StandInModel, bench_stand_in
 
 
@@ -30,3 +31,14 @@ def test_stand_in_file_job_goes_through_redis_and_a_worker_process(tmp_path: Pat
         # first), and waited a share of that time for room
         assert r.capture_fps >= r.captions_per_s
         assert 0 <= r.capture_wait_s < result.frames / r.captions_per_s
+
+
+def test_server_bench_delivers_every_caption_to_every_client() -> None:
+    (row,) = measure(clients=[3], rate=20, sources=2, seconds=2.0, compression="deflate")
+    assert row.clients == 3 and row.due == 3 * 40
+    # all of them, but for the few in flight at the window's two edges
+    assert abs(row.delivered - row.due) <= 3 * 2
+    assert row.gaps == 0
+    assert len(row.latencies_ms) >= 3 * 38  # every client here parses its messages
+    assert all(x >= 0 for x in row.latencies_ms)
+    assert row.server_cpu_s > 0 and row.clients_cpu_s > 0
