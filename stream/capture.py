@@ -1,9 +1,11 @@
 """Capture: read a source, sample frames, publish them as JPEG to ``frames:{src}``.
 
 - Files (job mode): every frame decoded in order, sampled on media time, every
-  sampled frame published; the stream is never trimmed. Backpressure: while the
-  consumer group has ``max_backlog`` frames undelivered or pending, capture waits,
-  so memory stays bounded however long the file.
+  sampled frame published; no frame is trimmed before it is captioned. Backpressure:
+  while the consumer group has ``max_backlog`` frames undelivered or pending, capture
+  waits; frames already captioned (acked) are trimmed but for the newest
+  ``keep_captioned`` (viewers fetch those), so Redis holds at most about
+  ``max_backlog + keep_captioned`` frames of a job however long the file.
 - Live sources (webcam, RTSP, HTTP, or a file with ``--live``): a reader thread
   keeps only the newest frame; sampled frames are published with ``MAXLEN ~`` so
   Redis holds a handful; a failure or stall reconnects with exponential backoff and
@@ -64,6 +66,9 @@ class CaptureConfig:
     # two batches (one captioning, one read ahead): 256 keeps 4 workers at batch 32 fed,
     # and is ~5 MB of 256-px JPEGs in Redis.
     max_backlog: int = 256
+    # File jobs: captioned (acked) frames kept in Redis for viewers (/frames); older
+    # ones are trimmed as the job goes, so a long job does not fill Redis with JPEGs.
+    keep_captioned: int = 256
     loop: bool = False  # live file: start again at its end
     reconnect_cap_s: float = 30.0
     open_timeout_ms: int = 10_000
@@ -118,6 +123,8 @@ class Capture:
         self.frames_read = 0
         self._seq = 0
         self._published_ids: deque[tuple[int, int]] = deque()  # file jobs: for backlog()
+        self._kept: deque[tuple[int, int]] = deque()  # file jobs: frame ids still in Redis
+        self.trimmed = 0  # file jobs: captioned frames trimmed from Redis
         self._backlog_bound = 0  # ≥ the group's backlog of this source (file jobs)
         self._state = ("connecting", "")  # the last state, sent again after a Redis outage
         self._redis_lost = False
@@ -180,6 +187,7 @@ class Capture:
     def _rejoin(self) -> None:
         self.register()
         self._published_ids.clear()  # ids of a lost stream would count as backlog forever
+        self._kept.clear()
         self._backlog_bound = 0
         self._send_status(*self._state)
         self._redis_lost, self._redis_delays = False, None
@@ -221,7 +229,9 @@ class Capture:
         pipe.set(f"seq:{{{self.spec.name}}}", self._seq + len(frames))
         *entry_ids, _ = pipe.execute()
         if not self.spec.live:
-            self._published_ids.extend(_stream_id(_name(i)) for i in entry_ids)
+            ids = [_stream_id(_name(i)) for i in entry_ids]
+            self._published_ids.extend(ids)
+            self._kept.extend(ids)
         self._seq += len(frames)
         self.published += len(frames)
 
@@ -238,7 +248,30 @@ class Capture:
         last = _stream_id(_name(group["last-delivered-id"]))
         while self._published_ids and self._published_ids[0] <= last:
             self._published_ids.popleft()
-        return len(self._published_ids) + int(group["pending"])
+        pending = int(group["pending"])
+        if len(self._kept) > self.config.keep_captioned + self.config.max_backlog:
+            self._trim_captioned(last, pending)
+        return len(self._published_ids) + pending
+
+    def _trim_captioned(self, last_delivered: tuple[int, int], pending: int) -> None:
+        """Trim this job's captioned frames from Redis, but for the newest
+        ``keep_captioned``. Captioned = before the first frame still open: the oldest
+        pending (delivered, not acked) or, with none pending, the first undelivered."""
+        key = frames_key(self.spec.name)
+        if pending:
+            first_open = _stream_id(_name(self.redis.xpending(key, GROUP)["min"]))
+        else:
+            first_open = (last_delivered[0], last_delivered[1] + 1)
+        captioned = 0
+        while captioned < len(self._kept) and self._kept[captioned] < first_open:
+            captioned += 1
+        drop = captioned - self.config.keep_captioned
+        if drop <= 0:
+            return
+        ms, seq = self._kept[drop]  # the oldest frame kept
+        self.trimmed += self.redis.xtrim(key, minid=f"{ms}-{seq}", approximate=False)
+        for _ in range(drop):
+            self._kept.popleft()
 
     def wait_for_room(self, frames: int = 1) -> int:
         """Block until at least one frame fits under ``max_backlog`` frames in the group;

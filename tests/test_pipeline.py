@@ -318,6 +318,36 @@ def test_file_job_backs_off_when_nobody_consumes(redis_server, video: Path) -> N
     client.close()
 
 
+def test_file_job_trims_captioned_frames_and_keeps_the_newest(redis_server, video: Path) -> None:  # type: ignore[no-untyped-def]
+    from worker.queue import captions_key, decode_caption, frames_key
+
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()
+    spec = parse_source(str(video), name="long")
+    capture = Capture(client, spec, CaptureConfig(fps=10, max_backlog=5, keep_captioned=4))
+    thread = threading.Thread(target=capture.run, daemon=True)
+    thread.start()
+    worker = Worker(
+        client,
+        lambda images: tiny_captioner().caption(list(images), beam=1),
+        WorkerConfig(policy=BatchPolicy(max_batch=4, max_wait_ms=10)),
+    )
+    worker.run(until=lambda: worker.stats.captioned >= 60)
+    thread.join(T)
+    assert not thread.is_alive() and capture.published == 60
+    # every frame captioned exactly once: trimming took none before its caption
+    captions = [decode_caption(f) for _, f in client.xrange(captions_key("long"))]
+    assert sorted(c.seq for c in captions) == list(range(60))
+    # Redis holds a few frames of the job, not all 60: the newest, captioned ones
+    left = client.xrange(frames_key("long"))
+    assert capture.trimmed >= 60 - 4 - 2 * 5 and len(left) == 60 - capture.trimmed
+    kept = {int(f[b"seq"]) for _, f in left}
+    assert kept >= set(range(60 - 4, 60))  # the viewer's /frames still has the newest
+    frame_of = {c.seq: c.frame_id for c in captions}
+    assert {frame_of[s] for s in kept} == {i.decode() for i, _ in left}
+    client.close()
+
+
 def _no_retry_client(url: str) -> redis.Redis:
     """Client-side retries off: capture's own handling of a lost Redis is what is tested."""
     from redis.backoff import NoBackoff
