@@ -66,7 +66,7 @@ async def listen(
 ) -> int:
     out = out or sys.stdout  # looked up now: the caller may have redirected it
     progress = progress if progress is not None else Progress()
-    subscribe: dict[str, Any] = {"type": "subscribe", "v": 1}
+    subscribe: dict[str, Any] = {"type": "subscribe", "v": 1, "attention": False}
     if sources:
         subscribe["sources"] = sources
     if after:
@@ -76,8 +76,7 @@ async def listen(
         await ws.send(json.dumps(subscribe))
         async for raw in ws:
             message = json.loads(raw)
-            if as_json:
-                message.pop("attention", None)  # large; the viewer uses it, scripts rarely
+            if as_json:  # captions come without attention grids: subscribed without
                 print(json.dumps(message, ensure_ascii=False), file=out, flush=True)
             else:
                 line = format_line(message)

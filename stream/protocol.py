@@ -361,11 +361,17 @@ class _Message:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Subscribe(_Message):
-    """Ask for captions: ``sources`` None = all, present and future; ``after``: see module."""
+    """Ask for captions: ``sources`` None = all, present and future; ``after``: see module.
+
+    ``attention``: False = captions without their attention grids from now on, on this
+    connection (a sixth of the bytes, for clients that only read the text); True = with
+    them again; None (left out) = as before (with them, on a new connection).
+    """
 
     type: ClassVar[str] = "subscribe"
     sources: tuple[str, ...] | None = None
     after: str | Mapping[str, str] | None = None
+    attention: bool | None = None
 
     def __post_init__(self) -> None:
         _check_sources(self.sources, "subscribe.sources")
@@ -396,6 +402,8 @@ class Subscribe(_Message):
             out["sources"] = list(self.sources)
         if self.after is not None:
             out["after"] = self.after if isinstance(self.after, str) else dict(self.after)
+        if self.attention is not None:
+            out["attention"] = self.attention
         return out
 
 
@@ -850,14 +858,17 @@ class _Fields:
 
 
 def _parse_subscribe(fields: _Fields) -> Subscribe:
-    fields.only("sources", "after")
+    fields.only("sources", "after", "attention")
+    attention = fields.obj.get("attention")
+    if attention is not None and not isinstance(attention, bool):
+        raise _bad_field("subscribe.attention", "true or false, or left out", attention)
     after = fields.obj.get("after")
     is_map = isinstance(after, dict) and all(isinstance(x, str) for x in after.values())
     if not (after is None or isinstance(after, str) or is_map):
         raise _bad_field(
             "subscribe.after", f"{AFTER_RULE}, or an object mapping source names to such", after
         )
-    return Subscribe(sources=fields.sources(), after=after)
+    return Subscribe(sources=fields.sources(), after=after, attention=attention)
 
 
 def _parse_unsubscribe(fields: _Fields) -> Unsubscribe:

@@ -133,6 +133,7 @@ class Client:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     sent: int = 0
     dropped: int = 0
+    attention: bool = True  # the client wants attention grids (subscribe.attention)
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` (a replay) for this client; cancelled when it disconnects."""
@@ -267,8 +268,10 @@ class Hub:
                 log.warning("skipping malformed caption %s: %s", entry_id, exc)
                 continue
             eid = entry_id.decode()
-            text = encoded_once(eid, entry, is_final=False, attention=self.config.attention)
+            with_grids = encoded_once(eid, entry, is_final=False, attention=self.config.attention)
+            text_only = encoded_once(eid, entry, is_final=False, attention=False)
             for client in self.clients:
+                text = with_grids if client.attention else text_only
                 buffer = client.replaying.get(entry.source)
                 if buffer is not None:
                     buffer.append((eid, text))
@@ -331,7 +334,12 @@ class Hub:
                     client.offer(
                         eid,
                         source,
-                        encoded_once(eid, entry, is_final=final, attention=self.config.attention),
+                        encoded_once(
+                            eid,
+                            entry,
+                            is_final=final,
+                            attention=self.config.attention and client.attention,
+                        ),
                     )
                 if len(entries) < self.config.replay_chunk:
                     break
@@ -511,6 +519,8 @@ class CaptionServer:
                 if isinstance(message, Ping):
                     client.send_control(Pong(id=message.id).to_json())
                 elif isinstance(message, Subscribe | Unsubscribe):
+                    if isinstance(message, Subscribe) and message.attention is not None:
+                        client.attention = message.attention
                     client.sub.apply(message)
                     if isinstance(message, Subscribe):
                         for source, start in client.sub.start_ids(self.hub.sources).items():

@@ -221,6 +221,30 @@ def test_a_live_caption_is_encoded_once_for_all_its_clients(
     _run(redis_server.url, body)
 
 
+def test_a_client_may_ask_for_captions_without_attention(redis_server, redis_client) -> None:  # type: ignore[no-untyped-def]
+    register(redis_client, "lean", live=True)
+    publish_caption(redis_client, "lean", 0, "a dog on a beach", grid=(7, 7))
+
+    async def body(server: CaptionServer) -> None:
+        async with connect(_url(server)) as full, connect(_url(server)) as lean:
+            for ws, extra in ((full, {}), (lean, {"attention": False})):
+                await _recv(ws, "hello")
+                await ws.send(json.dumps({"type": "subscribe", "after": "0", **extra}))
+            replayed = [await _recv(ws, "caption") for ws in (full, lean)]
+            await asyncio.to_thread(publish_caption, redis_client, "lean", 1, "a cat", grid=(7, 7))
+            live = [await _recv(ws, "caption") for ws in (full, lean)]
+            await lean.send(json.dumps({"type": "subscribe", "attention": True}))  # back on
+            await asyncio.sleep(0.2)
+            await asyncio.to_thread(publish_caption, redis_client, "lean", 2, "a bird", grid=(7, 7))
+            again = await _recv(lean, "caption")
+        for with_grids, without in (replayed, live):
+            assert with_grids["attention"]["grid"] == [7, 7] and "attention" not in without
+            assert {k: v for k, v in with_grids.items() if k != "attention"} == without
+        assert again["seq"] == 2 and again["attention"]["grid"] == [7, 7]
+
+    _run(redis_server.url, body)
+
+
 async def _recv_text(ws: ClientConnection, type_: str) -> str:
     while True:
         text = str(await ws.recv())
