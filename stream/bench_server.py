@@ -135,9 +135,11 @@ async def _client(ws: ClientConnection, counts: _Counts, sampled: bool) -> None:
     async for raw in ws:
         if not counts.measuring:
             continue
-        if not sampled:
-            counts.received += 1
-            if '"type":"gap"' in str(raw)[:40]:
+        if not sampled:  # messages start {"type":"...": see stream.protocol's to_json
+            head = str(raw)[:20]
+            if head.startswith('{"type":"caption"'):
+                counts.received += 1
+            elif head.startswith('{"type":"gap"'):
                 counts.gaps += 1
             continue
         now_ns = time.time_ns()
@@ -177,34 +179,37 @@ def _server(redis_url: str, compression: str) -> Iterator[tuple[int, psutil.Proc
 
 async def _measure(port: int, server: psutil.Process, clients: int, seconds: float) -> Row:
     counts = [_Counts() for _ in range(clients)]
-    sockets = []
-    for _ in range(clients):
-        ws = await connect(
-            f"ws://127.0.0.1:{port}/ws", max_queue=None, open_timeout=60, close_timeout=1
-        )
-        await ws.send(json.dumps({"type": "subscribe"}))
-        sockets.append(ws)
-    tasks = [
-        asyncio.create_task(_client(ws, c, i < SAMPLED))
-        for i, (ws, c) in enumerate(zip(sockets, counts, strict=True))
-    ]
-    await asyncio.sleep(1.0)  # every subscription in place, the queues settled
-    me = psutil.Process()
-    cpu0, mine0 = server.cpu_times(), me.cpu_times()
-    for c in counts:
-        c.measuring = True
-    await asyncio.sleep(seconds)
-    for c in counts:
-        c.measuring = False
-    cpu1, mine1 = server.cpu_times(), me.cpu_times()
-    # all at once: a saturated server answers each closing handshake late
-    await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    sockets: list[ClientConnection] = []
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        for _ in range(clients):
+            ws = await connect(
+                f"ws://127.0.0.1:{port}/ws", max_queue=None, open_timeout=60, close_timeout=1
+            )
+            sockets.append(ws)
+            await ws.send(json.dumps({"type": "subscribe"}))
+        tasks = [
+            asyncio.create_task(_client(ws, c, i < SAMPLED))
+            for i, (ws, c) in enumerate(zip(sockets, counts, strict=True))
+        ]
+        await asyncio.sleep(1.0)  # every subscription in place, the queues settled
+        me = psutil.Process()
+        cpu0, mine0 = server.cpu_times(), me.cpu_times()
+        for c in counts:
+            c.measuring = True
+        await asyncio.sleep(seconds)
+        for c in counts:
+            c.measuring = False
+        cpu1, mine1 = server.cpu_times(), me.cpu_times()
+    finally:
+        # all at once: a saturated server answers each closing handshake late
+        await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
     return Row(
         clients=clients,
-        due=0,  # filled in by the caller, from the publisher's count
+        due=0,  # filled in by the caller: the captions published in the window, each
         delivered=sum(c.received for c in counts),
         gaps=sum(c.gaps for c in counts),
         latencies_ms=[x for c in counts for x in c.latencies_ms],

@@ -81,6 +81,11 @@ class CaptureConfig:
             raise ValueError(f"jpeg_quality must be in 1..100, got {self.jpeg_quality}")
         if self.max_side < 32:
             raise ValueError(f"max_side must be >= 32, got {self.max_side}")
+        if self.keep_captioned < 0 or self.max_backlog < 1:
+            raise ValueError(
+                f"keep_captioned must be >= 0 and max_backlog >= 1, got "
+                f"{self.keep_captioned} and {self.max_backlog}"
+            )
 
     def sampler(self) -> Sampler:
         if self.scene_change:
@@ -258,8 +263,11 @@ class Capture:
         ``keep_captioned``. Captioned = before the first frame still open: the oldest
         pending (delivered, not acked) or, with none pending, the first undelivered."""
         key = frames_key(self.spec.name)
-        if pending:
-            first_open = _stream_id(_name(self.redis.xpending(key, GROUP)["min"]))
+        # pending may have changed since XINFO (a worker acked its batch): XPENDING alone
+        # says; with none pending, everything up to the last delivered id is acked
+        oldest = self.redis.xpending(key, GROUP)["min"] if pending else None
+        if oldest:
+            first_open = _stream_id(_name(oldest))
         else:
             first_open = (last_delivered[0], last_delivered[1] + 1)
         captioned = 0
@@ -268,7 +276,7 @@ class Capture:
         drop = captioned - self.config.keep_captioned
         if drop <= 0:
             return
-        ms, seq = self._kept[drop]  # the oldest frame kept
+        ms, seq = self._kept[drop] if drop < len(self._kept) else first_open  # oldest kept
         self.trimmed += self.redis.xtrim(key, minid=f"{ms}-{seq}", approximate=False)
         for _ in range(drop):
             self._kept.popleft()

@@ -29,6 +29,7 @@ from stream.settings import (
     CONFIG_ENV,
     SettingsError,
     check_config,
+    check_parsed,
     load_config,
     resolve,
     settable,
@@ -151,6 +152,8 @@ def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> argparse.Namespac
     parser = build_parser()
     commands = _subcommands(parser)
     command = next((a for a in rest if not a.startswith("-")), None)
+    if config_path is not None and command in commands and command not in COMMANDS:
+        raise SettingsError(f"--config applies to the service's commands: {', '.join(COMMANDS)}")
     config_path = config_path or env.get(CONFIG_ENV) or None
     if command in COMMANDS:
         options = {name: settable(commands[name]) for name in COMMANDS}
@@ -164,6 +167,7 @@ def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> argparse.Namespac
             if action.dest in defaults:
                 action.required = False
     args = parser.parse_args(rest)
+    check_parsed(args)
     args.config = config_path
     return args
 
@@ -327,10 +331,10 @@ def _worker_argv(args: argparse.Namespace) -> list[str]:
         argv += ["--checkpoint", args.checkpoint]
     if args.device:
         argv += ["--device", args.device]
-    if args.model_process:
-        argv.append("--model-process")
-    if args.decode != "device":
-        argv += ["--decode", args.decode]
+    # always, both ways: the worker process reads SCENECAST_* and --config too, and
+    # must not take a setting there over what this command was told
+    argv.append("--model-process" if args.model_process else "--no-model-process")
+    argv += ["--decode", args.decode]
     return argv
 
 

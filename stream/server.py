@@ -270,13 +270,16 @@ class Hub:
             eid = entry_id.decode()
             with_grids = encoded_once(eid, entry, is_final=False, attention=self.config.attention)
             text_only = encoded_once(eid, entry, is_final=False, attention=False)
-            for client in self.clients:
-                text = with_grids if client.attention else text_only
-                buffer = client.replaying.get(entry.source)
-                if buffer is not None:
-                    buffer.append((eid, text))
-                else:
-                    client.offer(eid, entry.source, text)
+            try:
+                for client in self.clients:
+                    text = with_grids if client.attention else text_only
+                    buffer = client.replaying.get(entry.source)
+                    if buffer is not None:
+                        buffer.append((eid, text))
+                    else:
+                        client.offer(eid, entry.source, text)
+            except ProtocolError as exc:  # a stored caption no message can carry
+                log.warning("skipping caption %s that breaks the protocol: %s", eid, exc)
 
     def _fan_out_status(self, entries: Sequence[Any]) -> None:
         for _, fields in entries:
@@ -440,8 +443,9 @@ class CaptionServer:
             self.hub.metrics["frames_missing"] += 1
             return connection.respond(
                 http.HTTPStatus.NOT_FOUND,
-                f"frame {frame} of {source} is not kept: live sources keep only their newest "
-                "frames in Redis, and a restarted Redis may have none\n",
+                f"frame {frame} of {source} is not kept: Redis keeps a source's newest frames "
+                "only (a live source's last ~16, a file job's last 256 captioned), and a "
+                "restarted Redis may have none\n",
             )
         self.hub.metrics["frames_served"] += 1
         headers = Headers(

@@ -30,6 +30,7 @@ import argparse
 import difflib
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,19 +58,21 @@ def settable(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
     """The options of ``parser`` that the environment and the config file may set."""
     out = {}
     for action in parser._actions:
+        takes_a_value = type(action) is argparse._StoreAction and action.nargs in (None, "?")
         if (
             not any(o.startswith("--") for o in action.option_strings)
             or action.help == argparse.SUPPRESS
-            or isinstance(action, argparse._HelpAction | argparse._AppendAction)
+            or not (takes_a_value or isinstance(action, _SWITCHES))
             or action.dest == "config"
         ):
-            continue
+            continue  # help, repeatable (append) and counting flags, positionals
         out[option_name(action)] = action
     return out
 
 
 def split_config_flag(argv: Sequence[str]) -> tuple[str | None, list[str]]:
-    """``--config FILE`` (or ``--config=FILE``) anywhere in ``argv`` → (FILE, the rest)."""
+    """``--config FILE`` (or ``--config=FILE``, or an abbreviation down to ``--con``, as
+    argparse would take it) anywhere in ``argv`` → (FILE, the rest)."""
     rest: list[str] = []
     path = None
     items = iter(argv)
@@ -77,14 +80,15 @@ def split_config_flag(argv: Sequence[str]) -> tuple[str | None, list[str]]:
         if arg == "--":
             rest += [arg, *items]
             break
-        if arg == "--config":
+        flag, eq, value = arg.partition("=")
+        if len(flag) < len("--con") or not "--config".startswith(flag):
+            rest.append(arg)
+        elif eq:
+            path = value
+        else:
             path = next(items, None)
             if path is None:
                 raise SettingsError("--config needs a file: --config FILE (a TOML file)")
-        elif arg.startswith("--config="):
-            path = arg.removeprefix("--config=")
-        else:
-            rest.append(arg)
     return path, rest
 
 
@@ -138,6 +142,14 @@ def _converted(action: argparse.Action, text: str, where: str) -> Any:
     return value
 
 
+@dataclass(frozen=True)
+class BadSetting:
+    """The default of an option whose setting was bad: an error only if the command
+    line does not give the option (the command line wins, even over a bad setting)."""
+
+    error: SettingsError
+
+
 def resolve(
     command: str,
     options: Mapping[str, argparse.Action],
@@ -146,8 +158,9 @@ def resolve(
     config: Mapping[str, Any],
     config_name: str = "the config file",
 ) -> dict[str, Any]:
-    """The defaults for ``command`` (dest → value) that the environment and the config
-    file set: the file's top level, then its ``[command]`` table, then the environment."""
+    """The defaults for ``command`` (dest → value, or :class:`BadSetting`) that the
+    environment and the config file set: the file's top level, then its ``[command]``
+    table, then the environment."""
     out: dict[str, Any] = {}
     table = config.get(command, {})
     for scope, values in ((None, config), (command, table)):
@@ -156,12 +169,26 @@ def resolve(
             if scope is None and (isinstance(value, dict) or name not in options):
                 continue  # another command's table, or another command's option
             where = f"{config_name}: {f'[{scope}] ' if scope else ''}{key}"
-            out[options[name].dest] = from_toml(options[name], value, where)
+            out[options[name].dest] = _or_bad(from_toml, options[name], value, where)
     for name, action in options.items():
         var = ENV_PREFIX + name.upper()
         if var in env:
-            out[action.dest] = from_text(action, env[var], var)
+            out[action.dest] = _or_bad(from_text, action, env[var], var)
     return out
+
+
+def _or_bad(convert: Any, action: argparse.Action, value: Any, where: str) -> Any:
+    try:
+        return convert(action, value, where)
+    except SettingsError as exc:
+        return BadSetting(exc)
+
+
+def check_parsed(args: argparse.Namespace) -> None:
+    """Raise the error of a bad setting the command line did not override."""
+    for value in vars(args).values():
+        if isinstance(value, BadSetting):
+            raise value.error
 
 
 def check_config(

@@ -170,12 +170,16 @@ def test_sigterm_becomes_system_exit_so_with_blocks_clean_up() -> None:
     assert signal.getsignal(signal.SIGTERM) is before  # restored
 
 
-def test_run_passes_model_process_to_its_worker_only_when_asked() -> None:
-    from stream.cli import _worker_argv, build_parser
+def test_run_passes_model_process_to_its_worker_both_ways() -> None:
+    from stream.cli import _worker_argv, build_parser, parse_args
 
     parse = build_parser().parse_args
-    assert "--model-process" not in _worker_argv(parse(["run", "x.mp4"]))
+    assert "--no-model-process" in _worker_argv(parse(["run", "x.mp4"]))
     assert "--model-process" in _worker_argv(parse(["run", "x.mp4", "--model-process"]))
+    # the worker reads the environment too: run's --no-model-process must reach it
+    env = {"SCENECAST_MODEL_PROCESS": "1"}
+    argv = _worker_argv(parse_args(["run", "x.mp4", "--no-model-process"], env))
+    assert not parse_args(["worker", "--redis-url", "r", *argv], env).model_process
     assert parse(["worker", "--redis-url", "redis://h:1", "--model-process"]).model_process
     assert not parse(["worker", "--redis-url", "redis://h:1"]).model_process
 
@@ -186,7 +190,8 @@ def test_decode_flag_reaches_the_worker_and_refuses_other_places(
     from stream.cli import _worker_argv, build_parser
 
     parse = build_parser().parse_args
-    assert "--decode" not in _worker_argv(parse(["run", "x.mp4"]))  # the worker's default
+    argv = _worker_argv(parse(["run", "x.mp4"]))
+    assert argv[argv.index("--decode") + 1] == "device"  # the default, said explicitly
     argv = _worker_argv(parse(["run", "x.mp4", "--decode", "cpu"]))
     assert argv[argv.index("--decode") + 1] == "cpu"
     assert parse(["worker", "--redis-url", "redis://h:1"]).decode == "device"

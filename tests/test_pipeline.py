@@ -348,6 +348,35 @@ def test_file_job_trims_captioned_frames_and_keeps_the_newest(redis_server, vide
     client.close()
 
 
+def test_trimming_survives_the_last_pending_frame_acked_meanwhile(
+    redis_server, video: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    from worker.queue import frames_key
+
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()
+    capture = Capture(
+        client, parse_source(str(video), name="race"), CaptureConfig(keep_captioned=1)
+    )
+    capture.register()
+    for ms in (1, 2, 3, 4):
+        client.xadd(frames_key("race"), {"seq": ms}, id=f"{ms}-0")
+        capture._kept.append((ms, 0))
+    # XINFO said 1 pending; by XPENDING the worker had acked it: no oldest pending id
+    monkeypatch.setattr(client, "xpending", lambda *a: {"pending": 0, "min": None})
+    capture._trim_captioned((3, 0), pending=1)  # frames up to 3-0 delivered, all acked
+    assert [i for i, _ in client.xrange(frames_key("race"))] == [b"3-0", b"4-0"]
+    assert capture.trimmed == 2
+    # keep none: every captioned frame goes
+    capture = Capture(
+        client, parse_source(str(video), name="race"), CaptureConfig(keep_captioned=0)
+    )
+    capture._kept.extend([(3, 0), (4, 0)])
+    capture._trim_captioned((4, 0), pending=0)
+    assert client.xlen(frames_key("race")) == 0 and capture.trimmed == 2
+    client.close()
+
+
 def _no_retry_client(url: str) -> redis.Redis:
     """Client-side retries off: capture's own handling of a lost Redis is what is tested."""
     from redis.backoff import NoBackoff

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -91,6 +92,25 @@ def test_bad_settings_say_where_they_came_from_and_what_is_accepted(
     assert message in str(err.value)
     if text:
         assert str(tmp_path / "scenecast.toml") in str(err.value)
+
+
+def test_the_command_line_overrides_even_a_bad_setting(tmp_path: Path) -> None:
+    env = {"SCENECAST_PORT": "tcp://10.0.0.5:8765"}  # as Kubernetes sets for a Service
+    args = parse_args(["serve", "--redis-url", "redis://r:6379/0", "--port", "9000"], env)
+    assert args.port == 9000
+    path = _config(tmp_path, "[worker]\nmax_batch = 0\n")
+    args = parse_args(["worker", "--redis-url", "r", "--config", path, "--max-batch", "8"], ENV)
+    assert args.max_batch == 8
+    with pytest.raises(SettingsError, match=re.escape("SCENECAST_PORT='tcp://10.0.0.5:8765'")):
+        parse_args(["serve", "--redis-url", "redis://r:6379/0"], env)
+
+
+def test_config_flag_abbreviated_or_misplaced(tmp_path: Path) -> None:
+    path = _config(tmp_path, "[worker]\nmax_batch = 7\n")
+    for flag in (["--conf", path], [f"--con={path}"]):
+        assert parse_args(["worker", "--redis-url", "r", *flag], ENV).max_batch == 7
+    with pytest.raises(SettingsError, match="--config applies to the service's commands"):
+        parse_args(["describe", "a.jpg", "--config", path], ENV)
 
 
 def test_split_config_flag() -> None:

@@ -176,6 +176,10 @@ def test_the_viewer_shows_state_captions_segments_and_where_each_word_looked(
         set_status(redis_client, "cam", "ended", "end of file")
         card.locator('.state[data-state="ended"]').wait_for()
         assert {final for *_, final in _history(card)} == {"true"}
+        # a file job ends when its last frame is read; captions after that are final too
+        publish_caption(redis_client, "cam", 6, "a dog", frame_id="6000-0", frame_data=picture)
+        page.wait_for_function("document.querySelector('.card').dataset.captions === '7'")
+        assert _history(card)[0][1:] == ("a dog", "true")
 
 
 def test_the_viewer_resumes_after_the_server_restarts_missing_nothing_and_nothing_twice(
@@ -183,21 +187,30 @@ def test_the_viewer_resumes_after_the_server_restarts_missing_nothing_and_nothin
 ) -> None:  # type: ignore[no-untyped-def]
     register(redis_client, "door", live=True)
     set_status(redis_client, "door", "live")
+    register(redis_client, "quiet", live=True)  # no caption before the server goes away
+    set_status(redis_client, "quiet", "live")
+    door = '.card[data-source="door"]'
     with serving(redis_server.url) as port:
         page.goto(f"http://127.0.0.1:{port}/?history=0")
         page.locator("#conn[data-state=open]").wait_for()
-        page.locator('.card[data-source="door"]').wait_for()
+        page.locator(door).wait_for()
         for seq in range(2):
             publish_caption(redis_client, "door", seq, f"visitor {seq}")
-        page.wait_for_function("document.querySelector('.card').dataset.captions === '2'")
+        page.wait_for_function(f"document.querySelector('{door}').dataset.captions === '2'")
     page.locator("#conn[data-state=closed]").wait_for()
     for seq in range(2, 4):  # while the server is away
         publish_caption(redis_client, "door", seq, f"visitor {seq}")
+    publish_caption(redis_client, "quiet", 0, "a parcel")
     with serving(redis_server.url, port=port):
         page.locator("#conn[data-state=open]").wait_for()
         publish_caption(redis_client, "door", 4, "visitor 4")
-        page.wait_for_function("document.querySelector('.card').dataset.captions === '5'")
+        page.wait_for_function(f"document.querySelector('{door}').dataset.captions === '5'")
         page.wait_for_timeout(500)  # and nothing more arrives: no caption twice
-        card = page.locator('.card[data-source="door"]')
+        card = page.locator(door)
         assert card.get_attribute("data-captions") == "5"
         assert [text for _, text, _ in _history(card)] == [f"visitor {s}" for s in range(4, -1, -1)]
+        # a source with no caption yet when the page lost the server: its caption from
+        # meanwhile arrives too
+        quiet = page.locator('.card[data-source="quiet"]')
+        assert quiet.get_attribute("data-captions") == "1"
+        assert [text for _, text, _ in _history(quiet)] == ["a parcel"]

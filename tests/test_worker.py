@@ -279,3 +279,23 @@ def test_a_model_error_stops_run_and_leaves_no_threads_behind(redis_client) -> N
         worker.run()
     assert not {"reader", "publisher"} & {t.name for t in threading.enumerate()}
     assert _pending(redis_client, "boom") == 1  # not acked: another worker will reclaim it
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        (b"fit", b"stretch", "field 'fit' is 'stretch'; accepted: letterbox, crop"),
+        (b"frame", b"latest", "field 'frame' is 'latest', not a stream entry id"),
+    ],
+)
+def test_a_stored_caption_with_a_bad_fit_or_frame_is_an_entry_error(
+    redis_client, field: bytes, value: bytes, message: str
+) -> None:  # type: ignore[no-untyped-def]
+    from worker.queue import EntryError, decode_caption
+
+    register(redis_client, "bad", live=False)
+    publish_caption(redis_client, "bad", 0, "a dog", grid=(1, 1))
+    ((_, fields),) = redis_client.xrange(captions_key("bad"))
+    assert decode_caption(fields).frame_id == "1-0"  # as stored
+    with pytest.raises(EntryError, match=message):
+        decode_caption({**fields, field: value})

@@ -254,10 +254,29 @@ def decode_caption(fields: Mapping[bytes, bytes]) -> CaptionEntry:
         latency_ms=_float(fields, "latency_ms"),
         attention=attention,
         grid=grid,
-        fit=bytes(fields.get(b"fit", b"")).decode() if attention else "",
+        fit=_choice(fields, "fit", FITS) if attention else "",
         segment_id=_int(fields, "segment_id"),
-        frame_id=bytes(fields.get(b"frame", b"")).decode(),
+        frame_id=_entry_id(fields, "frame"),
     )
+
+
+FITS = ("", "letterbox", "crop")  # how the model fitted the frame ("": not stored)
+_ENTRY_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
+
+
+def _choice(fields: Mapping[bytes, bytes], name: str, accepted: tuple[str, ...]) -> str:
+    value = bytes(fields.get(name.encode(), b"")).decode(errors="replace")
+    if value not in accepted:
+        raise EntryError(f"field {name!r} is {value!r}; accepted: {', '.join(accepted[1:])}")
+    return value
+
+
+def _entry_id(fields: Mapping[bytes, bytes], name: str) -> str:
+    """An optional stream entry id field ("" when absent)."""
+    value = bytes(fields.get(name.encode(), b"")).decode(errors="replace")
+    if value and not _ENTRY_ID.fullmatch(value):
+        raise EntryError(f"field {name!r} is {value!r}, not a stream entry id such as '1-0'")
+    return value
 
 
 # -- status -------------------------------------------------------------------------------
