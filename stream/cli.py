@@ -483,6 +483,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return code
 
 
+def _host_line() -> str:
+    """The machine a benchmark with no model ran on, for its first line."""
+    return f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+
+
 def _bench_context(cap: Any) -> str:
     """The model and machine a benchmark ran on, for its first line."""
     import torch
@@ -498,8 +503,7 @@ def _bench_context(cap: Any) -> str:
 def cmd_bench_server(args: argparse.Namespace) -> int:
     from stream.bench_server import run_bench
 
-    where = f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
-    print(f"scenecast bench server — {where}, Python {platform.python_version()}")
+    print(f"scenecast bench server — {_host_line()}, Python {platform.python_version()}")
     print(
         run_bench(
             clients=args.clients,
@@ -533,8 +537,7 @@ def cmd_bench_pipeline(args: argparse.Namespace) -> int:
     if args.stand_in_ms is not None:
         from stream.bench_stand_in import run_stand_in_bench
 
-        where = f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
-        print(f"scenecast bench pipeline — stand-in model, {where}")
+        print(f"scenecast bench pipeline — stand-in model, {_host_line()}")
         print(
             run_stand_in_bench(
                 ms=args.stand_in_ms, batch=args.batch, frames=args.frames, rounds=args.rounds

@@ -448,14 +448,10 @@ class CaptionServer:
                 "restarted Redis may have none\n",
             )
         self.hub.metrics["frames_served"] += 1
-        headers = Headers(
-            [
-                ("Content-Type", "image/jpeg"),
-                ("Content-Length", str(len(data))),
-                ("Cache-Control", "private, max-age=3600"),  # an id names one frame for good
-            ]
+        # an id names one frame for good: a browser may keep it
+        return _response(
+            200, "OK", bytes(data), "image/jpeg", ("Cache-Control", "private, max-age=3600")
         )
-        return Response(200, "OK", headers, bytes(data))
 
     async def metrics_text(self) -> str:
         lines = [
@@ -577,9 +573,11 @@ def compression_extensions(compression: str) -> list[ServerExtensionFactory]:
     ]
 
 
-def _response(status: int, reason: str, body: str, content_type: str) -> Response:
-    data = body.encode()
-    headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(data)))])
+def _response(
+    status: int, reason: str, body: str | bytes, content_type: str, *more: tuple[str, str]
+) -> Response:
+    data = body.encode() if isinstance(body, str) else body
+    headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(data))), *more])
     return Response(status, reason, headers, data)
 
 
