@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from captioner.checkpoint import Checkpoint, load_checkpoint
-from captioner.encoder import Encoder, build_encoder
+from captioner.encoder import CPU_ENCODER_CHUNK, Encoder, build_encoder
 from captioner.exceptions import DeviceError, NoDefaultModelError
 from captioner.model import Decoder
 from captioner.preprocess import to_batch
@@ -144,8 +144,13 @@ class Captioner:
             if bucket > n:
                 pad = batch.new_zeros(bucket - n, *batch.shape[1:])
                 batch = torch.cat([batch, pad]).contiguous(memory_format=torch.channels_last)
+        # On a CPU the encoder runs in chunks: a 32-image batch's activations (hundreds of
+        # MB at the first stages) fall out of the caches and the memory-bound depthwise
+        # convolutions slow down 1.3-3x per image (BENCHMARKS.md, "Encoder chunks").
+        chunks = torch.split(batch, CPU_ENCODER_CHUNK) if self.device.type == "cpu" else (batch,)
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.device.type == "cuda"):
-            features: Tensor = self.encoder(batch)[:n].float()  # (B, P, D)
+            grids = [self.encoder(chunk) for chunk in chunks]  # (b, P, D) each
+        features: Tensor = torch.cat(grids)[:n].float()  # (B, P, D)
         return features
 
     def warm_up(self, max_batch: int) -> None:

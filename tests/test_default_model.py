@@ -7,8 +7,10 @@ name what is in the photo.
 from __future__ import annotations
 
 import pytest
+import torch
 
 from captioner import Captioner
+from captioner.encoder import CPU_ENCODER_CHUNK
 from captioner.sample_photos import load_rgb, sample_paths
 
 
@@ -38,3 +40,13 @@ def test_bundled_model_batched_equals_one_by_one(cap: Captioner) -> None:
     single = [cap.caption([im], beam=3)[0] for im in images]
     assert [c.tokens for c in batched] == [c.tokens for c in single]
     assert len({c.text for c in batched}) == len(images)
+
+
+def test_cpu_encoder_chunks_give_the_features_of_one_batch(cap: Captioner) -> None:
+    # 12 images: chunks of CPU_ENCODER_CHUNK (8) and 4 on the CPU.
+    images = [load_rgb(p) for p in sample_paths()] * 3
+    assert len(images) > CPU_ENCODER_CHUNK
+    chunked = cap.encode(images)
+    single = torch.cat([cap.encode([im]) for im in images])
+    assert chunked.shape == (len(images), 49, 1280)
+    torch.testing.assert_close(chunked, single, rtol=1e-4, atol=1e-4)

@@ -34,6 +34,19 @@ def test_real_photos_are_classified_correctly(encoder) -> None:  # type: ignore[
     assert top[1] in CATS
 
 
+@pytest.mark.parametrize(
+    ("name", "size", "grid"), [("efficientnet_lite1", 240, 8), ("efficientnet_lite2", 260, 9)]
+)
+def test_larger_lite_variants_load_their_real_weights(name: str, size: int, grid: int) -> None:
+    lite = build_encoder(EncoderSpec(name=name, size=size))
+    batch = to_batch([_photo("coffee"), _photo("chelsea")], lite.preprocess)
+    with torch.inference_mode():
+        top = lite.classify(batch).argmax(dim=1).tolist()
+    assert top[0] == ESPRESSO
+    assert top[1] in CATS
+    assert lite.grid_size() == (grid, grid) and lite.dim == 1280
+
+
 def test_grid_features_shape(encoder) -> None:  # type: ignore[no-untyped-def]
     batch = to_batch([_photo("rocket")], encoder.preprocess)
     with torch.inference_mode():
@@ -68,5 +81,7 @@ def test_resnet_loads_a_local_weight_file(tmp_path: Path) -> None:
 
 
 def test_unknown_encoder_names_the_accepted_ones() -> None:
-    with pytest.raises(ValueError, match="efficientnet_lite0, resnet50, resnet101"):
+    with pytest.raises(
+        ValueError, match="efficientnet_lite0, efficientnet_lite1, efficientnet_lite2, resnet50"
+    ):
         EncoderSpec(name="vgg16")
