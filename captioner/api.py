@@ -12,12 +12,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from captioner.checkpoint import Checkpoint, load_checkpoint
+from captioner.checkpoint import Checkpoint, load_checkpoint, neighbours_path
+from captioner.consensus import NeighbourIndex, load_index
 from captioner.encoder import CPU_ENCODER_CHUNK, Encoder, build_encoder
-from captioner.exceptions import DeviceError, NoDefaultModelError
+from captioner.exceptions import CheckpointError, DeviceError, NoDefaultModelError
 from captioner.model import Decoder
 from captioner.preprocess import to_batch
-from captioner.search import Hypothesis, Method, SearchConfig, search
+from captioner.reranked import caption_search
+from captioner.search import Hypothesis, Method, SearchConfig
 from captioner.vocab import Vocabulary
 
 DEFAULT_WEIGHTS = "weights/default.pt"
@@ -67,6 +69,7 @@ class Captioner:
         search_config: SearchConfig | None = None,
         model_id: str = "scenecast",
         device: torch.device | None = None,
+        neighbours: NeighbourIndex | None = None,
     ) -> None:
         self.device = device or torch.device("cpu")
         self.encoder = encoder.to(self.device).eval()
@@ -75,6 +78,8 @@ class Captioner:
         self.search_config = search_config or SearchConfig()
         self.model_id = model_id
         self.grid = encoder.grid_size()
+        # Training images' captions for consensus reranking (SearchConfig.consensus_k).
+        self.neighbours = neighbours
 
     @property
     def fit(self) -> str:
@@ -99,11 +104,19 @@ class Captioner:
                     "`scenecast train --data DIR` and pass its checkpoint: Captioner.load(PATH)"
                 )
         ckpt = load_checkpoint(Path(path))
+        index_path = neighbours_path(Path(path))
+        neighbours = load_index(index_path) if index_path.is_file() else None
+        if neighbours is not None and neighbours.encoder != ckpt.encoder_id:
+            raise CheckpointError(
+                f"{index_path} indexes {neighbours.encoder} features but {path} uses "
+                f"{ckpt.encoder_id}; rebuild it or remove it"
+            )
         return cls.from_checkpoint(
             ckpt,
             device=resolve_device(device),
             encoder_weights=Path(encoder_weights) if encoder_weights else None,
             model_id=Path(path).stem,
+            neighbours=neighbours,
         )
 
     @classmethod
@@ -114,6 +127,7 @@ class Captioner:
         device: torch.device | None = None,
         encoder_weights: Path | None = None,
         model_id: str = "scenecast",
+        neighbours: NeighbourIndex | None = None,
     ) -> Captioner:
         encoder = build_encoder(ckpt.encoder, weights=encoder_weights)
         # Inference fits images exactly as training did.
@@ -125,6 +139,7 @@ class Captioner:
             search_config=ckpt.search,
             model_id=model_id,
             device=device,
+            neighbours=neighbours,
         )
 
     # -- inference ---------------------------------------------------------------
@@ -185,7 +200,8 @@ class Captioner:
 
     def describe(self, features: Tensor, config: SearchConfig) -> list[Caption]:
         """Search captions for precomputed grid features (B, P, D)."""
-        hyps = search(self.decoder, features.to(self.device), self.vocab, config)
+        features = features.to(self.device)
+        hyps = caption_search(self.decoder, features, self.vocab, config, self.neighbours)
         return [self._to_caption(h) for h in hyps]
 
     def _to_caption(self, hyp: Hypothesis) -> Caption:

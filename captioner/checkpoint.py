@@ -44,6 +44,12 @@ class Checkpoint:
     metrics: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def encoder_id(self) -> str:
+        """ "efficientnet_lite0-224": the features this model reads (and a neighbour
+        index must be built from)."""
+        return f"{self.encoder.name}-{self.encoder.size}"
+
     def build_decoder(self) -> Decoder:
         decoder = Decoder(self.config)
         state = {
@@ -114,3 +120,9 @@ def load_checkpoint(path: Path) -> Checkpoint:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: malformed checkpoint ({exc})") from exc
+
+
+def neighbours_path(checkpoint: Path) -> Path:
+    """Where a checkpoint's neighbour index lives (captioner/consensus.py): beside it,
+    ``NAME.neighbours.npz`` for ``NAME.pt``. Optional: without it nothing is reranked."""
+    return checkpoint.with_name(f"{checkpoint.stem}.neighbours.npz")

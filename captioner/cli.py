@@ -65,6 +65,14 @@ def add_search_flags(p: argparse.ArgumentParser, *, beam: int = 3) -> None:
         "...) excepted; --repeat-words: repeats allowed (default: the model's)",
     )
     p.add_argument(
+        "--consensus-k",
+        type=non_negative_int,
+        default=None,
+        metavar="K",
+        help="rerank beam search's finished captions by agreement with the captions of "
+        "the K nearest training images; 0: off (default: the model's)",
+    )
+    p.add_argument(
         "--ban-words",
         type=word_list,
         default=None,
@@ -140,11 +148,25 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_search_flags(e)
     e.set_defaults(func=cmd_evaluate)
 
+    n = sub.add_parser(
+        "neighbours",
+        help="index a model's training images and captions for consensus reranking",
+    )
+    n.add_argument("--data", type=Path, required=True, help="the model's training caption set")
+    n.add_argument("--checkpoint", type=Path, default=None, help="default: the bundled model")
+    n.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    n.add_argument("--encoder-weights", type=Path, default=None)
+    n.add_argument("--dims", type=positive_int, default=128, help="principal components kept")
+    n.add_argument(
+        "--out", type=Path, default=None, help="default: NAME.neighbours.npz beside NAME.pt"
+    )
+    n.set_defaults(func=cmd_neighbours)
+
     d = sub.add_parser("describe", help="caption image files and print one line each")
     d.add_argument("images", nargs="+", type=Path)
     d.add_argument("--checkpoint", type=Path, default=None)
     d.add_argument("--device", default=None)
-    add_search_flags(d)
+    add_search_flags(d, beam=5)  # as the service captions (stream/caption.py, SERVICE_BEAM)
     d.set_defaults(func=cmd_describe)
 
 
@@ -295,6 +317,8 @@ def _search_config(args: argparse.Namespace, base: SearchConfig) -> SearchConfig
         changes["no_repeat_words"] = not args.repeat_words
     if args.ban_words is not None:
         changes["banned_words"] = args.ban_words
+    if args.consensus_k is not None:
+        changes["consensus_k"] = args.consensus_k
     return dataclasses.replace(base, **changes)
 
 
@@ -303,6 +327,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from captioner.data import load_dataset
     from captioner.evaluate import Evaluation, format_table, generate, score
     from captioner.features import cache_path, extract_features
+    from captioner.reranked import reranks
 
     dataset = load_dataset(args.data)
     items = dataset.split(args.split)[: args.limit]
@@ -315,7 +340,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     systems: dict[str, Evaluation] = {}
     started = time.monotonic()
     name = f"{cap.model_id} ({config.method}, beam {config.beam})"
-    systems[name] = score(generate(cap.decoder, features, cap.vocab, config), items)
+    if reranks(config, cap.neighbours):
+        name = f"{name[:-1]}, consensus k={config.consensus_k})"
+    hyps = generate(cap.decoder, features, cap.vocab, config, index=cap.neighbours)
+    systems[name] = score(hyps, items)
     seconds = time.monotonic() - started
     if args.baseline == "knn":
         from captioner.baseline import knn_consensus, pool_features
@@ -362,6 +390,33 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(report, indent=1) + "\n")
     print(f"wrote {json_path}")
+    return 0
+
+
+# -- neighbours -------------------------------------------------------------------------
+
+
+def cmd_neighbours(args: argparse.Namespace) -> int:
+    from captioner.api import Captioner, default_weights_path
+    from captioner.baseline import pool_features
+    from captioner.checkpoint import neighbours_path
+    from captioner.consensus import build_index, save_index
+    from captioner.data import load_dataset
+    from captioner.features import cache_path, extract_features
+
+    checkpoint = args.checkpoint or default_weights_path()
+    dataset = load_dataset(args.data)
+    items = dataset.split("train")
+    cap = Captioner.load(checkpoint, device="cpu", encoder_weights=args.encoder_weights)
+    path = cache_path(args.cache, cap.encoder, "train", flipped=False)
+    grid = extract_features(dataset, items, cap.encoder, path, log=print)
+    encoder_id = f"{cap.encoder.name}-{cap.encoder.preprocess.size}"
+    index = build_index(
+        pool_features(grid), [it.captions[0] for it in items], encoder=encoder_id, dims=args.dims
+    )
+    out = args.out or neighbours_path(checkpoint)
+    save_index(out, index)
+    print(f"wrote {out}: {len(index)} training images, {args.dims} dims ({encoder_id})")
     return 0
 
 

@@ -8,10 +8,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from captioner.consensus import NeighbourIndex
 from captioner.data import Item
 from captioner.metrics import score_all
 from captioner.model import Decoder
-from captioner.search import SearchConfig, search
+from captioner.reranked import caption_search
+from captioner.search import SearchConfig
 from captioner.vocab import Vocabulary
 
 METRIC_NAMES = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "CIDEr-D")
@@ -33,14 +35,17 @@ def generate(
     *,
     batch_size: int = 100,
     device: torch.device | None = None,
+    index: NeighbourIndex | None = None,
 ) -> list[list[str]]:
-    """Captions (as word lists) for cached grid features (N, P, D)."""
+    """Captions (as word lists) for cached grid features (N, P, D); reranked by
+    consensus with ``index`` where ``config`` asks for it (``captioner.reranked``)."""
     decoder.eval()
     device = device or next(decoder.parameters()).device
     out: list[list[str]] = []
     for lo in range(0, len(features), batch_size):
         chunk = torch.as_tensor(np.array(features[lo : lo + batch_size]))  # a writable copy
-        hyps = search(decoder, chunk.to(device=device, dtype=torch.float32), vocab, config)
+        chunk = chunk.to(device=device, dtype=torch.float32)
+        hyps = caption_search(decoder, chunk, vocab, config, index)
         out.extend(vocab.decode(h.ids) for h in hyps)
     return out
 

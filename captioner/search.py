@@ -45,6 +45,11 @@ class SearchConfig:
     top_k: int = 0  # sampling: 0 = the whole vocabulary
     temperature: float = 1.0
     seed: int = 0
+    # Beam search: rerank each image's finished beams by their agreement with the
+    # captions of its k nearest training images (captioner/consensus.py); 0: off, and
+    # off for a model without a neighbour index.
+    consensus_k: int = 0
+    consensus_weight: float = 0.02  # of the model's normalised log-prob beside consensus
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -62,6 +67,10 @@ class SearchConfig:
             raise ValueError("no_repeat_ngram and top_k must be >= 0")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.consensus_k < 0:
+            raise ValueError(f"consensus_k must be >= 0, got {self.consensus_k}")
+        if not (math.isfinite(self.consensus_weight) and self.consensus_weight >= 0):
+            raise ValueError(f"consensus_weight must be >= 0, got {self.consensus_weight}")
 
 
 @dataclass
@@ -253,7 +262,17 @@ def _normalize(score: float, words: int, config: SearchConfig) -> float:
 def beam_search(
     decoder: Decoder, features: Tensor, vocab: Vocabulary, config: SearchConfig
 ) -> list[Hypothesis]:
-    """Beam k for a whole batch at once.
+    """Beam k for a whole batch at once: each image's best finished beam (see
+    :func:`beam_search_nbest`)."""
+    return [finished[0] for finished in beam_search_nbest(decoder, features, vocab, config, n=1)]
+
+
+@torch.inference_mode()
+def beam_search_nbest(
+    decoder: Decoder, features: Tensor, vocab: Vocabulary, config: SearchConfig, *, n: int
+) -> list[list[Hypothesis]]:
+    """Beam k for a whole batch at once; each image's ``min(n, k)`` best finished beams,
+    best first (fewer only when fewer finished, e.g. a tiny vocabulary).
 
     Each image keeps k alive beams and a pool of its k best finished ones. Of the 2k
     best candidates of a step, an ``<end>`` among the first k finishes a beam; the
@@ -268,6 +287,8 @@ def beam_search(
     per image or per beam. A step records back-pointers (each alive beam's parent and
     word); a finished beam is a reference (step, beam), traced back once at the end.
     """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
     k, vocab_size, max_len = config.beam, len(vocab), config.max_len
     batch, device = features.size(0), features.device
     bans = _Bans.of(vocab, config, device)
@@ -305,7 +326,7 @@ def beam_search(
             row_index = torch.from_numpy(_beams_of(nxt.kept, k)).to(device)
             feats = feats.index_select(0, row_index)
             projected = projected.index_select(0, row_index)
-    return book.best(_host_steps(alphas))
+    return book.nbest(_host_steps(alphas), n)
 
 
 def top_candidates(total: Tensor, k: int) -> tuple[Tensor, Tensor]:
@@ -418,20 +439,27 @@ class _Bookkeeping:
         self.rows = self.rows[keep]
         return _Next(parents, words, next_scores[keep], kept=keep)
 
-    def best(self, alphas: list[np.ndarray]) -> list[Hypothesis]:
-        """Each image's best finished beam, its words and maps traced back."""
-        out = []
-        for b in range(len(self.pool_norm)):
-            length, beam = int(self.pool_step[b, 0]), int(self.pool_beam[b, 0])
-            ids = [0] * length
-            maps = np.empty((length, alphas[0].shape[1]), dtype=np.float32)
-            for t in range(length - 1, -1, -1):  # word t was chosen at step t
-                ids[t] = int(self.words[t][beam])
-                beam = int(self.parents[t][beam])
-                maps[t] = alphas[t][beam]
-            score, norm = float(self.pool_score[b, 0]), float(self.pool_norm[b, 0])
-            out.append(Hypothesis(ids, score, torch.from_numpy(maps), norm))
-        return out
+    def nbest(self, alphas: list[np.ndarray], n: int) -> list[list[Hypothesis]]:
+        """Each image's ``n`` best finished beams (best first), words and maps traced back.
+        The best one is always there: at ``max_len`` every alive beam is forced to end."""
+        return [
+            [self._trace(b, j, alphas) for j in range(min(n, self.k)) if j == 0 or self._has(b, j)]
+            for b in range(len(self.pool_norm))
+        ]
+
+    def _has(self, b: int, j: int) -> bool:
+        return bool(np.isfinite(self.pool_norm[b, j]))
+
+    def _trace(self, b: int, j: int, alphas: list[np.ndarray]) -> Hypothesis:
+        length, beam = int(self.pool_step[b, j]), int(self.pool_beam[b, j])
+        ids = [0] * length
+        maps = np.empty((length, alphas[0].shape[1]), dtype=np.float32)
+        for t in range(length - 1, -1, -1):  # word t was chosen at step t
+            ids[t] = int(self.words[t][beam])
+            beam = int(self.parents[t][beam])
+            maps[t] = alphas[t][beam]
+        score, norm = float(self.pool_score[b, j]), float(self.pool_norm[b, j])
+        return Hypothesis(ids, score, torch.from_numpy(maps), norm)
 
 
 def _host_steps(steps: list[Tensor]) -> list[np.ndarray]:

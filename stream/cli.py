@@ -20,7 +20,7 @@ from typing import Any
 from captioner.arg_types import non_negative_float, port, positive_float, positive_int
 from captioner.cli import add_subcommands as add_captioner_subcommands
 from captioner.exceptions import CaptionerError
-from stream.caption import add_caption_subcommand
+from stream.caption import SERVICE_BEAM, add_caption_subcommand
 from stream.exceptions import StreamError
 from stream.sampling_flags import add_sampling_flags, sampling_config
 from stream.server import COMPRESSION
@@ -194,7 +194,7 @@ def _capture_flags(p: argparse.ArgumentParser) -> None:
 def _worker_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", default=None, help="captioner checkpoint (default: bundled)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--beam", type=positive_int, default=3)
+    p.add_argument("--beam", type=positive_int, default=SERVICE_BEAM)
     p.add_argument("--max-batch", type=positive_int, default=32)
     p.add_argument("--max-wait-ms", type=non_negative_float, default=50.0)
     p.add_argument(

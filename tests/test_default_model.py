@@ -6,6 +6,9 @@ name what is in the photo.
 
 from __future__ import annotations
 
+import dataclasses
+
+import numpy as np
 import pytest
 import torch
 
@@ -50,3 +53,23 @@ def test_cpu_encoder_chunks_give_the_features_of_one_batch(cap: Captioner) -> No
     single = torch.cat([cap.encode([im]) for im in images])
     assert chunked.shape == (len(images), 49, 1280)
     torch.testing.assert_close(chunked, single, rtol=1e-4, atol=1e-4)
+
+
+def test_bundled_model_reranks_with_its_neighbour_index(cap: Captioner) -> None:
+    assert cap.neighbours is not None
+    assert len(cap.neighbours) == 13_195 and cap.neighbours.encoder == "efficientnet_lite0-224"
+    assert cap.search_config.consensus_k == 60
+    # the kept caption is, of the beam's finished ones, the one the neighbours agree with
+    from captioner.reranked import pooled
+    from captioner.search import beam_search_nbest
+
+    config = dataclasses.replace(cap.search_config, beam=5)
+    features = cap.encode([_photo("coffee")])
+    (finished,) = beam_search_nbest(cap.decoder, features, cap.vocab, config, n=5)
+    neighbours = cap.neighbours.nearest(pooled(features), 60)[0]
+    words = [cap.vocab.decode(h.ids) for h in finished]
+    agreement = cap.neighbours.consensus(words, neighbours)
+    combined = agreement + 0.02 * np.array([h.normalized for h in finished])
+    (caption,) = cap.caption([_photo("coffee")], beam=5)
+    assert caption.tokens == words[int(np.argmax(combined))]
+    assert len(finished) == 5
