@@ -11,7 +11,7 @@
 #
 # All parts take ~12 minutes on an H100 host, more than one device call allows:
 # split them, e.g. PARTS="capture pipeline decode-cpu gil" then
-# PARTS="model-process stand-in captioner breakdown". Each part's output: $OUT/PART.txt.
+# PARTS="model-process stand-in captioner breakdown rerank". Each part's output: $OUT/PART.txt.
 set -euo pipefail
 OUT=${OUT:-$(mktemp -d)}
 DEVICE=${DEVICE:-cuda}
@@ -34,11 +34,12 @@ pipeline() {  # the file job and live latency at batch 32, beam 3; "$@": worker 
 }
 # PARTS picks what runs (one device call may last 10 minutes: split the list over
 # calls if needed). All of them by default.
-for part in ${PARTS:-captioner breakdown capture pipeline decode-cpu model-process stand-in gil}; do
+for part in ${PARTS:-captioner breakdown rerank capture pipeline decode-cpu model-process stand-in gil}; do
   case "$part" in
     captioner) scenecast bench captioner --device "$DEVICE" --batches 1,8,32 --beams 1,3 \
                  --seconds "$seconds" ;;
     breakdown) python3 -m bench.breakdown --device "$DEVICE" --repeats "$repeats" ;;
+    rerank) python3 -m bench.rerank_cost --device "$DEVICE" --repeats "$repeats" ;;
     capture) python3 -m bench.capture_alone ;;  # the host's frame supply, no worker
     pipeline) pipeline ;;
     decode-cpu) pipeline --decode cpu ;;  # OpenCV in the reader instead of nvJPEG

@@ -81,6 +81,12 @@ class Captioner:
         # Training images' captions for consensus reranking (SearchConfig.consensus_k).
         self.neighbours = neighbours
 
+    def rerank_with(self, consensus_k: int | None) -> None:
+        """Override the stored ``consensus_k`` for every later call (None: keep it;
+        0: no reranking)."""
+        if consensus_k is not None:
+            self.search_config = dataclasses.replace(self.search_config, consensus_k=consensus_k)
+
     @property
     def fit(self) -> str:
         """How an image is fitted to the model's square input ("letterbox" or "crop"):

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import torch
+from torch import Tensor
 
 from captioner.exceptions import CheckpointError
 from captioner.metrics.bleu import ngram_counts
@@ -63,9 +64,7 @@ class NeighbourIndex:
                 f"inconsistent neighbour index: {n} keys of {d} dims, {len(self.captions)} "
                 f"captions, axes {self.axes.shape}, mean {self.mean.shape}"
             )
-        self._torch_keys = torch.from_numpy(self.keys.astype(np.float32))  # (N, d)
-        self._torch_mean = torch.from_numpy(self.mean.astype(np.float32))
-        self._torch_axes = torch.from_numpy(np.ascontiguousarray(self.axes, dtype=np.float32))
+        self._on_device: dict[torch.device, tuple[Tensor, Tensor, Tensor]] = {}
         self._log_docs = math.log(max(1, n))
         counts = [ngram_counts(c, _MAX_N) for c in self.captions]
         self._ids: dict[_NGram, int] = {}  # every n-gram of the captions
@@ -92,7 +91,7 @@ class NeighbourIndex:
         """L2-normalised pooled features (B, D) → the keys' space (B, d), normalised."""
         return _project(pooled, self.mean, self.axes)
 
-    def nearest(self, pooled: np.ndarray, k: int) -> npt.NDArray[np.intp]:
+    def nearest(self, pooled: np.ndarray | Tensor, k: int) -> npt.NDArray[np.intp]:
         """Indices (B, k) of the k training images most similar to each row, nearest first.
 
         The products run in torch, not NumPy: NumPy's BLAS threads keep spinning after a
@@ -100,12 +99,23 @@ class NeighbourIndex:
         third slower; BENCHMARKS.md, "Consensus reranking")."""
         if not 1 <= k <= len(self):
             raise ValueError(f"k must be in [1, {len(self)}], got {k}")
-        query = torch.from_numpy(np.ascontiguousarray(pooled, dtype=np.float32))
-        projected = (query - self._torch_mean) @ self._torch_axes  # (B, d)
-        projected = torch.nn.functional.normalize(projected, dim=1)
-        sims = projected @ self._torch_keys.T  # (B, N)
-        out: npt.NDArray[np.intp] = sims.topk(k, dim=1).indices.numpy().astype(np.intp)
+        query = torch.as_tensor(pooled, dtype=torch.float32)  # a tensor stays on its device
+        mean, axes, keys = self._tensors(query.device)
+        projected = torch.nn.functional.normalize((query - mean) @ axes, dim=1)  # (B, d)
+        sims = projected @ keys.T  # (B, N)
+        top = sims.topk(k, dim=1).indices.cpu().numpy()
+        out: npt.NDArray[np.intp] = top.astype(np.intp)
         return out
+
+    def _tensors(self, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+        """The mean, axes and keys as float32 tensors on ``device`` (moved once)."""
+        if device not in self._on_device:
+            mean, axes, keys = (
+                torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(device)
+                for a in (self.mean, self.axes, self.keys)
+            )
+            self._on_device[device] = (mean, axes, keys)
+        return self._on_device[device]
 
     def consensus(
         self, candidates: Sequence[Sequence[str]], neighbours: Sequence[int]

@@ -25,10 +25,10 @@ def reranks(config: SearchConfig, index: NeighbourIndex | None) -> bool:
     )
 
 
-def pooled(features: Tensor) -> np.ndarray:
-    """Grid features (B, P, D) → mean over the grid, L2-normalised, on the host (B, D)."""
+def pooled(features: Tensor) -> Tensor:
+    """Grid features (B, P, D) → mean over the grid, L2-normalised (B, D), on their device."""
     mean = features.float().mean(dim=1)  # (B, D)
-    return torch.nn.functional.normalize(mean, dim=1).cpu().numpy()
+    return torch.nn.functional.normalize(mean, dim=1)
 
 
 def caption_search(

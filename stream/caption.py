@@ -79,8 +79,8 @@ log = logging.getLogger("scenecast.caption")
 
 # The service's beam (run, worker, demo, caption): 5, not the API's 3. Consensus
 # reranking chooses among the finished beams, and 5 gave it enough to choose from: val
-# CIDEr-D 0.505 against 0.461 at beam 3 (captioner/MODEL_CARD.md, step 8) for 2-25 %
-# less speed on a CPU (BENCHMARKS.md, "Consensus reranking").
+# CIDEr-D 0.505 against 0.461 at beam 3 (captioner/MODEL_CARD.md, step 8) for 10-28 %
+# fewer images/s at batch 32 on a CPU (BENCHMARKS.md, "Consensus reranking").
 SERVICE_BEAM = 5
 JOB_KEYS_TTL_S = 3600  # a finished job's captions stay replayable this long
 WAIT_NOTICE_S = 15.0  # no caption and no worker for this long: say so
@@ -548,7 +548,7 @@ def _release_job(client: redis.Redis, name: str) -> None:
 
 def add_caption_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``scenecast caption``."""
-    from captioner.arg_types import positive_int
+    from captioner.arg_types import non_negative_int, positive_int
 
     p = sub.add_parser(
         "caption",
@@ -571,6 +571,14 @@ def add_caption_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentPars
         "--beam", type=positive_int, default=None, help=f"beam size (default {SERVICE_BEAM})"
     )
     p.add_argument(
+        "--consensus-k",
+        type=non_negative_int,
+        default=None,
+        metavar="K",
+        help="rerank the beam's captions by the K nearest training captions; 0: off "
+        "(default: the model's)",
+    )
+    p.add_argument(
         "--redis-url",
         default=None,
         help="caption on the worker pool of this Redis (env SCENECAST_REDIS_URL); "
@@ -584,10 +592,14 @@ def add_caption_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentPars
     p.set_defaults(func=cmd_caption)
 
 
-def _load_captioner(checkpoint: str | None, device: str | None) -> Captioner:
+def _load_captioner(
+    checkpoint: str | None, device: str | None, consensus_k: int | None
+) -> Captioner:
     from captioner.api import Captioner
 
-    return Captioner.load(checkpoint, device=device)
+    cap = Captioner.load(checkpoint, device=device)
+    cap.rerank_with(consensus_k)
+    return cap
 
 
 def cmd_caption(args: argparse.Namespace) -> int:
@@ -619,12 +631,13 @@ def _run_caption(args: argparse.Namespace) -> int:
         probe_video(args.video)  # a bad file fails before a model is loaded
         captioner = None
         if args.redis_url is None:
-            captioner = _load_captioner(args.checkpoint, args.device)
+            captioner = _load_captioner(args.checkpoint, args.device, args.consensus_k)
         else:
             ignored = [
                 flag
                 for flag, value in (
                     ("--beam", args.beam),
+                    ("--consensus-k", args.consensus_k),
                     ("--checkpoint", args.checkpoint),
                     ("--device", args.device),
                     ("--batch", args.batch),

@@ -17,7 +17,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from captioner.arg_types import non_negative_float, port, positive_float, positive_int
+from captioner.arg_types import (
+    non_negative_float,
+    non_negative_int,
+    port,
+    positive_float,
+    positive_int,
+)
 from captioner.cli import add_subcommands as add_captioner_subcommands
 from captioner.exceptions import CaptionerError
 from stream.caption import SERVICE_BEAM, add_caption_subcommand
@@ -195,6 +201,14 @@ def _worker_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", default=None, help="captioner checkpoint (default: bundled)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--beam", type=positive_int, default=SERVICE_BEAM)
+    p.add_argument(
+        "--consensus-k",
+        type=non_negative_int,
+        default=None,
+        metavar="K",
+        help="rerank the beam's captions by the K nearest training captions; 0: off "
+        "(default: the model's)",
+    )
     p.add_argument("--max-batch", type=positive_int, default=32)
     p.add_argument("--max-wait-ms", type=non_negative_float, default=50.0)
     p.add_argument(
@@ -329,6 +343,8 @@ def _worker_argv(args: argparse.Namespace) -> list[str]:
     ]
     if args.checkpoint:
         argv += ["--checkpoint", args.checkpoint]
+    if args.consensus_k is not None:
+        argv += ["--consensus-k", str(args.consensus_k)]
     if args.device:
         argv += ["--device", args.device]
     # always, both ways: the worker process reads SCENECAST_* and --config too, and
@@ -394,6 +410,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
                 args.checkpoint,
                 device=str(device),
                 beam=args.beam,
+                consensus_k=args.consensus_k,
                 max_batch=args.max_batch,
                 decode_on=args.decode,
             )
@@ -411,6 +428,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             )
         return 0
     cap = Captioner.load(args.checkpoint, device=device)
+    cap.rerank_with(args.consensus_k)
     if cap.device.type == "cuda":
         cap.warm_up(args.max_batch)
     beam = args.beam

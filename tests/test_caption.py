@@ -65,7 +65,7 @@ def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(autouse=True)
 def tiny_model(monkeypatch: pytest.MonkeyPatch, captioner: Any) -> None:
     """``--checkpoint`` is not needed in-process: the tiny captioner is loaded instead."""
-    monkeypatch.setattr("stream.caption._load_captioner", lambda checkpoint, device: captioner)
+    monkeypatch.setattr("stream.caption._load_captioner", lambda checkpoint, device, k: captioner)
     monkeypatch.delenv("SCENECAST_REDIS_URL", raising=False)
 
 
@@ -540,7 +540,7 @@ def test_bad_options_exit_2(
     args: list[str],
     message: str,
 ) -> None:
-    def no_model(checkpoint: str | None, device: str | None) -> None:
+    def no_model(checkpoint: str | None, device: str | None, k: int | None) -> None:
         pytest.fail("the model was loaded before the options were checked")
 
     monkeypatch.setattr("stream.caption._load_captioner", no_model)

@@ -184,6 +184,18 @@ def test_run_passes_model_process_to_its_worker_both_ways() -> None:
     assert not parse(["worker", "--redis-url", "redis://h:1"]).model_process
 
 
+def test_consensus_k_reaches_the_worker_and_defaults_to_the_models() -> None:
+    from stream.cli import _worker_argv, build_parser
+
+    parse = build_parser().parse_args
+    assert "--consensus-k" not in _worker_argv(parse(["run", "x.mp4"]))  # the model's
+    argv = _worker_argv(parse(["run", "x.mp4", "--consensus-k", "0"]))
+    assert argv[argv.index("--consensus-k") + 1] == "0"
+    assert parse(["worker", "--redis-url", "redis://h:1", *argv]).consensus_k == 0
+    assert parse(["caption", "v.mp4", "--consensus-k", "30"]).consensus_k == 30
+    assert parse(["worker", "--redis-url", "redis://h:1"]).beam == 5  # the service's beam
+
+
 def test_decode_flag_reaches_the_worker_and_refuses_other_places(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

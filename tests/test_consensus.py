@@ -230,6 +230,10 @@ def test_the_index_beside_a_checkpoint_is_loaded_and_checked(tmp_path: Path) -> 
     cap = Captioner.load(path, device="cpu")
     assert cap.neighbours is not None and len(cap.neighbours) == len(CAPTIONS)
     assert neighbours_path(path).name == "model.neighbours.npz"
+    cap.rerank_with(None)  # keeps the stored setting
+    assert cap.search_config.consensus_k == 3
+    cap.rerank_with(0)
+    assert cap.search_config.consensus_k == 0
     other = dataclasses.replace(_index(), encoder="resnet50-224")
     save_index(neighbours_path(path), other)
     with pytest.raises(CheckpointError, match="indexes resnet50-224 features but"):

@@ -68,6 +68,7 @@ class ModelProcess:
         beam: int,
         max_batch: int,
         decode_on: str = "device",
+        consensus_k: int | None = None,
     ) -> None:
         ctx = mp.get_context("spawn")  # never fork a process that may hold CUDA
         self._conn, child = ctx.Pipe()  # batches in, captions out
@@ -77,8 +78,8 @@ class ModelProcess:
         self._sending_ahead = True
         self._proc = ctx.Process(
             target=_serve,
-            args=(child, child_ahead, checkpoint, device, beam, max_batch, decode_on,
-                  os.getpid()),
+            args=(child, child_ahead, checkpoint, device, beam, consensus_k, max_batch,
+                  decode_on, os.getpid()),
             name="scenecast-model",
             daemon=True,
         )  # fmt: skip
@@ -157,6 +158,7 @@ def _serve(
     checkpoint: str | None,
     device: str,
     beam: int,
+    consensus_k: int | None,
     max_batch: int,
     decode_on: str,
     parent: int,
@@ -170,6 +172,7 @@ def _serve(
         from worker.decode import decode_device, decode_jpegs
 
         cap = Captioner.load(checkpoint, device=device)
+        cap.rerank_with(consensus_k)
         on = decode_device(decode_on, str(cap.device))
         if cap.device.type == "cuda":
             cap.warm_up(max_batch)
