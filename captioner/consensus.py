@@ -76,13 +76,13 @@ class NeighbourIndex:
                     doc_freq.append(0)
                 doc_freq[i] += 1
         self._idf = self._log_docs - np.log(np.maximum(np.array(doc_freq, dtype=np.float64), 1))
-        self._order = np.array([len(g) - 1 for g in self._ids], dtype=np.intp)  # (G,)
         rows = [self._sparse(c) for c in counts]
         self._ref_offsets = np.cumsum([0] + [len(r[0]) for r in rows])
         self._ref_ids = np.concatenate([r[0] for r in rows]) if rows else np.zeros(0, np.intp)
         self._ref_weights = np.concatenate([r[1] for r in rows]) if rows else np.zeros(0)
         self._ref_norms = np.array([r[2] for r in rows]).reshape(n, _MAX_N)  # (N, 4)
         self._ref_lengths = np.array([len(c) for c in self.captions], dtype=np.float64)
+        self._key_width = len(doc_freq) + 1  # join keys: image * width + n-gram id
 
     def __len__(self) -> int:
         return len(self.captions)
@@ -135,53 +135,23 @@ class NeighbourIndex:
         refs = np.asarray(neighbours, dtype=np.intp).reshape(len(candidates), -1)  # (B, K)
         k = refs.shape[1]
         sizes = [len(c) for c in candidates]
-        owners = np.repeat(np.arange(len(candidates)), sizes)  # image of each candidate
         flat = [list(c) for image in candidates for c in image]
         if not flat or k == 0:
             return [np.zeros(n) for n in sizes]
-        # candidates' n-grams: (candidate, id, order, weight) entries
-        counts = [ngram_counts(c, _MAX_N) for c in flat]
-        grams = [g for cc in counts for g in cc]
-        cand_of = np.repeat(np.arange(len(flat)), [len(cc) for cc in counts])
-        ids = np.fromiter((self._ids.get(g, -1) for g in grams), dtype=np.intp, count=len(grams))
-        orders = np.fromiter((len(g) - 1 for g in grams), dtype=np.intp, count=len(grams))
-        tf = np.fromiter((n for cc in counts for n in cc.values()), np.float64, len(grams))
-        known = ids >= 0
-        idf = np.full(len(grams), self._log_docs)  # unknown n-grams: the largest idf
-        idf[known] = self._idf[ids[known]]
-        weights = tf * idf
-        cand_norms = np.sqrt(
-            np.bincount(cand_of * _MAX_N + orders, weights=weights**2, minlength=len(flat) * 4)
-        ).reshape(-1, _MAX_N)  # (C, 4)
-        cand_of, ids, orders, weights = cand_of[known], ids[known], orders[known], weights[known]
-        # the neighbours' entries, keyed by (image, id), sorted
-        starts = self._ref_offsets[refs].ravel()  # (B*K,)
-        lengths = self._ref_offsets[refs + 1].ravel() - starts
-        ref_of = np.repeat(np.arange(refs.size), lengths)  # (image, neighbour) pair
-        take = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(len(ref_of))
-        width = len(self._idf) + 1
-        ref_keys = (ref_of // k) * width + self._ref_ids[take]
-        order = np.argsort(ref_keys, kind="stable")
-        ref_keys, ref_of, ref_weights = (
-            ref_keys[order],
-            ref_of[order],
-            self._ref_weights[take][order],
-        )
+        owners = np.repeat(np.arange(len(candidates)), sizes)  # (C,) image of each candidate
+        cand_of, ids, orders, weights, cand_norms = self._candidate_entries(flat)
+        ref_keys, ref_of, ref_weights = self._neighbour_entries(refs)
         # join: each candidate entry with every neighbour entry of its image and n-gram
-        cand_keys = owners[cand_of] * width + ids
+        cand_keys = owners[cand_of] * self._key_width + ids
         lo = np.searchsorted(ref_keys, cand_keys, side="left")
         hits = np.searchsorted(ref_keys, cand_keys, side="right") - lo
         left = np.repeat(np.arange(len(cand_keys)), hits)
-        right = np.repeat(lo - np.cumsum(hits) + hits, hits) + np.arange(len(left))
+        right = _ranges(lo, hits)
         mine, theirs = weights[left], ref_weights[right]
         cell = (cand_of[left] * k + ref_of[right] % k) * _MAX_N + orders[left]
-        dots = (
-            np.bincount(
-                cell, weights=np.minimum(mine, theirs) * theirs, minlength=len(flat) * k * _MAX_N
-            )
-            .reshape(len(flat), k, _MAX_N)
-            .astype(np.float64)
-        )  # (C, K, 4); empty: int
+        clipped = np.minimum(mine, theirs) * theirs  # CIDEr-D: min(c_g, r_g) * r_g
+        summed = np.bincount(cell, weights=clipped, minlength=len(flat) * k * _MAX_N)
+        dots = summed.astype(np.float64).reshape(len(flat), k, _MAX_N)  # (C, K, 4)
         cand_refs = refs[owners]  # (C, K)
         denominator = cand_norms[:, None, :] * self._ref_norms[cand_refs]  # (C, K, 4)
         similarity = np.divide(
@@ -190,6 +160,37 @@ class NeighbourIndex:
         delta = np.array([len(c) for c in flat], np.float64)[:, None] - self._ref_lengths[cand_refs]
         scores = (similarity * np.exp(-(delta**2) / (2 * _SIGMA**2))).mean(axis=1)  # (C,)
         return list(np.split(scores, np.cumsum(sizes)[:-1]))
+
+    def _candidate_entries(self, captions: list[list[str]]) -> tuple[np.ndarray, ...]:
+        """Captions' n-grams the training captions have, as entries (caption, id, order,
+        tf-idf weight), and each caption's norms (C, 4) over all its n-grams (one no
+        training caption has gets the largest idf, log N, and matches nothing)."""
+        counts = [ngram_counts(c, _MAX_N) for c in captions]
+        grams = [g for cc in counts for g in cc]
+        owner = np.repeat(np.arange(len(captions)), [len(cc) for cc in counts])
+        ids = np.fromiter((self._ids.get(g, -1) for g in grams), dtype=np.intp, count=len(grams))
+        orders = np.fromiter((len(g) - 1 for g in grams), dtype=np.intp, count=len(grams))
+        tf = np.fromiter((n for cc in counts for n in cc.values()), np.float64, len(grams))
+        known = ids >= 0
+        idf = np.full(len(grams), self._log_docs)
+        idf[known] = self._idf[ids[known]]
+        weights = tf * idf
+        squares = np.bincount(
+            owner * _MAX_N + orders, weights=weights**2, minlength=len(captions) * _MAX_N
+        )
+        norms = np.sqrt(squares).reshape(-1, _MAX_N)
+        return owner[known], ids[known], orders[known], weights[known], norms
+
+    def _neighbour_entries(self, refs: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The n-gram entries of the captions of ``refs`` (B, K), sorted by their key
+        (image, id): (keys, flat index of the (image, neighbour) pair, weights)."""
+        starts = self._ref_offsets[refs].ravel()  # (B*K,)
+        lengths = self._ref_offsets[refs + 1].ravel() - starts
+        pair = np.repeat(np.arange(refs.size), lengths)
+        take = _ranges(starts, lengths)
+        keys = (pair // refs.shape[1]) * self._key_width + self._ref_ids[take]
+        order = np.argsort(keys, kind="stable")
+        return keys[order], pair[order], self._ref_weights[take][order]
 
     def _sparse(
         self, counts: dict[_NGram, int]
@@ -204,6 +205,15 @@ class NeighbourIndex:
         weights = np.fromiter(counts.values(), dtype=np.float64, count=len(ids)) * idf
         norms = np.sqrt(np.bincount(orders, weights=weights**2, minlength=_MAX_N))
         return ids[known], weights[known], norms
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> npt.NDArray[np.intp]:
+    """``concatenate([arange(s, s + n) for s, n in zip(starts, lengths)])``, vectorised."""
+    ends = np.cumsum(lengths)
+    out: npt.NDArray[np.intp] = np.repeat(starts - ends + lengths, lengths) + np.arange(
+        int(ends[-1]) if len(ends) else 0
+    )
+    return out
 
 
 def _project(
