@@ -13,17 +13,11 @@ import dataclasses
 import statistics
 import time
 
-import torch
-
+from bench.breakdown import _sync
 from captioner import Captioner
 from captioner.reranked import caption_search, pooled
 from captioner.sample_photos import sample_images
 from captioner.search import beam_search_nbest
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def main() -> None:

@@ -64,6 +64,19 @@ def add_search_flags(p: argparse.ArgumentParser, *, beam: int = 3) -> None:
         help="--no-repeat-words: each word at most once, function words (a, of, the, "
         "...) excepted; --repeat-words: repeats allowed (default: the model's)",
     )
+    add_consensus_flag(p)
+    p.add_argument(
+        "--ban-words",
+        type=word_list,
+        default=None,
+        metavar="W1,W2",
+        help="words never to write, comma-separated; '' for none (default: the model's)",
+    )
+
+
+def add_consensus_flag(p: argparse.ArgumentParser) -> None:
+    """``--consensus-k K``: how many nearest training images vote on the beam's
+    finished captions (captioner/consensus.py); None (not given): the model's."""
     p.add_argument(
         "--consensus-k",
         type=non_negative_int,
@@ -71,13 +84,6 @@ def add_search_flags(p: argparse.ArgumentParser, *, beam: int = 3) -> None:
         metavar="K",
         help="rerank beam search's finished captions by agreement with the captions of "
         "the K nearest training images; 0: off (default: the model's)",
-    )
-    p.add_argument(
-        "--ban-words",
-        type=word_list,
-        default=None,
-        metavar="W1,W2",
-        help="words never to write, comma-separated; '' for none (default: the model's)",
     )
 
 

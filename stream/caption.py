@@ -548,7 +548,8 @@ def _release_job(client: redis.Redis, name: str) -> None:
 
 def add_caption_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``scenecast caption``."""
-    from captioner.arg_types import non_negative_int, positive_int
+    from captioner.arg_types import positive_int
+    from captioner.cli import add_consensus_flag
 
     p = sub.add_parser(
         "caption",
@@ -570,14 +571,7 @@ def add_caption_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentPars
     p.add_argument(
         "--beam", type=positive_int, default=None, help=f"beam size (default {SERVICE_BEAM})"
     )
-    p.add_argument(
-        "--consensus-k",
-        type=non_negative_int,
-        default=None,
-        metavar="K",
-        help="rerank the beam's captions by the K nearest training captions; 0: off "
-        "(default: the model's)",
-    )
+    add_consensus_flag(p)
     p.add_argument(
         "--redis-url",
         default=None,

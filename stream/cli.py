@@ -19,11 +19,11 @@ from typing import Any
 
 from captioner.arg_types import (
     non_negative_float,
-    non_negative_int,
     port,
     positive_float,
     positive_int,
 )
+from captioner.cli import add_consensus_flag
 from captioner.cli import add_subcommands as add_captioner_subcommands
 from captioner.exceptions import CaptionerError
 from stream.caption import SERVICE_BEAM, add_caption_subcommand
@@ -201,14 +201,7 @@ def _worker_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", default=None, help="captioner checkpoint (default: bundled)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--beam", type=positive_int, default=SERVICE_BEAM)
-    p.add_argument(
-        "--consensus-k",
-        type=non_negative_int,
-        default=None,
-        metavar="K",
-        help="rerank the beam's captions by the K nearest training captions; 0: off "
-        "(default: the model's)",
-    )
+    add_consensus_flag(p)
     p.add_argument("--max-batch", type=positive_int, default=32)
     p.add_argument("--max-wait-ms", type=non_negative_float, default=50.0)
     p.add_argument(
