@@ -167,7 +167,7 @@ class Captioner:
                 batch = torch.cat([batch, pad]).contiguous(memory_format=torch.channels_last)
         # On a CPU the encoder runs in chunks: a 32-image batch's activations (hundreds of
         # MB at the first stages) fall out of the caches and the memory-bound depthwise
-        # convolutions slow down 1.3-3x per image (BENCHMARKS.md, "Encoder chunks").
+        # convolutions slow down 1.3-3x per image (BENCHMARKS.md, "Encoder chunks on the CPU").
         chunks = torch.split(batch, CPU_ENCODER_CHUNK) if self.device.type == "cpu" else (batch,)
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.device.type == "cuda"):
             grids = [self.encoder(chunk) for chunk in chunks]  # (b, P, D) each
