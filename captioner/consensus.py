@@ -76,11 +76,9 @@ class NeighbourIndex:
                     doc_freq.append(0)
                 doc_freq[i] += 1
         self._idf = self._log_docs - np.log(np.maximum(np.array(doc_freq, dtype=np.float64), 1))
-        rows = [self._sparse(c) for c in counts]
-        self._ref_offsets = np.cumsum([0] + [len(r[0]) for r in rows])
-        self._ref_ids = np.concatenate([r[0] for r in rows]) if rows else np.zeros(0, np.intp)
-        self._ref_weights = np.concatenate([r[1] for r in rows]) if rows else np.zeros(0)
-        self._ref_norms = np.array([r[2] for r in rows]).reshape(n, _MAX_N)  # (N, 4)
+        # the captions' tf-idf entries, one row per caption (all their n-grams are known)
+        owner, self._ref_ids, _, self._ref_weights, self._ref_norms = self._entries(counts)
+        self._ref_offsets = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=n))])
         self._ref_lengths = np.array([len(c) for c in self.captions], dtype=np.float64)
         self._key_width = len(doc_freq) + 1  # join keys: image * width + n-gram id
 
@@ -139,7 +137,9 @@ class NeighbourIndex:
         if not flat or k == 0:
             return [np.zeros(n) for n in sizes]
         owners = np.repeat(np.arange(len(candidates)), sizes)  # (C,) image of each candidate
-        cand_of, ids, orders, weights, cand_norms = self._candidate_entries(flat)
+        cand_of, ids, orders, weights, cand_norms = self._entries(
+            [ngram_counts(c, _MAX_N) for c in flat]
+        )
         ref_keys, ref_of, ref_weights = self._neighbour_entries(refs)
         # join: each candidate entry with every neighbour entry of its image and n-gram
         cand_keys = owners[cand_of] * self._key_width + ids
@@ -161,13 +161,12 @@ class NeighbourIndex:
         scores = (similarity * np.exp(-(delta**2) / (2 * _SIGMA**2))).mean(axis=1)  # (C,)
         return list(np.split(scores, np.cumsum(sizes)[:-1]))
 
-    def _candidate_entries(self, captions: list[list[str]]) -> tuple[np.ndarray, ...]:
+    def _entries(self, counts: list[dict[_NGram, int]]) -> tuple[np.ndarray, ...]:
         """Captions' n-grams the training captions have, as entries (caption, id, order,
         tf-idf weight), and each caption's norms (C, 4) over all its n-grams (one no
         training caption has gets the largest idf, log N, and matches nothing)."""
-        counts = [ngram_counts(c, _MAX_N) for c in captions]
         grams = [g for cc in counts for g in cc]
-        owner = np.repeat(np.arange(len(captions)), [len(cc) for cc in counts])
+        owner = np.repeat(np.arange(len(counts)), [len(cc) for cc in counts])
         ids = np.fromiter((self._ids.get(g, -1) for g in grams), dtype=np.intp, count=len(grams))
         orders = np.fromiter((len(g) - 1 for g in grams), dtype=np.intp, count=len(grams))
         tf = np.fromiter((n for cc in counts for n in cc.values()), np.float64, len(grams))
@@ -176,7 +175,7 @@ class NeighbourIndex:
         idf[known] = self._idf[ids[known]]
         weights = tf * idf
         squares = np.bincount(
-            owner * _MAX_N + orders, weights=weights**2, minlength=len(captions) * _MAX_N
+            owner * _MAX_N + orders, weights=weights**2, minlength=len(counts) * _MAX_N
         )
         norms = np.sqrt(squares).reshape(-1, _MAX_N)
         return owner[known], ids[known], orders[known], weights[known], norms
@@ -191,20 +190,6 @@ class NeighbourIndex:
         keys = (pair // refs.shape[1]) * self._key_width + self._ref_ids[take]
         order = np.argsort(keys, kind="stable")
         return keys[order], pair[order], self._ref_weights[take][order]
-
-    def _sparse(
-        self, counts: dict[_NGram, int]
-    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-        """A caption's n-gram counts → (ids, tf-idf weights) of the n-grams the training
-        captions have, and the norms (4,) per order of all its n-grams."""
-        ids = np.array([self._ids.get(g, -1) for g in counts], dtype=np.intp)
-        orders = np.array([len(g) - 1 for g in counts], dtype=np.intp)
-        known = ids >= 0
-        idf = np.full(len(ids), self._log_docs)
-        idf[known] = self._idf[ids[known]]
-        weights = np.fromiter(counts.values(), dtype=np.float64, count=len(ids)) * idf
-        norms = np.sqrt(np.bincount(orders, weights=weights**2, minlength=_MAX_N))
-        return ids[known], weights[known], norms
 
 
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> npt.NDArray[np.intp]:
