@@ -416,13 +416,15 @@ def cmd_neighbours(args: argparse.Namespace) -> int:
     cap = Captioner.load(checkpoint, device="cpu", encoder_weights=args.encoder_weights)
     path = cache_path(args.cache, cap.encoder, "train", flipped=False)
     grid = extract_features(dataset, items, cap.encoder, path, log=print)
-    encoder_id = f"{cap.encoder.name}-{cap.encoder.preprocess.size}"
     index = build_index(
-        pool_features(grid), [it.captions[0] for it in items], encoder=encoder_id, dims=args.dims
+        pool_features(grid),
+        [it.captions[0] for it in items],
+        encoder=cap.encoder.id,
+        dims=args.dims,
     )
     out = args.out or neighbours_path(checkpoint)
     save_index(out, index)
-    print(f"wrote {out}: {len(index)} training images, {args.dims} dims ({encoder_id})")
+    print(f"wrote {out}: {len(index)} training images, {args.dims} dims ({cap.encoder.id})")
     return 0
 
 

@@ -85,10 +85,6 @@ class NeighbourIndex:
     def __len__(self) -> int:
         return len(self.captions)
 
-    def project(self, pooled: np.ndarray) -> npt.NDArray[np.float32]:
-        """L2-normalised pooled features (B, D) → the keys' space (B, d), normalised."""
-        return _project(pooled, self.mean, self.axes)
-
     def nearest(self, pooled: np.ndarray | Tensor, k: int) -> npt.NDArray[np.intp]:
         """Indices (B, k) of the k training images most similar to each row, nearest first.
 

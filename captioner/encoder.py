@@ -59,6 +59,12 @@ class Encoder(nn.Module):
         grid = self._features(images)  # (B, D, h, w)
         return grid.flatten(2).transpose(1, 2)  # (B, P = h*w, D)
 
+    @property
+    def id(self) -> str:
+        """ "efficientnet_lite0-224": which features this encoder gives (feature caches
+        and neighbour indexes are named by it)."""
+        return f"{self.name}-{self.preprocess.size}"
+
     def grid_size(self) -> tuple[int, int]:
         """(h, w) of the feature grid at this encoder's input size."""
         probe = torch.zeros(1, 3, self.preprocess.size, self.preprocess.size)

@@ -23,7 +23,7 @@ from captioner.preprocess import to_batch
 
 
 def cache_path(cache_dir: Path, encoder: Encoder, split: str, *, flipped: bool) -> Path:
-    folder = Path(cache_dir) / f"{encoder.name}-{encoder.preprocess.size}"
+    folder = Path(cache_dir) / encoder.id
     return folder / f"{split}{'-flip' if flipped else ''}.npy"
 
 
