@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,6 +17,7 @@ from captioner.checkpoint import Checkpoint, load_checkpoint, neighbours_path
 from captioner.consensus import NeighbourIndex, load_index
 from captioner.encoder import CPU_ENCODER_CHUNK, Encoder, build_encoder
 from captioner.exceptions import CheckpointError, DeviceError, NoDefaultModelError
+from captioner.hold import ShownCaptions
 from captioner.model import Decoder
 from captioner.preprocess import to_batch
 from captioner.reranked import caption_search
@@ -80,12 +82,13 @@ class Captioner:
         self.grid = encoder.grid_size()
         # Training images' captions for consensus reranking (SearchConfig.consensus_k).
         self.neighbours = neighbours
+        # What each stream's frames last showed, for the caption hold (captioner/hold.py).
+        self.shown = ShownCaptions()
 
-    def rerank_with(self, consensus_k: int | None) -> None:
-        """Override the stored ``consensus_k`` for every later call (None: keep it;
-        0: no reranking)."""
-        if consensus_k is not None:
-            self.search_config = dataclasses.replace(self.search_config, consensus_k=consensus_k)
+    def override(self, changes: Mapping[str, Any]) -> None:
+        """Replace stored search settings for every later call, e.g. ``{"consensus_k":
+        0}`` (no reranking) or ``{"hold_margin": None}`` (no caption hold)."""
+        self.search_config = dataclasses.replace(self.search_config, **changes)
 
     @property
     def fit(self) -> str:
@@ -190,11 +193,15 @@ class Captioner:
         *,
         beam: int = 3,
         config: SearchConfig | None = None,
+        sources: Sequence[str | None] | None = None,
     ) -> list[Caption]:
         """One :class:`Caption` per image, in order. ``beam=1`` is greedy search.
 
         ``config`` overrides the search settings stored with the model (then
-        ``beam`` is ignored).
+        ``beam`` is ignored). ``sources`` names the stream of each image (None: a lone
+        image), images of one stream in their order: a stream's frames then keep its
+        caption while it still fits them (``SearchConfig.hold_margin``, with consensus
+        reranking; the captioner remembers each stream's caption between calls).
         """
         if len(images) == 0:
             return []
@@ -202,12 +209,26 @@ class Captioner:
             method: Method = "beam" if beam > 1 else "greedy"
             config = dataclasses.replace(self.search_config, method=method, beam=beam)
         features = self.encode(images)
-        return self.describe(features, config)
+        return self.describe(features, config, sources=sources)
 
-    def describe(self, features: Tensor, config: SearchConfig) -> list[Caption]:
+    def describe(
+        self,
+        features: Tensor,
+        config: SearchConfig,
+        *,
+        sources: Sequence[str | None] | None = None,
+    ) -> list[Caption]:
         """Search captions for precomputed grid features (B, P, D)."""
         features = features.to(self.device)
-        hyps = caption_search(self.decoder, features, self.vocab, config, self.neighbours)
+        hyps = caption_search(
+            self.decoder,
+            features,
+            self.vocab,
+            config,
+            self.neighbours,
+            sources=sources,
+            shown=self.shown,
+        )
         return [self._to_caption(h) for h in hyps]
 
     def _to_caption(self, hyp: Hypothesis) -> Caption:

@@ -52,6 +52,16 @@ def fraction(text: str) -> float:
     return _number(text, float, "a number in [0, 1)", lambda v: 0 <= v < 1)
 
 
+OFF = "off"
+
+
+def margin_or_off(text: str) -> float | str:
+    """A number >= 0, or "off"."""
+    if text.strip().lower() == OFF:
+        return OFF
+    return _number(text, float, 'a number >= 0 or "off"', lambda v: v >= 0)
+
+
 def word_list(text: str) -> tuple[str, ...]:
     """Comma-separated lower-case words, as captions are tokenized; "" is none."""
     words = tuple(w.strip() for w in text.split(",") if w.strip())

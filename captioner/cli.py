@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from captioner.arg_types import (
+    OFF,
     finite_float,
     fraction,
+    margin_or_off,
     non_negative_float,
     non_negative_int,
     positive_float,
@@ -85,6 +87,31 @@ def add_consensus_flag(p: argparse.ArgumentParser) -> None:
         help="rerank beam search's finished captions by agreement with the captions of "
         "the K nearest training images; 0: off (default: the model's)",
     )
+
+
+def add_hold_flag(p: argparse.ArgumentParser) -> None:
+    """``--hold MARGIN|off`` for the commands that caption streams (captioner/hold.py)."""
+    p.add_argument(
+        "--hold",
+        type=margin_or_off,
+        default=None,
+        metavar="MARGIN",
+        help="a stream keeps its caption while it scores within MARGIN of a new frame's "
+        "best caption (with consensus reranking); off: every frame captioned on its own "
+        f"(default: {SearchConfig().hold_margin})",
+    )
+
+
+def search_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The stored search settings that ``--consensus-k`` and ``--hold`` replace (those
+    given), for :meth:`captioner.api.Captioner.override`."""
+    changes: dict[str, Any] = {}
+    if getattr(args, "consensus_k", None) is not None:
+        changes["consensus_k"] = args.consensus_k
+    hold = getattr(args, "hold", None)
+    if hold is not None:
+        changes["hold_margin"] = None if hold == OFF else hold
+    return changes
 
 
 def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -206,14 +206,15 @@ def _project(
     return np.asarray(projected / safe, dtype=np.float32)
 
 
-def choose(consensus: np.ndarray, model_scores: np.ndarray, model_weight: float) -> int:
-    """The candidate to keep: highest ``consensus + model_weight * model score`` (the
-    model's length-normalised log-probability); ties go to the earlier, i.e. the model's
-    own order."""
-    combined = np.asarray(consensus, dtype=np.float64) + model_weight * np.asarray(
+def combined(
+    consensus: np.ndarray, model_scores: np.ndarray, model_weight: float
+) -> npt.NDArray[np.float64]:
+    """Candidates' scores for reranking: ``consensus + model_weight * model score`` (the
+    model's length-normalised log-probability). The one kept is the first highest
+    (``np.argmax``): a tie goes to the model's own order."""
+    return np.asarray(consensus, dtype=np.float64) + model_weight * np.asarray(
         model_scores, dtype=np.float64
     )
-    return int(np.argmax(combined))
 
 
 def build_index(

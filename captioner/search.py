@@ -50,6 +50,10 @@ class SearchConfig:
     # off for a model without a neighbour index.
     consensus_k: int = 0
     consensus_weight: float = 0.02  # of the model's normalised log-prob beside consensus
+    # A frame of a stream keeps its source's caption while that caption scores within
+    # this of the frame's best (captioner/hold.py); None: every frame on its own. Only
+    # with consensus reranking (its score), and only where the caller names sources.
+    hold_margin: float | None = 0.04
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -71,6 +75,10 @@ class SearchConfig:
             raise ValueError(f"consensus_k must be >= 0, got {self.consensus_k}")
         if not (math.isfinite(self.consensus_weight) and self.consensus_weight >= 0):
             raise ValueError(f"consensus_weight must be >= 0, got {self.consensus_weight}")
+        if self.hold_margin is not None and not (
+            math.isfinite(self.hold_margin) and self.hold_margin >= 0
+        ):
+            raise ValueError(f"hold_margin must be >= 0 or None (off), got {self.hold_margin}")
 
 
 @dataclass
@@ -239,6 +247,51 @@ def _left_to_right(
         ids = history[row, :n].tolist()
         score = float(scores[row])
         out.append(Hypothesis(ids, score, attention[row, :n].cpu(), _normalize(score, n, config)))
+    return out
+
+
+@torch.inference_mode()
+def score_captions(
+    decoder: Decoder,
+    features: Tensor,
+    vocab: Vocabulary,
+    config: SearchConfig,
+    captions: list[list[int]],
+) -> list[Hypothesis]:
+    """Given captions (token ids, no special tokens), one per image (B, P, D), scored
+    as a search would have scored them: the summed log-probability of the words and
+    ``<end>``, normalised by ``config.length_penalty``, and each word's attention map.
+
+    Teacher forcing, all rows at once. A search's bans only ever set log-probabilities
+    to -inf without renormalising, so a caption that obeys them scores here exactly
+    what it scored in the search that found it (a test checks it against beam search).
+    """
+    batch, device = features.size(0), features.device
+    if len(captions) != batch:
+        raise ValueError(f"{len(captions)} captions for {batch} images")
+    lengths = [len(c) for c in captions]
+    steps = max(lengths, default=0) + 1  # each caption's words, then <end>
+    targets = torch.full((batch, steps), vocab.pad_id, dtype=torch.long)
+    for row, ids in enumerate(captions):
+        targets[row, : len(ids) + 1] = torch.tensor([*ids, vocab.end_id], dtype=torch.long)
+    targets = targets.to(device)
+    projected = decoder.project(features)  # (B, P, A)
+    state = decoder.init_state(features)
+    tokens = torch.full((batch,), vocab.start_id, dtype=torch.long, device=device)
+    logps, alphas = [], []
+    for step in range(steps):
+        logits, alpha, state = decoder.step(features, projected, tokens, state)
+        logp = logits.float().log_softmax(dim=-1)  # (B, V)
+        logps.append(logp.gather(1, targets[:, step : step + 1]).squeeze(1))  # (B,)
+        alphas.append(alpha)
+        tokens = targets[:, step]
+    per_word = torch.stack(logps, dim=1).cpu()  # (B, steps)
+    attention = torch.stack(alphas, dim=1).float().cpu()  # (B, steps, P)
+    out = []
+    for row, n in enumerate(lengths):
+        score = float(per_word[row, : n + 1].sum())
+        normalized = _normalize(score, n, config)
+        out.append(Hypothesis(captions[row], score, attention[row, :n], normalized))
     return out
 
 

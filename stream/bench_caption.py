@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -46,7 +47,9 @@ def run_bench(
     workers: int,
     checkpoint: str | None,
     video: Path | None = None,
+    worker_args: Sequence[str] = (),
 ) -> str:
+    """``worker_args``: more flags for the worker processes (e.g. ``--hold off``)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = video or make_long_video(Path(tmp) / "long.mp4", minutes=minutes)
         duration = minutes * 60
@@ -73,6 +76,7 @@ def run_bench(
                 ]
                 if checkpoint:
                     argv += ["--checkpoint", checkpoint]
+                argv += worker_args
                 procs = [subprocess.Popen(argv, stderr=subprocess.DEVNULL) for _ in range(workers)]
                 try:
                     time.sleep(15)  # the workers load the model

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -123,10 +124,14 @@ def _sampled_images(video: Path, every: int, limit: int) -> list[Any]:
 
 
 def captioner_rate(cap: Captioner, images: Sequence[Any], *, batch: int, beam: int) -> float:
+    """The captioner's images/s on ``images`` as one stream's frames in order, as the
+    worker captions a file job's (with the caption hold; a new stream each call)."""
     cap.caption(list(images[:batch]), beam=beam)  # warm-up
+    source = f"alone-{uuid.uuid4().hex[:8]}"
     started = time.perf_counter()
     for lo in range(0, len(images), batch):
-        cap.caption(list(images[lo : lo + batch]), beam=beam)
+        chunk = list(images[lo : lo + batch])
+        cap.caption(chunk, beam=beam, sources=[source] * len(chunk))
     return len(images) / (time.perf_counter() - started)
 
 

@@ -358,7 +358,11 @@ def _caption_entries(
     images = decode_jpegs([f.jpeg for f in frames], device=str(captioner.device))
     if any(image is None for image in images):
         raise StreamError("a sampled frame could not be decoded back from its JPEG")
-    captions = captioner.caption([im for im in images if im is not None], beam=beam)
+    captions = captioner.caption(
+        [im for im in images if im is not None],
+        beam=beam,
+        sources=[f.source for f in frames],
+    )
     out = []
     for f, c in zip(frames, captions, strict=True):
         entry = caption_entry(
@@ -549,7 +553,7 @@ def _release_job(client: redis.Redis, name: str) -> None:
 def add_caption_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``scenecast caption``."""
     from captioner.arg_types import positive_int
-    from captioner.cli import add_consensus_flag
+    from captioner.cli import add_consensus_flag, add_hold_flag
 
     p = sub.add_parser(
         "caption",
@@ -572,6 +576,7 @@ def add_caption_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentPars
         "--beam", type=positive_int, default=None, help=f"beam size (default {SERVICE_BEAM})"
     )
     add_consensus_flag(p)
+    add_hold_flag(p)
     p.add_argument(
         "--redis-url",
         default=None,
@@ -587,12 +592,12 @@ def add_caption_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentPars
 
 
 def _load_captioner(
-    checkpoint: str | None, device: str | None, consensus_k: int | None
+    checkpoint: str | None, device: str | None, search: Mapping[str, Any]
 ) -> Captioner:
     from captioner.api import Captioner
 
     cap = Captioner.load(checkpoint, device=device)
-    cap.rerank_with(consensus_k)
+    cap.override(search)
     return cap
 
 
@@ -625,13 +630,16 @@ def _run_caption(args: argparse.Namespace) -> int:
         probe_video(args.video)  # a bad file fails before a model is loaded
         captioner = None
         if args.redis_url is None:
-            captioner = _load_captioner(args.checkpoint, args.device, args.consensus_k)
+            from captioner.cli import search_overrides
+
+            captioner = _load_captioner(args.checkpoint, args.device, search_overrides(args))
         else:
             ignored = [
                 flag
                 for flag, value in (
                     ("--beam", args.beam),
                     ("--consensus-k", args.consensus_k),
+                    ("--hold", args.hold),
                     ("--checkpoint", args.checkpoint),
                     ("--device", args.device),
                     ("--batch", args.batch),

@@ -23,7 +23,7 @@ from captioner.arg_types import (
     positive_float,
     positive_int,
 )
-from captioner.cli import add_consensus_flag
+from captioner.cli import add_consensus_flag, add_hold_flag, search_overrides
 from captioner.cli import add_subcommands as add_captioner_subcommands
 from captioner.exceptions import CaptionerError
 from stream.caption import SERVICE_BEAM, add_caption_subcommand
@@ -124,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     bcap.add_argument("--minutes", type=positive_float, default=10.0)
     bcap.add_argument("--beam", type=positive_int, default=3)
     bcap.add_argument("--batch", type=positive_int, default=16)
+    add_hold_flag(bcap)
     bcap.add_argument(
         "--workers", type=positive_int, default=2, help="worker processes for --redis-url"
     )
@@ -202,6 +203,7 @@ def _worker_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--beam", type=positive_int, default=SERVICE_BEAM)
     add_consensus_flag(p)
+    add_hold_flag(p)
     p.add_argument("--max-batch", type=positive_int, default=32)
     p.add_argument("--max-wait-ms", type=non_negative_float, default=50.0)
     p.add_argument(
@@ -338,6 +340,8 @@ def _worker_argv(args: argparse.Namespace) -> list[str]:
         argv += ["--checkpoint", args.checkpoint]
     if args.consensus_k is not None:
         argv += ["--consensus-k", str(args.consensus_k)]
+    if args.hold is not None:
+        argv += ["--hold", str(args.hold)]
     if args.device:
         argv += ["--device", args.device]
     # always, both ways: the worker process reads SCENECAST_* and --config too, and
@@ -403,7 +407,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
                 args.checkpoint,
                 device=str(device),
                 beam=args.beam,
-                consensus_k=args.consensus_k,
+                search=search_overrides(args),
                 max_batch=args.max_batch,
                 decode_on=args.decode,
             )
@@ -421,13 +425,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
             )
         return 0
     cap = Captioner.load(args.checkpoint, device=device)
-    cap.rerank_with(args.consensus_k)
+    cap.override(search_overrides(args))
     if cap.device.type == "cuda":
         cap.warm_up(args.max_batch)
     beam = args.beam
 
-    def caption(images: Sequence[Any]) -> Any:
-        return cap.caption(list(images), beam=beam)
+    def caption(images: Sequence[Any], sources: Sequence[str]) -> Any:
+        return cap.caption(list(images), beam=beam, sources=sources)
 
     config = WorkerConfig(
         policy=policy,
@@ -508,7 +512,10 @@ def _bench_context(cap: Any) -> str:
         if cap.device.type == "cuda"
         else f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     )
-    return f"model {cap.model_id}, {where}, torch {torch.__version__}"
+    search = cap.search_config
+    hold = "off" if search.hold_margin is None else f"{search.hold_margin:g}"
+    choice = f"consensus k={search.consensus_k}, hold {hold}"
+    return f"model {cap.model_id} ({choice}), {where}, torch {torch.__version__}"
 
 
 def cmd_bench_server(args: argparse.Namespace) -> int:
@@ -584,6 +591,7 @@ def cmd_bench_caption(args: argparse.Namespace) -> int:
     from stream.bench_caption import run_bench
 
     cap = Captioner.load(args.checkpoint, device=args.device)
+    cap.override(search_overrides(args))
     print(f"scenecast bench caption — {_bench_context(cap)}")
     print(
         run_bench(
@@ -594,6 +602,7 @@ def cmd_bench_caption(args: argparse.Namespace) -> int:
             workers=args.workers,
             checkpoint=args.checkpoint,
             video=args.video,
+            worker_args=[] if args.hold is None else ["--hold", str(args.hold)],
         )
     )
     return 0

@@ -196,6 +196,25 @@ def test_consensus_k_reaches_the_worker_and_defaults_to_the_models() -> None:
     assert parse(["worker", "--redis-url", "redis://h:1"]).beam == 5  # the service's beam
 
 
+def test_hold_reaches_the_worker_and_the_captioner(capsys: pytest.CaptureFixture[str]) -> None:
+    from captioner.cli import search_overrides
+    from stream.cli import _worker_argv, build_parser
+
+    parse = build_parser().parse_args
+    assert "--hold" not in _worker_argv(parse(["run", "x.mp4"]))  # the model's default
+    assert search_overrides(parse(["run", "x.mp4"])) == {}
+    for given, margin in (("off", None), ("OFF", None), ("0.1", 0.1), ("0", 0.0)):
+        argv = _worker_argv(parse(["run", "x.mp4", "--hold", given]))
+        worker = parse(["worker", "--redis-url", "redis://h:1", *argv])
+        assert search_overrides(worker) == {"hold_margin": margin}
+    assert search_overrides(parse(["caption", "v.mp4", "--hold", "0.02"])) == {"hold_margin": 0.02}
+    for bad in ("-1", "nan", "sticky"):
+        with pytest.raises(SystemExit) as exit_info:
+            parse(["worker", "--redis-url", "redis://h:1", "--hold", bad])
+        assert exit_info.value.code == 2
+        assert 'expected a number >= 0 or "off"' in capsys.readouterr().err
+
+
 def test_decode_flag_reaches_the_worker_and_refuses_other_places(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from captioner.checkpoint import neighbours_path
-from captioner.consensus import NeighbourIndex, build_index, choose, load_index, save_index
+from captioner.consensus import NeighbourIndex, build_index, combined, load_index, save_index
 from captioner.exceptions import CheckpointError
 from captioner.metrics.bleu import ngram_counts
 from captioner.reranked import caption_search, pooled
@@ -128,11 +128,15 @@ def test_nearest_are_the_most_similar_training_images_nearest_first() -> None:
         index.nearest(queries, k=51)
 
 
-def test_choose_prefers_agreement_then_the_models_order() -> None:
-    assert choose(np.array([0.1, 0.3, 0.2]), np.array([-1.0, -2.0, -1.5]), 0.0) == 1
-    assert choose(np.array([0.2, 0.2]), np.array([-1.0, -1.2]), 0.0) == 0  # tie: model's first
+def test_the_kept_candidate_has_most_agreement_then_the_models_order() -> None:
+    def kept(agree: list[float], model: list[float], weight: float) -> int:
+        return int(np.argmax(combined(np.array(agree), np.array(model), weight)))
+
+    assert kept([0.1, 0.3, 0.2], [-1.0, -2.0, -1.5], 0.0) == 1
+    assert kept([0.2, 0.2], [-1.0, -1.2], 0.0) == 0  # tie: the model's first
     # a large weight of the model's score gives the model's own choice back
-    assert choose(np.array([0.1, 0.3]), np.array([-1.0, -2.0]), 1.0) == 0
+    assert kept([0.1, 0.3], [-1.0, -2.0], 1.0) == 0
+    assert combined(np.array([0.5]), np.array([-2.0]), 0.02)[0] == pytest.approx(0.46)
 
 
 def test_an_index_round_trips_through_its_file(tmp_path: Path) -> None:
@@ -232,9 +236,9 @@ def test_the_index_beside_a_checkpoint_is_loaded_and_checked(tmp_path: Path) -> 
     cap = Captioner.load(path, device="cpu")
     assert cap.neighbours is not None and len(cap.neighbours) == len(CAPTIONS)
     assert neighbours_path(path).name == "model.neighbours.npz"
-    cap.rerank_with(None)  # keeps the stored setting
+    cap.override({})  # keeps the stored settings
     assert cap.search_config.consensus_k == 3
-    cap.rerank_with(0)
+    cap.override({"consensus_k": 0})
     assert cap.search_config.consensus_k == 0
     other = dataclasses.replace(_index(), encoder="resnet50-224")
     save_index(neighbours_path(path), other)

@@ -7,6 +7,7 @@ name what is in the photo.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import numpy as np
 import pytest
@@ -73,3 +74,32 @@ def test_bundled_model_reranks_with_its_neighbour_index(cap: Captioner) -> None:
     (caption,) = cap.caption([_photo("coffee")], beam=5)
     assert caption.tokens == words[int(np.argmax(combined))]
     assert len(finished) == 5
+
+
+def test_frames_of_a_stream_hold_their_caption_until_the_picture_changes(cap: Captioner) -> None:
+    import cv2
+
+    from stream.demo_video import SECONDS_EACH, demo_video_path
+
+    video = cv2.VideoCapture(str(demo_video_path()))
+    fps = video.get(cv2.CAP_PROP_FPS)
+    frames = []
+    ok, frame = video.read()
+    while ok:  # one frame a second, as the service samples: 4 photos x 4 s
+        if int(video.get(cv2.CAP_PROP_POS_FRAMES) - 1) % int(fps) == 0:
+            frames.append(np.ascontiguousarray(frame[:, :, ::-1]))
+        ok, frame = video.read()
+    video.release()
+    photos = len(frames) // SECONDS_EACH
+    assert photos == len(sample_paths())
+
+    def changes(captions: list) -> int:  # type: ignore[type-arg]
+        return sum(a.text != b.text for a, b in itertools.pairwise(captions))
+
+    alone = cap.caption(frames, beam=5)  # no sources: each frame on its own
+    held = cap.caption(frames, beam=5, sources=["demo"] * len(frames))
+    assert changes(held) < changes(alone), ([c.text for c in alone], [c.text for c in held])
+    # each photo's first frame is a cut: captioned afresh, as alone
+    for first in range(0, len(frames), SECONDS_EACH):
+        assert held[first].text == alone[first].text
+    assert changes(held) >= photos - 1  # the photos still get their own captions

@@ -42,11 +42,16 @@ def keyed(blobs: list[bytes], prefix: str) -> list[tuple[str, bytes]]:
     return [(f"{prefix}/{i}", blob) for i, blob in enumerate(blobs)]
 
 
+def captions(model: ModelProcess, frames: list[tuple[str, bytes]]) -> list[Any]:
+    """The model's captions of frames keyed "source/id"."""
+    return model(frames, [key.split("/")[0] for key, _ in frames])
+
+
 def test_captions_match_the_model_in_process_and_a_bad_jpeg_is_none(
     model: ModelProcess, checkpoint: Path
 ) -> None:
     blobs = [jpeg(COLORS[0]), CORRUPT, jpeg(COLORS[1]), jpeg(COLORS[2])]
-    got = model(keyed(blobs, "match"))
+    got = captions(model, keyed(blobs, "match"))
     assert len(got) == 4 and got[1] is None
     direct = Captioner.load(checkpoint, device="cpu").caption(
         [decode_jpegs([b])[0] for b in (blobs[0], blobs[2], blobs[3])], beam=1
@@ -57,7 +62,7 @@ def test_captions_match_the_model_in_process_and_a_bad_jpeg_is_none(
     for c, d in zip(kept, direct, strict=True):
         np.testing.assert_array_equal(c.attention, d.attention)
     assert model.device == "cpu" and model.model_id
-    assert model([]) == []
+    assert model([], []) == []
 
 
 def test_the_worker_publishes_through_the_model_process(
@@ -90,7 +95,7 @@ def test_a_dead_model_process_is_a_clear_error_and_close_reaps_it(checkpoint: Pa
     child = process._proc
     child.kill()
     with pytest.raises(ModelProcessError, match="exited"):
-        process([("dead/0", jpeg(COLORS[0]))])
+        captions(process, [("dead/0", jpeg(COLORS[0]))])
     with pytest.raises(ModelProcessError, match="exited"):
         process.prefetch([("dead/1", jpeg(COLORS[0]))])
     process.close()
@@ -100,7 +105,7 @@ def test_a_dead_model_process_is_a_clear_error_and_close_reaps_it(checkpoint: Pa
 def test_closing_the_pipe_ends_the_model_process(checkpoint: Path) -> None:
     process = ModelProcess(str(checkpoint), device="cpu", beam=1, max_batch=4)
     child = process._proc
-    assert process([("eof/0", jpeg(COLORS[0]))])[0] is not None
+    assert captions(process, [("eof/0", jpeg(COLORS[0]))])[0] is not None
     process.close()
     assert not child.is_alive() and child.exitcode == 0  # exited on EOF, not killed
 
@@ -109,7 +114,7 @@ def test_frames_sent_ahead_are_decoded_ahead_and_give_the_same_captions(
     model: ModelProcess,
 ) -> None:
     blobs = [jpeg(COLORS[0]), CORRUPT, jpeg(COLORS[1]), jpeg(COLORS[2])]
-    fresh = model(keyed(blobs, "fresh"))
+    fresh = captions(model, keyed(blobs, "fresh"))
     before = model.decoded_ahead
     frames = keyed(blobs, "ahead")
     model.prefetch(frames)
@@ -119,11 +124,11 @@ def test_frames_sent_ahead_are_decoded_ahead_and_give_the_same_captions(
     while time.monotonic() < deadline:
         model.prefetch([])  # nothing to send: returns at once
         time.sleep(0.2)
-        got = model(frames[:1])  # the first frame alone: ahead once its decode is done
+        got = captions(model, frames[:1])  # the first frame alone: ahead once its decode is done
         if model.decoded_ahead > before:
             break
     assert model.decoded_ahead == before + 1, "the frame sent ahead was not decoded ahead"
-    rest = model(frames[1:])  # decoded ahead too (sent in the same prefetch)
+    rest = captions(model, frames[1:])  # decoded ahead too (sent in the same prefetch)
     assert model.decoded_ahead == before + 4
     assert [c.text if c else None for c in got + rest] == [c.text if c else None for c in fresh]
     assert rest[0] is None  # the corrupt frame: None whether decoded ahead or not
@@ -140,8 +145,8 @@ class SentAhead:
         self.sent += [key for key, _ in frames]
         self.model.prefetch(frames)
 
-    def __call__(self, frames: Sequence[tuple[str, bytes]]) -> list[Any]:
-        return self.model(frames)
+    def __call__(self, frames: Sequence[tuple[str, bytes]], sources: Sequence[str]) -> list[Any]:
+        return self.model(frames, sources)
 
 
 def test_the_worker_sends_frames_ahead_when_it_reads_ahead(
@@ -174,5 +179,5 @@ def test_if_decoding_ahead_stops_the_batches_decode_their_own_frames(checkpoint:
             time.sleep(0.1)
         assert not p.sending_ahead, "a closed decode-ahead pipe was not noticed"
         p.prefetch(frames)  # a no-op now, not an error
-        assert p(frames)[0] is not None  # the batch decodes its frame itself
+        assert p(frames, ["after"])[0] is not None  # the batch decodes its frame itself
         assert p._proc.is_alive()

@@ -1,7 +1,16 @@
 import pytest
 import torch
 
-from captioner.search import SearchConfig, beam_search, greedy, sample, search, top_candidates
+from captioner.search import (
+    SearchConfig,
+    beam_search,
+    beam_search_nbest,
+    greedy,
+    sample,
+    score_captions,
+    search,
+    top_candidates,
+)
 from captioner.vocab import SPECIALS, Vocabulary
 from tests.factories import fitted_decoder, tiny_decoder
 
@@ -57,6 +66,23 @@ def test_scores_are_the_log_probability_of_the_words_and_end(vocab: Vocabulary) 
             logp = logits.log_softmax(-1).gather(2, caption[:, 1:].unsqueeze(2)).sum()
             assert hyp.score == pytest.approx(float(logp), abs=1e-4)
             torch.testing.assert_close(hyp.attention, alphas[0, : len(hyp.ids)])
+
+
+def test_score_captions_gives_what_the_search_gave_its_captions(vocab: Vocabulary) -> None:
+    features = _features(6)
+    decoder = fitted_decoder(len(vocab), features)
+    config = SearchConfig(method="beam", beam=4, length_penalty=0.5, no_repeat_words=True)
+    nbest = beam_search_nbest(decoder, features, vocab, config, n=4)
+    for rank in range(2):  # each image's best and (where there is one) second caption
+        hyps = [finished[min(rank, len(finished) - 1)] for finished in nbest]
+        scored = score_captions(decoder, features, vocab, config, [h.ids for h in hyps])
+        for hyp, got in zip(hyps, scored, strict=True):
+            assert got.ids == hyp.ids
+            assert got.score == pytest.approx(hyp.score, abs=1e-4)
+            assert got.normalized == pytest.approx(hyp.normalized, abs=1e-4)
+            torch.testing.assert_close(got.attention, hyp.attention, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="2 captions for 6 images"):
+        score_captions(decoder, features, vocab, config, [[4], [5]])
 
 
 def test_max_len_is_respected_and_unk_never_emitted(vocab: Vocabulary) -> None:

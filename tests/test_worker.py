@@ -31,8 +31,8 @@ def captioner():  # type: ignore[no-untyped-def]
 
 
 def _caption_fn(cap):  # type: ignore[no-untyped-def]
-    def caption(images: Sequence[Any]) -> Any:
-        return cap.caption(list(images), beam=1)
+    def caption(images: Sequence[Any], sources: Sequence[str]) -> Any:
+        return cap.caption(list(images), beam=1, sources=sources)
 
     return caption
 
@@ -271,7 +271,7 @@ def test_a_model_error_stops_run_and_leaves_no_threads_behind(redis_client) -> N
     register(redis_client, "boom", live=False)
     add_frame(redis_client, "boom", 0, data=jpeg(COLORS[0]))
 
-    def failing(images: Sequence[Any]) -> Any:
+    def failing(images: Sequence[Any], sources: Sequence[str]) -> Any:
         raise RuntimeError("CUDA out of memory")
 
     worker = Worker(redis_client, failing, WorkerConfig(policy=BatchPolicy(max_wait_ms=0)))

@@ -32,7 +32,7 @@ import os
 import pickle
 import signal
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -68,7 +68,7 @@ class ModelProcess:
         beam: int,
         max_batch: int,
         decode_on: str = "device",
-        consensus_k: int | None = None,
+        search: Mapping[str, Any] | None = None,
     ) -> None:
         ctx = mp.get_context("spawn")  # never fork a process that may hold CUDA
         self._conn, child = ctx.Pipe()  # batches in, captions out
@@ -78,7 +78,7 @@ class ModelProcess:
         self._sending_ahead = True
         self._proc = ctx.Process(
             target=_serve,
-            args=(child, child_ahead, checkpoint, device, beam, consensus_k, max_batch,
+            args=(child, child_ahead, checkpoint, device, beam, dict(search or {}), max_batch,
                   decode_on, os.getpid()),
             name="scenecast-model",
             daemon=True,
@@ -116,12 +116,12 @@ class ModelProcess:
         """False once the child stopped decoding ahead."""
         return self._sending_ahead
 
-    def __call__(self, frames: Sequence[Frame]) -> list[Any]:
+    def __call__(self, frames: Sequence[Frame], sources: Sequence[str]) -> list[Any]:
         """One caption per frame, ``None`` where one does not decode."""
         if not frames:
             return []
         try:
-            self._conn.send([(key, bytes(jpeg)) for key, jpeg in frames])
+            self._conn.send(([(key, bytes(jpeg)) for key, jpeg in frames], list(sources)))
         except (BrokenPipeError, ConnectionResetError, OSError) as exc:
             raise self._died() from exc
         captions, ahead = self._reply()
@@ -158,7 +158,7 @@ def _serve(
     checkpoint: str | None,
     device: str,
     beam: int,
-    consensus_k: int | None,
+    search: dict[str, Any],
     max_batch: int,
     decode_on: str,
     parent: int,
@@ -172,7 +172,7 @@ def _serve(
         from worker.decode import decode_device, decode_jpegs
 
         cap = Captioner.load(checkpoint, device=device)
-        cap.rerank_with(consensus_k)
+        cap.override(search)
         on = decode_device(decode_on, str(cap.device))
         if cap.device.type == "cuda":
             cap.warm_up(max_batch)
@@ -184,7 +184,7 @@ def _serve(
         target=_decode_ahead, args=(ahead_conn, ahead, on), name="decode-ahead", daemon=True
     ).start()
     conn.send(("ok", (cap.model_id, cap.fit, str(cap.device))))
-    for frames in _received(conn):
+    for frames, sources in _received(conn):
         try:
             images = [ahead.take(key) for key, _ in frames]
             late = [i for i, image in enumerate(images) if image is MISSING]
@@ -193,7 +193,9 @@ def _serve(
                 for i, image in zip(late, decoded, strict=True):
                     images[i] = image
             ok = [(i, image) for i, image in enumerate(images) if image is not None]
-            captions = cap.caption([image for _, image in ok], beam=beam)
+            captions = cap.caption(
+                [image for _, image in ok], beam=beam, sources=[sources[i] for i, _ in ok]
+            )
             out: list[Any] = [None] * len(frames)
             for (i, _), caption in zip(ok, captions, strict=True):
                 out[i] = caption
@@ -225,14 +227,15 @@ def _decode_ahead(conn: Connection, ahead: DecodedAhead, device: str) -> None:
                 ahead.put(key, image)
 
 
-def _received(conn: Connection) -> Iterator[list[Frame]]:
-    """The worker's messages on ``conn`` until it closes the pipe."""
+def _received(conn: Connection) -> Iterator[Any]:
+    """The worker's messages on ``conn`` until it closes the pipe: batches (frames and
+    their sources) on the first pipe, lists of frames on the one ahead."""
     while True:
         try:
-            frames: list[Frame] = conn.recv()
+            message = conn.recv()
         except (EOFError, OSError):
             return
-        yield frames
+        yield message
 
 
 def _send_error(conn: Connection, exc: Exception) -> None:

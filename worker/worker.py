@@ -69,9 +69,12 @@ class CaptionLike(Protocol):
 class CaptionFn(Protocol):
     """One caption per image, in order; ``None`` for one it could not read (with
     ``WorkerConfig.model_decodes`` the images are (key, JPEG bytes) pairs, the key
-    unique to the frame)."""
+    unique to the frame). ``sources``: each image's source, a source's frames in
+    stream order (for the caption hold, ``captioner.api.Captioner.caption``)."""
 
-    def __call__(self, images: Sequence[Any], /) -> Sequence[CaptionLike | None]: ...
+    def __call__(
+        self, images: Sequence[Any], sources: Sequence[str], /
+    ) -> Sequence[CaptionLike | None]: ...
 
 
 @runtime_checkable
@@ -491,7 +494,7 @@ class Worker:
         if not fresh:
             return
         started = time.perf_counter()
-        captions = self.caption([d.image for d in fresh])
+        captions = self.caption([d.image for d in fresh], [d.pending.frame.source for d in fresh])
         seconds = {**seconds, "caption": time.perf_counter() - started}
         done = [(d.pending, c) for d, c in zip(fresh, captions, strict=True) if c is not None]
         self._count_failed(len(fresh) - len(done))  # the model could not decode them
