@@ -2,8 +2,11 @@
 
 `python -m bench.rerank_cost [--device cuda] [--batch 32]` encodes the bundled sample
 photos (cycled to the batch), then times, per beam: the search alone, the search with
-reranking, and the two parts of the reranking (the nearest training images; the
-consensus of the candidates with their captions). Medians over `--repeats`.
+reranking, the two parts of the reranking (the nearest training images; the
+consensus of the candidates with their captions), and the search with reranking and
+the caption hold at its costliest: every frame follows its stream and holds a
+caption its search did not find, so each is scored by teacher forcing and the vote
+(one pass of the whole batch). Medians over `--repeats`.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import time
 
 from bench.breakdown import _sync
 from captioner import Captioner
+from captioner.hold import Shown, ShownCaptions
 from captioner.reranked import caption_search, pooled
 from captioner.sample_photos import sample_images
 from captioner.search import beam_search_nbest
@@ -33,13 +37,22 @@ def main() -> None:
     features = cap.encode([photos[i % len(photos)] for i in range(args.batch)])
     k = cap.search_config.consensus_k
     print(f"device {cap.device}; batch {args.batch}; k {k}; median ms of {args.repeats}")
-    print("beam  search  reranked  nearest  consensus")
+    print("beam  search  reranked  nearest  consensus  held")
+    keys = pooled(features)
+    held = tuple(cap.vocab.encode(["a", "view", "of", "the", "room", "with", "a", "window"])[1:-1])
+    sources = [f"stream-{j}" for j in range(args.batch)]
     for beam in (3, 5):
         on = dataclasses.replace(cap.search_config, beam=beam)
         off = dataclasses.replace(on, consensus_k=0)
         finished = beam_search_nbest(cap.decoder, features, cap.vocab, on, n=beam)
         words = [[cap.vocab.decode(h.ids) for h in f] for f in finished]
-        times: dict[str, list[float]] = {"off": [], "on": [], "nearest": [], "consensus": []}
+        times: dict[str, list[float]] = {
+            "off": [],
+            "on": [],
+            "nearest": [],
+            "consensus": [],
+            "held": [],
+        }
         for _ in range(args.repeats):
             for name, config in (("off", off), ("on", on)):
                 _sync(cap.device)
@@ -53,10 +66,20 @@ def main() -> None:
             start = time.perf_counter()
             cap.neighbours.consensus_batch(words, neighbours)
             times["consensus"].append(time.perf_counter() - start)
+            shown = ShownCaptions()
+            for j, source in enumerate(sources):  # each frame follows a held caption
+                shown.put(source, Shown(held, keys[j]))
+            _sync(cap.device)
+            start = time.perf_counter()
+            caption_search(
+                cap.decoder, features, cap.vocab, on, cap.neighbours, sources=sources, shown=shown
+            )
+            _sync(cap.device)
+            times["held"].append(time.perf_counter() - start)
         ms = {name: 1000 * statistics.median(values) for name, values in times.items()}
         print(
             f"{beam:4d} {ms['off']:7.1f} {ms['on']:9.1f} {ms['nearest']:8.1f} "
-            f"{ms['consensus']:10.1f}"
+            f"{ms['consensus']:10.1f} {ms['held']:5.1f}"
         )
 
 

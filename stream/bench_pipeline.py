@@ -299,7 +299,7 @@ def bench_live(
     rate = min(capacity_images_per_s / 2, source_fps)  # a paced file gives at most its fps
     images = _sampled_images(video, every=3, limit=batch)
     started = time.perf_counter()
-    cap.caption(images, beam=beam)
+    cap.caption(images, beam=beam, sources=["live-batch"] * len(images))  # as the worker does
     batch_ms = (time.perf_counter() - started) * 1000
     with redis_and_worker(
         cap, batch=batch, beam=beam, checkpoint=checkpoint, worker_args=worker_args

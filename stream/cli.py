@@ -90,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     bp.add_argument("--frames", type=positive_int, default=192, help="frames in the file job")
     bp.add_argument("--live-seconds", type=positive_float, default=30.0)
     bp.add_argument("--rounds", type=positive_int, default=3, help="file-job rounds (median)")
+    add_hold_flag(bp)
     bp.add_argument(
         "--model-process",
         action=argparse.BooleanOptionalAction,
@@ -567,8 +568,11 @@ def cmd_bench_pipeline(args: argparse.Namespace) -> int:
     from stream.bench_pipeline import run_bench
 
     cap = Captioner.load(args.checkpoint, device=args.device)
+    cap.override(search_overrides(args))
     worker_args = ["--model-process"] if args.model_process else []
     worker_args += ["--decode", args.decode]
+    if args.hold is not None:
+        worker_args += ["--hold", str(args.hold)]
     print(f"scenecast bench pipeline — {_bench_context(cap)}; worker {' '.join(worker_args)}")
     print(
         run_bench(
