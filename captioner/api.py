@@ -194,6 +194,7 @@ class Captioner:
         beam: int = 3,
         config: SearchConfig | None = None,
         sources: Sequence[str | None] | None = None,
+        shown: ShownCaptions | None = None,
     ) -> list[Caption]:
         """One :class:`Caption` per image, in order. ``beam=1`` is greedy search.
 
@@ -201,7 +202,8 @@ class Captioner:
         ``beam`` is ignored). ``sources`` names the stream of each image (None: a lone
         image), images of one stream in their order: a stream's frames then keep its
         caption while it still fits them (``SearchConfig.hold_margin``, with consensus
-        reranking; the captioner remembers each stream's caption between calls).
+        reranking). What each stream showed before comes from ``shown`` and is updated
+        there; by default the captioner's own memory (``self.shown``), kept between calls.
         """
         if len(images) == 0:
             return []
@@ -209,7 +211,7 @@ class Captioner:
             method: Method = "beam" if beam > 1 else "greedy"
             config = dataclasses.replace(self.search_config, method=method, beam=beam)
         features = self.encode(images)
-        return self.describe(features, config, sources=sources)
+        return self.describe(features, config, sources=sources, shown=shown)
 
     def describe(
         self,
@@ -217,6 +219,7 @@ class Captioner:
         config: SearchConfig,
         *,
         sources: Sequence[str | None] | None = None,
+        shown: ShownCaptions | None = None,
     ) -> list[Caption]:
         """Search captions for precomputed grid features (B, P, D)."""
         features = features.to(self.device)
@@ -227,7 +230,7 @@ class Captioner:
             config,
             self.neighbours,
             sources=sources,
-            shown=self.shown,
+            shown=self.shown if shown is None else shown,
         )
         return [self._to_caption(h) for h in hyps]
 

@@ -47,8 +47,8 @@ K = TypeVar("K", bound=Hashable)  # a caption, as its search hands it over (toke
 class Shown:
     """What a source shows: its caption, and the frame it was last shown for."""
 
-    ids: tuple[int, ...]
-    pooled: Tensor  # (D,) L2-normalised mean of the frame's grid features
+    tokens: tuple[str, ...]
+    pooled: Tensor  # (D,) on the CPU: L2-normalised mean of the frame's grid features
 
 
 class ShownCaptions:
@@ -65,6 +65,9 @@ class ShownCaptions:
 
     def get(self, source: str) -> Shown | None:
         return self._shown.get(source)
+
+    def items(self) -> list[tuple[str, Shown]]:
+        return list(self._shown.items())
 
     def put(self, source: str, shown: Shown) -> None:
         self._shown[source] = shown

@@ -106,7 +106,10 @@ class _Held:
                     known={tuple(h.ids): float(v) for h, v in zip(candidates, s, strict=True)},
                 )
             )
-        before = {s: m.ids for s in set(sources) if s is not None and (m := shown.get(s))}
+        before = {}
+        for name in {s for s in sources if s is not None}:
+            if (m := shown.get(name)) is not None and (ids := self._ids(m.tokens)) is not None:
+                before[name] = ids
         margin = self.config.hold_margin
         assert margin is not None
         chosen = hold(frames, before, self._score, margin)
@@ -116,8 +119,15 @@ class _Held:
             out.append(own[0] if own else self.forced[(j, ids)])
         for j, source in enumerate(sources):  # the last frame of each source stays
             if source is not None:
-                shown.put(source, Shown(ids=chosen[j], pooled=keys[j]))
+                words = tuple(self.vocab.decode(chosen[j]))
+                shown.put(source, Shown(tokens=words, pooled=keys[j].float().cpu()))
         return out
+
+    def _ids(self, tokens: tuple[str, ...]) -> tuple[int, ...] | None:
+        """A shown caption's token ids; None if this model lacks one of its words (a
+        caption another model wrote: not held)."""
+        ids = tuple(self.vocab.index.get(w, -1) for w in tokens)
+        return None if -1 in ids or not ids else ids
 
     def _score(self, asked: list[tuple[int, tuple[int, ...]]]) -> list[float]:
         """Shown captions scored on frames: teacher forcing, then the neighbours' vote."""
@@ -148,8 +158,8 @@ def _follows(keys: Tensor, sources: Sequence[str | None], shown: ShownCaptions) 
             continue
         if source in last:
             pairs.append((j, keys[last[source]]))
-        elif (before := shown.get(source)) is not None:
-            pairs.append((j, before.pooled.to(keys.device)))
+        elif (before := shown.get(source)) is not None and before.pooled.shape == keys.shape[1:]:
+            pairs.append((j, before.pooled.to(keys.device, torch.float32)))
         last[source] = j
     follows = [False] * len(sources)
     if pairs:

@@ -45,7 +45,9 @@ class StandInModel:
         maps = np.full((len(tokens), 7, 7), 1 / 49, np.float32)
         self._caption = StandInCaption(" ".join(tokens), tokens, -1.0, maps)
 
-    def __call__(self, images: Sequence[Any], sources: Sequence[str]) -> list[StandInCaption]:
+    def __call__(
+        self, images: Sequence[Any], sources: Sequence[str], shown: object
+    ) -> list[StandInCaption]:
         time.sleep(self.ms / 1000)
         return [self._caption] * len(images)
 

@@ -15,7 +15,7 @@ import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from captioner.arg_types import (
     non_negative_float,
@@ -42,6 +42,9 @@ from stream.settings import (
     split_config_flag,
 )
 from worker.decode import DECODE_ON
+
+if TYPE_CHECKING:
+    from captioner.hold import ShownCaptions
 
 
 def _int_list(text: str) -> list[int]:
@@ -431,8 +434,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         cap.warm_up(args.max_batch)
     beam = args.beam
 
-    def caption(images: Sequence[Any], sources: Sequence[str]) -> Any:
-        return cap.caption(list(images), beam=beam, sources=sources)
+    def caption(images: Sequence[Any], sources: Sequence[str], shown: ShownCaptions) -> Any:
+        return cap.caption(list(images), beam=beam, sources=sources, shown=shown)
 
     config = WorkerConfig(
         policy=policy,

@@ -12,7 +12,7 @@ from stream.bench_stand_in import StandInModel, bench_stand_in
 def test_stand_in_model_takes_its_time_per_batch_not_per_image() -> None:
     model = StandInModel(ms=30)
     started = time.perf_counter()
-    captions = model([object()] * 16, ["s"] * 16)
+    captions = model([object()] * 16, ["s"] * 16, None)
     assert time.perf_counter() - started >= 0.03
     assert len(captions) == 16 and captions[0].attention.shape == (3, 7, 7)
 

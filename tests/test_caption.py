@@ -174,8 +174,8 @@ def test_the_same_file_and_options_give_the_same_bytes(
 def worker_pool(redis_client: redis.Redis, captioner: Any) -> Iterator[Worker]:
     """One in-thread worker on the private redis-server, captioning with beam 1."""
 
-    def caption(images: Sequence[Any], sources: Sequence[str]) -> Any:
-        return captioner.caption(list(images), beam=1, sources=sources)
+    def caption(images: Sequence[Any], sources: Sequence[str], shown: Any) -> Any:
+        return captioner.caption(list(images), beam=1, sources=sources, shown=shown)
 
     worker = Worker(
         redis_client,
@@ -259,7 +259,9 @@ def test_a_job_waits_for_a_worker_and_says_so(
     monkeypatch.setattr("stream.caption.WAIT_NOTICE_S", 0.2)
     worker = Worker(
         redis_client,
-        lambda images, sources: captioner.caption(list(images), beam=1, sources=sources),
+        lambda images, sources, shown: captioner.caption(
+            list(images), beam=1, sources=sources, shown=shown
+        ),
         WorkerConfig(model=captioner.model_id, sources_every_s=0.1, block_ms=100),
     )
     late = threading.Thread(target=worker.run, daemon=True)

@@ -129,12 +129,12 @@ def test_the_batched_decision_is_the_frame_by_frame_one() -> None:
 def test_shown_captions_keep_the_most_recent_sources() -> None:
     shown = ShownCaptions(max_sources=2)
     for name in ("a", "b", "c"):
-        shown.put(name, Shown((1,), torch.zeros(3)))
+        shown.put(name, Shown(("a",), torch.zeros(3)))
     assert shown.get("a") is None and len(shown) == 2
     shown.get("b")
-    shown.put("b", Shown((2,), torch.zeros(3)))  # refreshed: now the newest
-    shown.put("d", Shown((3,), torch.zeros(3)))
-    assert shown.get("c") is None and shown.get("b") == Shown((2,), shown.get("b").pooled)  # type: ignore[union-attr]
+    shown.put("b", Shown(("b",), torch.zeros(3)))  # refreshed: now the newest
+    shown.put("d", Shown(("c",), torch.zeros(3)))
+    assert shown.get("c") is None and shown.get("b").tokens == ("b",)  # type: ignore[union-attr]
     with pytest.raises(ValueError, match="max_sources"):
         ShownCaptions(0)
 
@@ -184,7 +184,7 @@ def test_a_stream_holds_across_calls_as_in_one_call(setup) -> None:  # type: ign
         )
     ]
     assert [h.ids for h in parts] == [h.ids for h in whole]
-    assert shown.get("s") is not None and shown.get("s").ids == tuple(whole[5].ids)  # type: ignore[union-attr]
+    assert shown.get("s") is not None and shown.get("s").tokens == tuple(vocab.decode(whole[5].ids))  # type: ignore[union-attr]
 
 
 def test_held_captions_change_less_and_are_scored_on_their_own_frame(setup) -> None:  # type: ignore[no-untyped-def]
@@ -225,3 +225,23 @@ def test_a_cut_is_captioned_afresh_whatever_the_margin(setup) -> None:  # type: 
         decoder, features[:6], vocab, loose, index, sources=["s"] * 6, shown=ShownCaptions()
     )
     assert all(h.ids == same[0].ids for h in same)
+
+
+def test_a_shown_caption_this_model_cannot_score_is_not_held(setup) -> None:  # type: ignore[no-untyped-def]
+    vocab, decoder, features, index, config = setup
+    loose = dataclasses.replace(config, hold_margin=1e6)
+    frame = features[1:2]
+    alone = caption_search(decoder, frame, vocab, loose, index)
+    keys = pooled(frame)[0]
+    for before in (
+        Shown(("w1", "not-a-word"), keys),  # a word this model lacks (another model's caption)
+        Shown(("w1", "w2"), torch.ones(3)),  # features of another size (another encoder)
+    ):
+        shown = ShownCaptions()
+        shown.put("s", before)
+        got = caption_search(decoder, frame, vocab, loose, index, sources=["s"], shown=shown)
+        assert got[0].ids == alone[0].ids
+    shown = ShownCaptions()
+    shown.put("s", Shown(("w1", "w2"), keys))  # one it can: held, with this margin
+    got = caption_search(decoder, frame, vocab, loose, index, sources=["s"], shown=shown)
+    assert vocab.decode(got[0].ids) == ["w1", "w2"]

@@ -14,6 +14,7 @@ import redis
 
 from captioner.api import Captioner
 from captioner.exceptions import CaptionerError
+from captioner.hold import ShownCaptions
 from tests.factories import save_tiny_checkpoint
 from tests.frames import add_frame, jpeg, register
 from worker.batching import BatchPolicy
@@ -44,7 +45,7 @@ def keyed(blobs: list[bytes], prefix: str) -> list[tuple[str, bytes]]:
 
 def captions(model: ModelProcess, frames: list[tuple[str, bytes]]) -> list[Any]:
     """The model's captions of frames keyed "source/id"."""
-    return model(frames, [key.split("/")[0] for key, _ in frames])
+    return model(frames, [key.split("/")[0] for key, _ in frames], ShownCaptions())
 
 
 def test_captions_match_the_model_in_process_and_a_bad_jpeg_is_none(
@@ -62,7 +63,7 @@ def test_captions_match_the_model_in_process_and_a_bad_jpeg_is_none(
     for c, d in zip(kept, direct, strict=True):
         np.testing.assert_array_equal(c.attention, d.attention)
     assert model.device == "cpu" and model.model_id
-    assert model([], []) == []
+    assert model([], [], ShownCaptions()) == []
 
 
 def test_the_worker_publishes_through_the_model_process(
@@ -145,8 +146,10 @@ class SentAhead:
         self.sent += [key for key, _ in frames]
         self.model.prefetch(frames)
 
-    def __call__(self, frames: Sequence[tuple[str, bytes]], sources: Sequence[str]) -> list[Any]:
-        return self.model(frames, sources)
+    def __call__(
+        self, frames: Sequence[tuple[str, bytes]], sources: Sequence[str], shown: ShownCaptions
+    ) -> list[Any]:
+        return self.model(frames, sources, shown)
 
 
 def test_the_worker_sends_frames_ahead_when_it_reads_ahead(
@@ -179,5 +182,6 @@ def test_if_decoding_ahead_stops_the_batches_decode_their_own_frames(checkpoint:
             time.sleep(0.1)
         assert not p.sending_ahead, "a closed decode-ahead pipe was not noticed"
         p.prefetch(frames)  # a no-op now, not an error
-        assert p(frames, ["after"])[0] is not None  # the batch decodes its frame itself
+        # the batch decodes its frame itself
+        assert p(frames, ["after"], ShownCaptions())[0] is not None
         assert p._proc.is_alive()

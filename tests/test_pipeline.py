@@ -249,7 +249,7 @@ def test_live_source_with_a_slow_worker_never_captions_late(redis_server, video:
     slow_s, max_age_ms = 0.8, 400.0
     started_ns: list[int] = []
 
-    def slow_caption(images: Sequence[Any], sources: Sequence[str]) -> Any:
+    def slow_caption(images: Sequence[Any], sources: Sequence[str], shown: Any) -> Any:
         started_ns.append(time.time_ns())  # when captioning of this batch began
         time.sleep(slow_s)  # a deliberately slow worker: frames pile up behind it
         return cap.caption(list(images), beam=1)
@@ -309,7 +309,7 @@ def test_file_job_backs_off_when_nobody_consumes(redis_server, video: Path) -> N
     assert thread.is_alive()
     worker = Worker(
         client,
-        lambda images, sources: tiny_captioner().caption(list(images), beam=1),
+        lambda images, sources, shown: tiny_captioner().caption(list(images), beam=1),
         WorkerConfig(policy=BatchPolicy(max_batch=16, max_wait_ms=10)),
     )
     worker.run(until=lambda: worker.stats.captioned >= 60)  # 6 s at 10 samples/s
@@ -329,7 +329,7 @@ def test_file_job_trims_captioned_frames_and_keeps_the_newest(redis_server, vide
     thread.start()
     worker = Worker(
         client,
-        lambda images, sources: tiny_captioner().caption(list(images), beam=1),
+        lambda images, sources, shown: tiny_captioner().caption(list(images), beam=1),
         WorkerConfig(policy=BatchPolicy(max_batch=4, max_wait_ms=10)),
     )
     worker.run(until=lambda: worker.stats.captioned >= 60)
@@ -417,7 +417,7 @@ def test_file_job_waits_out_a_redis_restart_and_goes_on(video: Path) -> None:
         assert describe_sources(client)["restart"]["state"] == "live"  # registered again
         worker = Worker(
             client,
-            lambda images, sources: tiny_captioner().caption(list(images), beam=1),
+            lambda images, sources, shown: tiny_captioner().caption(list(images), beam=1),
             WorkerConfig(policy=BatchPolicy(max_batch=16, max_wait_ms=10)),
         )
         worker.run(until=lambda: not thread.is_alive() and worker.stats.captioned >= 55)

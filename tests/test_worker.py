@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pytest
 import redis
 
@@ -31,8 +32,8 @@ def captioner():  # type: ignore[no-untyped-def]
 
 
 def _caption_fn(cap):  # type: ignore[no-untyped-def]
-    def caption(images: Sequence[Any], sources: Sequence[str]) -> Any:
-        return cap.caption(list(images), beam=1, sources=sources)
+    def caption(images: Sequence[Any], sources: Sequence[str], shown: Any) -> Any:
+        return cap.caption(list(images), beam=1, sources=sources, shown=shown)
 
     return caption
 
@@ -51,14 +52,26 @@ def test_frames_of_several_sources_are_captioned_in_one_batch(redis_client, capt
         register(redis_client, source, live=False)
         for seq in range(3):
             frame_ids[source, seq] = add_frame(redis_client, source, seq, data=jpeg(COLORS[seq]))
+    seen: list[tuple[str, int]] = []  # (source, seq by the frame's colour) as captioned
+    caption = _caption_fn(captioner)
+
+    def recording(images: Sequence[Any], sources: Sequence[str], shown: Any) -> Any:
+        for image, source in zip(images, sources, strict=True):
+            seen.append((source, int(np.argmax(image.mean(axis=(0, 1))))))
+        return caption(images, sources, shown)
+
     worker = Worker(
         redis_client,
-        _caption_fn(captioner),
+        recording,
         WorkerConfig(policy=BatchPolicy(max_batch=8, max_wait_ms=200), model="tiny"),
     )
     while worker.stats.captioned < 6:
         worker.step()
     assert worker.stats.batch_sizes[0] == 6  # both sources in the first batch
+    # the caption function is told each frame's source, a source's frames in order
+    # (what the caption hold follows)
+    for source in ("a", "b"):
+        assert [seq for s, seq in seen if s == source] == [0, 1, 2]
     for source in ("a", "b"):
         captions = _captions(redis_client, source)
         assert [c.seq for c in captions] == [0, 1, 2]
@@ -271,7 +284,7 @@ def test_a_model_error_stops_run_and_leaves_no_threads_behind(redis_client) -> N
     register(redis_client, "boom", live=False)
     add_frame(redis_client, "boom", 0, data=jpeg(COLORS[0]))
 
-    def failing(images: Sequence[Any], sources: Sequence[str]) -> Any:
+    def failing(images: Sequence[Any], sources: Sequence[str], shown: Any) -> Any:
         raise RuntimeError("CUDA out of memory")
 
     worker = Worker(redis_client, failing, WorkerConfig(policy=BatchPolicy(max_wait_ms=0)))

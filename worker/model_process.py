@@ -34,10 +34,13 @@ import signal
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from worker.decoded_ahead import MISSING, DecodedAhead
 from worker.parent_death import die_with_parent
+
+if TYPE_CHECKING:
+    from captioner.hold import ShownCaptions
 
 log = logging.getLogger("scenecast.worker")
 
@@ -116,16 +119,21 @@ class ModelProcess:
         """False once the child stopped decoding ahead."""
         return self._sending_ahead
 
-    def __call__(self, frames: Sequence[Frame], sources: Sequence[str]) -> list[Any]:
-        """One caption per frame, ``None`` where one does not decode."""
+    def __call__(
+        self, frames: Sequence[Frame], sources: Sequence[str], shown: ShownCaptions
+    ) -> list[Any]:
+        """One caption per frame, ``None`` where one does not decode; ``shown`` (what
+        the sources showed, for the caption hold) is updated as the child updated it."""
         if not frames:
             return []
         try:
-            self._conn.send(([(key, bytes(jpeg)) for key, jpeg in frames], list(sources)))
+            self._conn.send(([(key, bytes(jpeg)) for key, jpeg in frames], list(sources), shown))
         except (BrokenPipeError, ConnectionResetError, OSError) as exc:
             raise self._died() from exc
-        captions, ahead = self._reply()
+        captions, ahead, after = self._reply()
         self.decoded_ahead += ahead
+        for source, state in after.items():
+            shown.put(source, state)
         return list(captions)
 
     def _reply(self) -> Any:
@@ -184,7 +192,7 @@ def _serve(
         target=_decode_ahead, args=(ahead_conn, ahead, on), name="decode-ahead", daemon=True
     ).start()
     conn.send(("ok", (cap.model_id, cap.fit, str(cap.device))))
-    for frames, sources in _received(conn):
+    for frames, sources, shown in _received(conn):
         try:
             images = [ahead.take(key) for key, _ in frames]
             late = [i for i, image in enumerate(images) if image is MISSING]
@@ -194,7 +202,10 @@ def _serve(
                     images[i] = image
             ok = [(i, image) for i, image in enumerate(images) if image is not None]
             captions = cap.caption(
-                [image for _, image in ok], beam=beam, sources=[sources[i] for i, _ in ok]
+                [image for _, image in ok],
+                beam=beam,
+                sources=[sources[i] for i, _ in ok],
+                shown=shown,
             )
             out: list[Any] = [None] * len(frames)
             for (i, _), caption in zip(ok, captions, strict=True):
@@ -203,7 +214,7 @@ def _serve(
             _send_error(conn, exc)
             continue
         try:
-            conn.send(("ok", (out, len(frames) - len(late))))
+            conn.send(("ok", (out, len(frames) - len(late), shown)))
         except OSError:  # the worker is gone
             return
 

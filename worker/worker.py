@@ -29,6 +29,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import redis
 
+from captioner.hold import Shown, ShownCaptions
 from worker.backoff import backoff_delays
 from worker.batching import BatchPolicy, split_stale
 from worker.decode import decode_jpegs
@@ -48,6 +49,16 @@ from worker.queue import (
     frames_key,
     quantize_attention,
     source_of_key,
+)
+from worker.shown import (
+    FIELDS,
+    SHOWN_LUA,
+    LocalShown,
+    SeqShown,
+    decode_shown,
+    newest_before,
+    shown_args,
+    shown_key,
 )
 
 log = logging.getLogger("scenecast.worker")
@@ -70,10 +81,11 @@ class CaptionFn(Protocol):
     """One caption per image, in order; ``None`` for one it could not read (with
     ``WorkerConfig.model_decodes`` the images are (key, JPEG bytes) pairs, the key
     unique to the frame). ``sources``: each image's source, a source's frames in
-    stream order (for the caption hold, ``captioner.api.Captioner.caption``)."""
+    stream order; ``shown``: what each source showed before, updated in place (the
+    caption hold: ``captioner.api.Captioner.caption``; ``worker.shown``)."""
 
     def __call__(
-        self, images: Sequence[Any], sources: Sequence[str], /
+        self, images: Sequence[Any], sources: Sequence[str], shown: ShownCaptions, /
     ) -> Sequence[CaptionLike | None]: ...
 
 
@@ -172,6 +184,8 @@ class Worker:
         self.stats = WorkerStats()
         self._stop = threading.Event()
         self._publish = client.register_script(PUBLISH_LUA)
+        self._write_shown = client.register_script(SHOWN_LUA)
+        self._shown = LocalShown()  # what this worker's sources show (model thread only)
         self._sources: list[str] = []
         self._sources_at = 0.0
         self._claimed_at = 0.0
@@ -494,13 +508,35 @@ class Worker:
         if not fresh:
             return
         started = time.perf_counter()
-        captions = self.caption([d.image for d in fresh], [d.pending.frame.source for d in fresh])
+        frames = [d.pending.frame for d in fresh]
+        shown = self._shown_before(frames)
+        before = dict(shown.items())
+        captions = self.caption([d.image for d in fresh], [f.source for f in frames], shown)
         seconds = {**seconds, "caption": time.perf_counter() - started}
+        states = _shown_after(frames, shown, before)
+        self._shown.update(states)
         done = [(d.pending, c) for d, c in zip(fresh, captions, strict=True) if c is not None]
         self._count_failed(len(fresh) - len(done))  # the model could not decode them
         if done:
-            frames, kept = zip(*done, strict=True)
-            publish(_Captioned(list(frames), list(kept), time.time_ns(), seconds))
+            pending, kept = zip(*done, strict=True)
+            publish(_Captioned(list(pending), list(kept), time.time_ns(), seconds, states))
+
+    def _shown_before(self, frames: Sequence[FrameEntry]) -> ShownCaptions:
+        """What each source of the batch showed before its first frame here: this
+        worker's state or the one in Redis (another worker's), the newer (worker.shown)."""
+        first: dict[str, int] = {}
+        for f in frames:
+            first.setdefault(f.source, f.seq)
+        pipe = self.redis.pipeline(transaction=False)
+        for source in first:
+            pipe.hmget(shown_key(source), list(FIELDS))
+        shown = ShownCaptions()
+        for (source, seq), values in zip(first.items(), pipe.execute(), strict=True):
+            shared = decode_shown(values, self.config.model)
+            state = newest_before(seq, self._shown.get(source), shared)
+            if state is not None:
+                shown.put(source, state)
+        return shown
 
     def _publish_batch(self, done: _Captioned) -> None:
         """Each caption published and its frame acked atomically; counters in one trip."""
@@ -519,7 +555,10 @@ class Worker:
             maxlen = self.config.live_caption_maxlen if f.live else 0
             keys, argv = publish_args(Publication(entry, p.entry_id, maxlen))
             self._publish(keys=keys, args=argv, client=pipe)
-        results = pipe.execute()
+        for source, state in done.shown.items():
+            keys, argv = shown_args(source, state, self.config.model)
+            self._write_shown(keys=keys, args=argv, client=pipe)
+        results = pipe.execute()[: len(done.frames)]
         published = sum(1 for r in results if r)
         seconds = {**done.seconds, "publish": time.perf_counter() - started}
         counters = self.redis.pipeline(transaction=False)
@@ -546,3 +585,16 @@ class _Captioned:
     captions: Sequence[CaptionLike]
     done_ns: int  # when the model finished: the captions' latency ends here
     seconds: dict[str, float]  # read, decode, caption
+    shown: dict[str, SeqShown]  # what the sources show now, for shown:{src}
+
+
+def _shown_after(
+    frames: Sequence[FrameEntry], shown: ShownCaptions, before: dict[str, Shown]
+) -> dict[str, SeqShown]:
+    """The sources whose shown caption the captioner set, as of their last frame here."""
+    last = {f.source: f.seq for f in frames}
+    return {
+        source: SeqShown(seq, state)
+        for source, seq in last.items()
+        if (state := shown.get(source)) is not None and state is not before.get(source)
+    }
