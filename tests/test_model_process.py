@@ -185,3 +185,20 @@ def test_if_decoding_ahead_stops_the_batches_decode_their_own_frames(checkpoint:
         # the batch decodes its frame itself
         assert p(frames, ["after"], ShownCaptions())[0] is not None
         assert p._proc.is_alive()
+
+
+def test_the_default_model_in_its_process_holds_and_returns_what_sources_show() -> None:
+    from captioner.sample_photos import sample_paths
+
+    cat = next(p for p in sample_paths() if p.stem == "chelsea").read_bytes()
+    with contextlib.closing(ModelProcess(None, device="cpu", beam=3, max_batch=4)) as model:
+        shown = ShownCaptions()
+        first = model([("cam/0", cat), ("cam/1", cat)], ["cam", "cam"], shown)
+        state = shown.get("cam")
+        assert state is not None and state.tokens == tuple(first[1].tokens)
+        assert first[0].text == first[1].text  # the same picture holds its caption
+        assert state.pooled.shape == (1280,) and state.pooled.device.type == "cpu"
+        # the child sends back only the states it set: another source's batch leaves
+        # this one's alone (not re-sent, which would tag it with the wrong frame)
+        model([("door/0", cat)], ["door"], shown)
+        assert shown.get("cam") is state and shown.get("door") is not None

@@ -130,9 +130,9 @@ class ModelProcess:
             self._conn.send(([(key, bytes(jpeg)) for key, jpeg in frames], list(sources), shown))
         except (BrokenPipeError, ConnectionResetError, OSError) as exc:
             raise self._died() from exc
-        captions, ahead, after = self._reply()
+        captions, ahead, changed = self._reply()
         self.decoded_ahead += ahead
-        for source, state in after.items():
+        for source, state in changed.items():  # only those the child's captioner set
             shown.put(source, state)
         return list(captions)
 
@@ -201,12 +201,14 @@ def _serve(
                 for i, image in zip(late, decoded, strict=True):
                     images[i] = image
             ok = [(i, image) for i, image in enumerate(images) if image is not None]
+            before = dict(shown.items())
             captions = cap.caption(
                 [image for _, image in ok],
                 beam=beam,
                 sources=[sources[i] for i, _ in ok],
                 shown=shown,
             )
+            changed = {s: st for s, st in shown.items() if st is not before.get(s)}
             out: list[Any] = [None] * len(frames)
             for (i, _), caption in zip(ok, captions, strict=True):
                 out[i] = caption
@@ -214,7 +216,7 @@ def _serve(
             _send_error(conn, exc)
             continue
         try:
-            conn.send(("ok", (out, len(frames) - len(late), shown)))
+            conn.send(("ok", (out, len(frames) - len(late), changed)))
         except OSError:  # the worker is gone
             return
 
