@@ -6,7 +6,9 @@ search lets a word appear at most once in a caption unless it is listed here:
 articles, prepositions, conjunctions, pronouns, auxiliaries, a few quantity words,
 and colours, which describe different things in one caption ("a black shirt and
 black pants"; on val, letting colours repeat scored the same: CIDEr-D 0.462 against
-0.465 on the half the search settings were chosen on).
+0.465 on the half the search settings were chosen on). Even these never follow
+themselves ("a blue blue truck", "a black and black shirt"): the search bans that
+apart from this list.
 """
 
 from __future__ import annotations

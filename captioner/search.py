@@ -131,11 +131,16 @@ class _Bans:
 
     fixed: Tensor  # (V,) additive: -inf for tokens never emitted
     repeatable: Tensor | None  # (V,) bool, with no_repeat_words: words that may repeat
+    # with no_repeat_words: "and", after which the word before it may not follow
+    # ("a black and black shirt": a colour may repeat, but not next to itself)
+    conjunction: int | None = None
 
     @classmethod
     def of(cls, vocab: Vocabulary, config: SearchConfig, device: torch.device) -> _Bans:
-        repeatable = _repeatable_mask(vocab, device) if config.no_repeat_words else None
-        return cls(_banned_mask(vocab, config, device), repeatable)
+        if not config.no_repeat_words:
+            return cls(_banned_mask(vocab, config, device), None)
+        repeatable = _repeatable_mask(vocab, device)
+        return cls(_banned_mask(vocab, config, device), repeatable, vocab.index.get("and"))
 
 
 def _keeps_history(config: SearchConfig) -> bool:
@@ -162,6 +167,11 @@ def _next_logp(
         # every word used so far, but function words write into <pad> (always banned)
         used = history.masked_fill(bans.repeatable[history], vocab.pad_id)  # (N, t)
         logp.scatter_(1, used, NEG_INF)
+        logp.scatter_(1, history[:, -1:], NEG_INF)  # nor one twice in a row ("blue blue")
+    if bans.conjunction is not None and history.size(1) >= 2:
+        # "X and" never continues with X; other rows write into <pad>
+        joined = history[:, -2].masked_fill(history[:, -1].ne(bans.conjunction), vocab.pad_id)
+        logp.scatter_(1, joined.unsqueeze(1), NEG_INF)
     return logp
 
 

@@ -138,6 +138,32 @@ def test_no_repeat_words_uses_each_word_once_but_function_words_freely() -> None
     assert any(repeats(h.ids) - function_ids for h in plain)
 
 
+def test_no_repeat_words_never_puts_a_word_next_to_itself() -> None:
+    from captioner.search import _Bans, _next_logp
+
+    vocab = Vocabulary([*SPECIALS, "a", "and", "black", "white", "shirt"])
+    ids = vocab.index
+    history = torch.tensor(
+        [
+            [ids["black"], ids["and"]],  # "black and": not "black" again
+            [ids["black"], ids["shirt"]],  # "black shirt": "black" may follow (a colour)
+            [ids["a"], ids["and"]],  # "a and": not "a"
+            [ids["shirt"], ids["black"]],  # "shirt black": not "black" twice in a row
+        ]
+    )
+    logits = torch.zeros(4, len(vocab))
+    for config, banned in (
+        (SearchConfig(no_repeat_words=True), [True, False, True, True]),
+        (SearchConfig(), [False, False, False, False]),  # rules of no_repeat_words
+    ):
+        bans = _Bans.of(vocab, config, torch.device("cpu"))
+        logp = _next_logp(logits, 2, vocab, config, bans, history)
+        checked = [logp[0, ids["black"]], logp[1, ids["black"]], logp[2, ids["a"]]]
+        checked.append(logp[3, ids["black"]])
+        assert [bool(torch.isinf(v)) for v in checked] == banned
+        assert torch.isfinite(logp[:, ids["white"]]).all()  # another colour is fine
+
+
 def test_banned_words_are_never_written(vocab: Vocabulary) -> None:
     decoder = tiny_decoder(len(vocab), end_bias=-50.0, seed=5)  # it loves w12 and w3
     features = _features(4)
