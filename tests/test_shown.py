@@ -67,11 +67,11 @@ def test_the_newer_state_from_an_earlier_frame_wins() -> None:
     assert newest_before(10, None, None) is None
 
 
-def test_local_states_keep_the_newest_and_the_most_recent_sources() -> None:
+def test_local_states_keep_the_last_batchs_and_the_most_recent_sources() -> None:
     local = LocalShown(max_sources=2)
     local.update({"a": _state(3, "three")})
-    local.update({"a": _state(2, "two")})  # older: ignored
-    assert local.get("a") is not None and local.get("a").seq == 3  # type: ignore[union-attr]
+    local.update({"a": _state(0, "zero")})  # a source numbered from 0 again: taken
+    assert local.get("a") is not None and local.get("a").seq == 0  # type: ignore[union-attr]
     local.update({"b": _state(1, "b"), "c": _state(1, "c")})
     assert local.get("a") is None and local.get("c") is not None
 

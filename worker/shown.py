@@ -86,7 +86,10 @@ def newest_before(first_seq: int, mine: SeqShown | None, shared: SeqShown | None
 
 
 class LocalShown:
-    """A worker's own states, for the most recently captioned sources."""
+    """A worker's own states, for the most recently captioned sources: each batch's
+    replace the ones before, whatever their ``seq`` (a source whose numbering started
+    again must not be stuck behind its old frames; an older frame reclaimed from a dead
+    worker leaves an older state here, and Redis's newer one wins next time)."""
 
     def __init__(self, max_sources: int = 1024) -> None:
         self.max_sources = max_sources
@@ -97,9 +100,7 @@ class LocalShown:
 
     def update(self, states: Mapping[str, SeqShown]) -> None:
         for source, state in states.items():
-            old = self._states.get(source)
-            if old is None or old.seq < state.seq:
-                self._states[source] = state
+            self._states[source] = state
             self._states.move_to_end(source)
         while len(self._states) > self.max_sources:
             self._states.popitem(last=False)
