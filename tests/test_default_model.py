@@ -76,20 +76,28 @@ def test_bundled_model_reranks_with_its_neighbour_index(cap: Captioner) -> None:
     assert len(finished) == 5
 
 
-def test_frames_of_a_stream_hold_their_caption_until_the_picture_changes(cap: Captioner) -> None:
+def _demo_frames() -> list[np.ndarray]:
+    """The demo video at one frame a second, as the service samples it: 4 photos x 4 s."""
     import cv2
 
-    from stream.demo_video import SECONDS_EACH, demo_video_path
+    from stream.demo_video import demo_video_path
 
     video = cv2.VideoCapture(str(demo_video_path()))
     fps = video.get(cv2.CAP_PROP_FPS)
     frames = []
     ok, frame = video.read()
-    while ok:  # one frame a second, as the service samples: 4 photos x 4 s
+    while ok:
         if int(video.get(cv2.CAP_PROP_POS_FRAMES) - 1) % int(fps) == 0:
             frames.append(np.ascontiguousarray(frame[:, :, ::-1]))
         ok, frame = video.read()
     video.release()
+    return frames
+
+
+def test_frames_of_a_stream_hold_their_caption_until_the_picture_changes(cap: Captioner) -> None:
+    from stream.demo_video import SECONDS_EACH
+
+    frames = _demo_frames()
     photos = len(frames) // SECONDS_EACH
     assert photos == len(sample_paths())
 
@@ -103,3 +111,37 @@ def test_frames_of_a_stream_hold_their_caption_until_the_picture_changes(cap: Ca
     for first in range(0, len(frames), SECONDS_EACH):
         assert held[first].text == alone[first].text
     assert changes(held) >= photos - 1  # the photos still get their own captions
+
+
+def test_a_worker_publishes_held_captions_as_fewer_segments(cap: Captioner, redis_client) -> None:  # type: ignore[no-untyped-def]
+    """The whole path: frames in Redis, a worker with the default model, the hold, the
+    publish script's segments."""
+    from captioner.hold import ShownCaptions
+    from stream.capture import encode_jpeg
+    from tests.frames import add_frame, register
+    from worker.batching import BatchPolicy
+    from worker.queue import captions_key, decode_caption
+    from worker.worker import Worker, WorkerConfig
+
+    jpegs = [encode_jpeg(f, max_side=256, quality=90)[0] for f in _demo_frames()]
+    segments = {}
+    for source, margin in (("held", 0.04), ("alone", None)):
+        search = dataclasses.replace(cap.search_config, beam=5, hold_margin=margin)
+
+        def caption(images, sources, shown: ShownCaptions, search=search):  # type: ignore[no-untyped-def]
+            return cap.caption(list(images), config=search, sources=sources, shown=shown)
+
+        register(redis_client, source, live=False)
+        for seq, data in enumerate(jpegs):
+            add_frame(redis_client, source, seq, data=data)
+        config = WorkerConfig(policy=BatchPolicy(max_batch=5, max_wait_ms=0), model="default")
+        worker = Worker(redis_client, caption, config)
+        while worker.stats.captioned < len(jpegs):
+            worker.step()
+        entries = [decode_caption(f) for _, f in redis_client.xrange(captions_key(source))]
+        assert [e.seq for e in entries] == list(range(len(jpegs)))
+        segments[source] = entries[-1].segment_id + 1
+    # batches of 5 cut across the photos' 4 frames: what a batch's frames showed is
+    # carried to the next through the worker (and Redis)
+    assert segments["held"] < segments["alone"], segments
+    assert segments["held"] >= len(sample_paths())
