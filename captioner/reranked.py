@@ -117,10 +117,10 @@ class _Held:
         for j, ids in enumerate(chosen):
             own = [h for h in finished[j] if tuple(h.ids) == ids]
             out.append(own[0] if own else self.forced[(j, ids)])
-        for j, source in enumerate(sources):  # the last frame of each source stays
-            if source is not None:
-                words = tuple(self.vocab.decode(chosen[j]))
-                shown.put(source, Shown(tokens=words, pooled=keys[j].float().cpu()))
+        last = {source: j for j, source in enumerate(sources) if source is not None}
+        for source, j in last.items():  # what each source shows after its last frame here
+            words = tuple(self.vocab.decode(chosen[j]))
+            shown.put(source, Shown(tokens=words, pooled=keys[j].float().cpu()))
         return out
 
     def _ids(self, tokens: tuple[str, ...]) -> tuple[int, ...] | None:
