@@ -6,8 +6,8 @@ group take a source's frames in turns (Redis hands each new frame to whichever
 worker asks first), so a worker's own memory would be of frames two or more back and
 each worker would hold a caption of its own: captions alternating between workers.
 So each worker writes what a source shows to ``shown:{src}`` (same hash tag as the
-source's streams) when it publishes, and reads it before captioning; it keeps its
-own copy too, which is newer than Redis's while its last batch is still being
+source's streams) when it publishes, and reads it with the source's frames; it keeps
+its own copy too, which is newer than Redis's while its last batch is still being
 published. Whichever is newer (by frame ``seq``) wins; a state from this frame or
 later (a frame reclaimed out of order) is not used.
 

@@ -63,6 +63,8 @@ from worker.shown import (
 
 log = logging.getLogger("scenecast.worker")
 
+SHARED_KEEP = 4096  # sources whose state in Redis a worker remembers between reads
+
 
 class CaptionLike(Protocol):
     """What the worker needs of a caption (``captioner.Caption`` has it)."""
@@ -186,6 +188,8 @@ class Worker:
         self._publish = client.register_script(PUBLISH_LUA)
         self._write_shown = client.register_script(SHOWN_LUA)
         self._shown = LocalShown()  # what this worker's sources show (model thread only)
+        # what Redis said they show (other workers' captions), read with their frames
+        self._shared: dict[str, SeqShown | None] = {}
         self._sources: list[str] = []
         self._sources_at = 0.0
         self._claimed_at = 0.0
@@ -478,6 +482,7 @@ class Worker:
         frames = [frames[i] for i in self._skip_stale(frames)]
         if not frames:
             return []
+        self._read_shared({p.frame.source for p in frames})
         if self.config.model_decodes:
             items = [(f"{p.frame.source}/{p.entry_id}", p.frame.jpeg) for p in frames]
             if ahead and isinstance(self.caption, DecodesAhead):
@@ -521,19 +526,27 @@ class Worker:
             pending, kept = zip(*done, strict=True)
             publish(_Captioned(list(pending), list(kept), time.time_ns(), seconds, states))
 
+    def _read_shared(self, sources: set[str]) -> None:
+        """What Redis says these sources show (one round trip, by the thread that read
+        their frames: off the model's path); the model's thread takes it from there."""
+        pipe = self.redis.pipeline(transaction=False)
+        for source in sources:
+            pipe.hmget(shown_key(source), list(FIELDS))
+        if len(self._shared) > SHARED_KEEP:
+            self._shared.clear()
+        for source, values in zip(sources, pipe.execute(), strict=True):
+            self._shared[source] = decode_shown(values, self.config.model)
+
     def _shown_before(self, frames: Sequence[FrameEntry]) -> ShownCaptions:
         """What each source of the batch showed before its first frame here: this
-        worker's state or the one in Redis (another worker's), the newer (worker.shown)."""
+        worker's state or Redis's (another worker's) as read with the frames, the
+        newer (worker.shown)."""
         first: dict[str, int] = {}
         for f in frames:
             first.setdefault(f.source, f.seq)
-        pipe = self.redis.pipeline(transaction=False)
-        for source in first:
-            pipe.hmget(shown_key(source), list(FIELDS))
         shown = ShownCaptions()
-        for (source, seq), values in zip(first.items(), pipe.execute(), strict=True):
-            shared = decode_shown(values, self.config.model)
-            state = newest_before(seq, self._shown.get(source), shared)
+        for source, seq in first.items():
+            state = newest_before(seq, self._shown.get(source), self._shared.get(source))
             if state is not None:
                 shown.put(source, state)
         return shown
