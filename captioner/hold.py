@@ -66,8 +66,13 @@ class ShownCaptions:
     def get(self, source: str) -> Shown | None:
         return self._shown.get(source)
 
-    def items(self) -> list[tuple[str, Shown]]:
-        return list(self._shown.items())
+    def snapshot(self) -> dict[str, Shown]:
+        """The states now, for :meth:`set_since`."""
+        return dict(self._shown)
+
+    def set_since(self, snapshot: dict[str, Shown]) -> dict[str, Shown]:
+        """The states put since ``snapshot`` was taken (a captioner's updates)."""
+        return {s: st for s, st in self._shown.items() if st is not snapshot.get(s)}
 
     def put(self, source: str, shown: Shown) -> None:
         self._shown[source] = shown

@@ -329,6 +329,19 @@ def _capture_config(args: argparse.Namespace) -> Any:
     return sampling_config(args, loop=args.loop)
 
 
+def _choice_argv(args: argparse.Namespace) -> list[str]:
+    """``--consensus-k`` and ``--hold`` for a worker process, those this command has
+    and was given (``search_overrides`` reads the same flags in-process)."""
+    argv = []
+    for flag, value in (
+        ("--consensus-k", getattr(args, "consensus_k", None)),
+        ("--hold", getattr(args, "hold", None)),
+    ):
+        if value is not None:
+            argv += [flag, str(value)]
+    return argv
+
+
 def _worker_argv(args: argparse.Namespace) -> list[str]:
     argv = [
         "--beam",
@@ -342,10 +355,7 @@ def _worker_argv(args: argparse.Namespace) -> list[str]:
     ]
     if args.checkpoint:
         argv += ["--checkpoint", args.checkpoint]
-    if args.consensus_k is not None:
-        argv += ["--consensus-k", str(args.consensus_k)]
-    if args.hold is not None:
-        argv += ["--hold", str(args.hold)]
+    argv += _choice_argv(args)
     if args.device:
         argv += ["--device", args.device]
     # always, both ways: the worker process reads SCENECAST_* and --config too, and
@@ -573,9 +583,7 @@ def cmd_bench_pipeline(args: argparse.Namespace) -> int:
     cap = Captioner.load(args.checkpoint, device=args.device)
     cap.override(search_overrides(args))
     worker_args = ["--model-process"] if args.model_process else []
-    worker_args += ["--decode", args.decode]
-    if args.hold is not None:
-        worker_args += ["--hold", str(args.hold)]
+    worker_args += ["--decode", args.decode, *_choice_argv(args)]
     print(f"scenecast bench pipeline — {_bench_context(cap)}; worker {' '.join(worker_args)}")
     print(
         run_bench(
@@ -609,7 +617,7 @@ def cmd_bench_caption(args: argparse.Namespace) -> int:
             workers=args.workers,
             checkpoint=args.checkpoint,
             video=args.video,
-            worker_args=[] if args.hold is None else ["--hold", str(args.hold)],
+            worker_args=_choice_argv(args),
         )
     )
     return 0

@@ -139,6 +139,19 @@ def test_shown_captions_keep_the_most_recent_sources() -> None:
         ShownCaptions(0)
 
 
+def test_shown_captions_tell_which_states_were_set_since_a_snapshot() -> None:
+    shown = ShownCaptions()
+    kept, replaced = Shown(("a",), torch.zeros(3)), Shown(("b",), torch.zeros(3))
+    shown.put("kept", kept)
+    shown.put("replaced", replaced)
+    before = shown.snapshot()
+    assert shown.set_since(before) == {}
+    again = Shown(("b",), torch.zeros(3))  # equal words, but put anew: set since
+    shown.put("replaced", again)
+    shown.put("new", kept)
+    assert shown.set_since(before) == {"replaced": again, "new": kept}
+
+
 # -- through the reranked search ---------------------------------------------------
 
 

@@ -201,14 +201,14 @@ def _serve(
                 for i, image in zip(late, decoded, strict=True):
                     images[i] = image
             ok = [(i, image) for i, image in enumerate(images) if image is not None]
-            before = dict(shown.items())
+            before = shown.snapshot()
             captions = cap.caption(
                 [image for _, image in ok],
                 beam=beam,
                 sources=[sources[i] for i, _ in ok],
                 shown=shown,
             )
-            changed = {s: st for s, st in shown.items() if st is not before.get(s)}
+            changed = shown.set_since(before)
             out: list[Any] = [None] * len(frames)
             for (i, _), caption in zip(ok, captions, strict=True):
                 out[i] = caption

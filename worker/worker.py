@@ -29,7 +29,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import redis
 
-from captioner.hold import Shown, ShownCaptions
+from captioner.hold import ShownCaptions
 from worker.backoff import backoff_delays
 from worker.batching import BatchPolicy, split_stale
 from worker.decode import decode_jpegs
@@ -515,10 +515,13 @@ class Worker:
         started = time.perf_counter()
         frames = [d.pending.frame for d in fresh]
         shown = self._shown_before(frames)
-        before = dict(shown.items())
+        before = shown.snapshot()
         captions = self.caption([d.image for d in fresh], [f.source for f in frames], shown)
         seconds = {**seconds, "caption": time.perf_counter() - started}
-        states = _shown_after(frames, shown, before)
+        last = {f.source: f.seq for f in frames}  # each source's state is of its last frame
+        states = {
+            s: SeqShown(last[s], st) for s, st in shown.set_since(before).items() if s in last
+        }
         self._shown.update(states)
         done = [(d.pending, c) for d, c in zip(fresh, captions, strict=True) if c is not None]
         self._count_failed(len(fresh) - len(done))  # the model could not decode them
@@ -599,15 +602,3 @@ class _Captioned:
     done_ns: int  # when the model finished: the captions' latency ends here
     seconds: dict[str, float]  # read, decode, caption
     shown: dict[str, SeqShown]  # what the sources show now, for shown:{src}
-
-
-def _shown_after(
-    frames: Sequence[FrameEntry], shown: ShownCaptions, before: dict[str, Shown]
-) -> dict[str, SeqShown]:
-    """The sources whose shown caption the captioner set, as of their last frame here."""
-    last = {f.source: f.seq for f in frames}
-    return {
-        source: SeqShown(seq, state)
-        for source, seq in last.items()
-        if (state := shown.get(source)) is not None and state is not before.get(source)
-    }
