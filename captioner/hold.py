@@ -30,8 +30,10 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
+import numpy as np
+import torch
 from torch import Tensor
 
 # Frames less similar than this to their predecessor start afresh (a cut). Pooled
@@ -49,6 +51,17 @@ class Shown:
 
     tokens: tuple[str, ...]
     pooled: Tensor  # (D,) on the CPU: L2-normalised mean of the frame's grid features
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled with its features as a NumPy array. Through a multiprocessing pipe
+        (the worker and its model's process swap states every batch) torch sends a
+        tensor through shared memory and a file-descriptor handshake: ~1 ms a state
+        against ~0.01 ms."""
+        return (_shown, (self.tokens, self.pooled.numpy()))
+
+
+def _shown(tokens: tuple[str, ...], pooled: np.ndarray) -> Shown:
+    return Shown(tokens, torch.from_numpy(pooled))
 
 
 class ShownCaptions:

@@ -41,7 +41,7 @@ from stream.embedded_redis import EmbeddedRedis
 from stream.server import CaptionServer, ServerConfig
 from stream.sources import parse_source
 from worker.decode import decode_jpegs
-from worker.queue import METRICS_KEY, STAGE_PREFIX, captions_key
+from worker.queue import CAPTION_CPU, METRICS_KEY, STAGE_PREFIX, captions_key
 
 
 @dataclass(frozen=True)
@@ -54,10 +54,38 @@ class FileRound:
     stage_ms: dict[str, float]  # the worker's time per batch in each stage
     capture_fps: float  # frames capture published per second, until its last
     capture_wait_s: float  # of which waiting for room under its backlog limit
+    first_caption_s: float  # from the start of capture to the first caption in Redis
+    captioner_cpu_s_per_image: float  # the captioner alone's thread's CPU time
+    model_cpu_ms: float  # per batch: CPU time of the worker's model thread captioning
 
     @property
     def ratio(self) -> float:
         return self.captions_per_s / self.captioner_images_per_s
+
+    @property
+    def model_ms(self) -> float:
+        """The worker's model path per batch: captioning, and with ``--model-process``
+        the child's decoding and the pipes."""
+        return sum(self.stage_ms.get(s, 0.0) for s in MODEL_STAGES)
+
+    @property
+    def alone_ms(self) -> float:
+        """The captioner alone's time for a batch of the worker's mean size."""
+        return 1000 * self.mean_batch / self.captioner_images_per_s
+
+    @property
+    def alone_cpu_ms(self) -> float:
+        return 1000 * self.mean_batch * self.captioner_cpu_s_per_image
+
+    @property
+    def model_busy(self) -> float:
+        """The share of the job's time the worker's model path was busy. The ratio is
+        this times ``alone_ms / model_ms``: a job loses by the model waiting for
+        frames, or by the model being slower inside the worker than alone."""
+        return self.model_ms * self.captions_per_s / self.mean_batch / 1000
+
+
+MODEL_STAGES = ("model_decode", "caption", "transfer")
 
 
 @dataclass(frozen=True)
@@ -123,16 +151,25 @@ def _sampled_images(video: Path, every: int, limit: int) -> list[Any]:
     return out
 
 
-def captioner_rate(cap: Captioner, images: Sequence[Any], *, batch: int, beam: int) -> float:
+@dataclass(frozen=True)
+class Alone:
+    """The captioner alone on a job's frames."""
+
+    images_per_s: float
+    cpu_s_per_image: float  # CPU time of the captioning thread
+
+
+def captioner_rate(cap: Captioner, images: Sequence[Any], *, batch: int, beam: int) -> Alone:
     """The captioner's images/s on ``images`` as one stream's frames in order, as the
     worker captions a file job's (with the caption hold; a new stream each call)."""
     cap.caption(list(images[:batch]), beam=beam)  # warm-up
     source = f"alone-{uuid.uuid4().hex[:8]}"
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.thread_time()
     for lo in range(0, len(images), batch):
         chunk = list(images[lo : lo + batch])
         cap.caption(chunk, beam=beam, sources=[source] * len(chunk))
-    return len(images) / (time.perf_counter() - started)
+    cpu_s = time.thread_time() - cpu
+    return Alone(len(images) / (time.perf_counter() - started), cpu_s / len(images))
 
 
 @contextlib.contextmanager
@@ -205,7 +242,7 @@ STALL_S = 120.0  # no new caption for this long: the benchmark fails instead of 
 
 
 def file_round(
-    client: redis.Redis, video: Path, frames: int, source: str, batch: int, own: float
+    client: redis.Redis, video: Path, frames: int, source: str, batch: int, own: Alone
 ) -> FileRound:
     """One file job as source ``source`` through the running worker, timed from the
     start of capture to the last caption in Redis."""
@@ -213,6 +250,7 @@ def file_round(
     spec = parse_source(str(video), name=source)
     capture = Capture(client, spec, CaptureConfig(fps=10.0))  # the backlog limit run uses
     started = time.perf_counter()
+    started_wall = time.time()  # redis-server's clock: its stream ids' milliseconds
     capture_s = float("nan")
 
     def run_capture() -> None:
@@ -235,16 +273,27 @@ def file_round(
             )
     seconds = time.perf_counter() - started
     thread.join(10)
-    after = _worker_counters(client)
+    after = _counters_after(client, before, frames)
     batches = max(after.get("batches", 0) - before.get("batches", 0), 1)
     stage_ms = {
         name.removeprefix(STAGE_PREFIX): 1000 * (value - before.get(name, 0)) / batches
         for name, value in after.items()
         if name.startswith(STAGE_PREFIX)
     }
+    cpu_ms = 1000 * (after.get(CAPTION_CPU, 0) - before.get(CAPTION_CPU, 0)) / batches
     capture_fps = capture.published / capture_s
+    first: Any = client.xrange(captions_key(source), count=1)
+    first_s = int(first[0][0].split(b"-")[0]) / 1000 - started_wall
     return FileRound(
-        own, frames / seconds, frames / batches, stage_ms, capture_fps, capture.waited_s
+        own.images_per_s,
+        frames / seconds,
+        frames / batches,
+        stage_ms,
+        capture_fps,
+        capture.waited_s,
+        first_s,
+        own.cpu_s_per_image,
+        cpu_ms,
     )
 
 
@@ -253,18 +302,38 @@ def _worker_counters(client: redis.Redis) -> dict[str, float]:
     return {k.decode(): float(v) for k, v in raw.items()}
 
 
+def _counters_after(
+    client: redis.Redis, before: dict[str, float], frames: int, *, timeout_s: float = 2.0
+) -> dict[str, float]:
+    """The worker's counters once they include the job's last batch: the worker adds
+    a batch's counters just after publishing its captions, which the job's end saw."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        after = _worker_counters(client)
+        counted = after.get("captioned", 0) + after.get("duplicates", 0)
+        counted -= before.get("captioned", 0) + before.get("duplicates", 0)
+        if counted >= frames or time.monotonic() > deadline:
+            return after
+        time.sleep(0.01)
+
+
 def format_file(f: FileResult, *, batch: int, beam: int | None) -> list[str]:
     what = f"batch {batch}, beam {beam}" if beam else f"batch {batch}"
     return [
         f"file job, {f.frames} frames, {what}, {len(f.rounds)} rounds (captioner alone / "
         "through Redis / the worker's mean batch and ms per batch in each stage; read + "
         "decode and publish run in threads beside the model / capture's frames/s and its "
-        "seconds waiting for room under the backlog limit):",
+        "seconds waiting for room under the backlog limit / the first caption's delay; "
+        "the share of the job the worker's model was busy, its ms per batch and its thread's "
+        "CPU ms against the captioner alone's):",
         *(
             f"  {r.captioner_images_per_s:.1f} images/s / {r.captions_per_s:.1f} captions/s"
             f" = {100 * r.ratio:.0f}% / {r.mean_batch:.1f} frames, "
             + " ".join(f"{stage} {ms:.1f}" for stage, ms in r.stage_ms.items())
             + f" / capture {r.capture_fps:.0f} frames/s, waited {r.capture_wait_s:.2f} s"
+            + f" / first caption {1000 * r.first_caption_s:.0f} ms"
+            + f"; model busy {100 * r.model_busy:.0f}%, {r.model_ms:.1f} ms a batch (CPU"
+            f" {r.model_cpu_ms:.1f}) against {r.alone_ms:.1f} alone (CPU {r.alone_cpu_ms:.1f})"
             for r in f.rounds
         ),
         f"  median of the rounds: {100 * f.ratio:.0f}% (target ≥ 85%); medians "

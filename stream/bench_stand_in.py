@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import redis
 
-from stream.bench_pipeline import FileResult, file_round, format_file, make_bench_video
+from stream.bench_pipeline import Alone, FileResult, file_round, format_file, make_bench_video
 from stream.embedded_redis import EmbeddedRedis
 
 
@@ -89,7 +89,7 @@ def stand_in_worker(url: str, *, batch: int, ms: float) -> Iterator[None]:
 
 def bench_stand_in(*, ms: float, batch: int, frames: int, rounds: int, workdir: Path) -> FileResult:
     video = make_bench_video(workdir / "file.mp4", seconds=frames / 10 + 0.5, fps=10)
-    own = batch / (ms / 1000)
+    own = Alone(batch / (ms / 1000), 0.0)  # by construction; it waits, using no CPU
     with EmbeddedRedis() as server, stand_in_worker(server.url, batch=batch, ms=ms):
         client = redis.Redis.from_url(server.url)
         results = [

@@ -434,9 +434,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
                 model_decodes=True,
             )
             serve_worker(args.redis_url, model, config, parent_pid=args.exit_with_parent)
-            logging.getLogger("scenecast.worker").info(
-                "model process: %d frames were decoded ahead of their batch", model.decoded_ahead
-            )
         return 0
     cap = Captioner.load(args.checkpoint, device=device)
     cap.override(search_overrides(args))

@@ -56,6 +56,7 @@ from stream.protocol import (
 )
 from stream.subscription import Subscription
 from worker.queue import (
+    CAPTION_CPU,
     METRICS_KEY,
     SOURCES_KEY,
     STAGE_PREFIX,
@@ -482,11 +483,18 @@ class CaptionServer:
                         f'scenecast_worker_stage_seconds_total{{stage="{stage}"}} {seconds:.3f}'
                     )
                     continue
+                if name == CAPTION_CPU:  # against the caption stage's seconds: the model's waits
+                    lines += [
+                        "# TYPE scenecast_worker_caption_cpu_seconds_total counter",
+                        f"scenecast_worker_caption_cpu_seconds_total {float(value):.3f}",
+                    ]
+                    continue
                 lines += [
                     f"# TYPE scenecast_worker_{name}_total counter",
                     f"scenecast_worker_{name}_total {int(value)}",
                 ]
-            if stages:  # time per worker stage: read (waiting included), decode, caption, publish
+            if stages:  # time per worker stage: read (waiting included), decode, caption,
+                # publish; with --model-process also model_decode and transfer (the pipes)
                 lines += ["# TYPE scenecast_worker_stage_seconds_total counter", *stages]
             lines.append("# TYPE scenecast_source_state gauge")
             for source, info in sorted(self.hub.sources.items()):

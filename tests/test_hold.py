@@ -4,10 +4,13 @@ search with a real (tiny) decoder and neighbour index (captioner/reranked.py).""
 from __future__ import annotations
 
 import dataclasses
+import pickle
+from multiprocessing.reduction import ForkingPickler
 
 import numpy as np
 import pytest
 import torch
+import torch.multiprocessing  # registers torch's shared-memory pickling of tensors
 
 from captioner.consensus import build_index
 from captioner.hold import CUT_SIMILARITY, Frame, Shown, ShownCaptions, hold
@@ -150,6 +153,15 @@ def test_shown_captions_tell_which_states_were_set_since_a_snapshot() -> None:
     shown.put("replaced", again)
     shown.put("new", kept)
     assert shown.set_since(before) == {"replaced": again, "new": kept}
+
+
+def test_a_shown_state_crosses_a_process_pipe_as_its_own_bytes() -> None:
+    state = Shown(("a", "cat"), torch.randn(1280))
+    data = ForkingPickler.dumps(state)
+    # the features travel in the message (not as a shared-memory handle, ~1 ms a state)
+    assert len(data) > 1280 * 4
+    back = pickle.loads(data)
+    assert back.tokens == state.tokens and torch.equal(back.pooled, state.pooled)
 
 
 # -- through the reranked search ---------------------------------------------------

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +79,10 @@ def test_the_worker_publishes_through_the_model_process(
     captions = [decode_caption(f) for _, f in redis_client.xrange(captions_key("mp"))]
     assert [c.seq for c in captions] == [0, 2]
     assert worker.stats.failed == 1
+    # the call's time divides into the child's decoding, its captioning and the pipes
+    inside = model.last_stages
+    assert set(inside) == {"model_decode", "caption"} and all(s > 0 for s in inside.values())
+    assert {"model_decode", "caption", "transfer"} <= set(worker.stats.seconds)
     # the undecodable frame stays pending: retried, then dead-lettered (test_worker.py)
     pending = redis_client.xpending_range(frames_key("mp"), GROUP, min="-", max="+", count=10)
     assert len(pending) == 1
@@ -97,8 +100,6 @@ def test_a_dead_model_process_is_a_clear_error_and_close_reaps_it(checkpoint: Pa
     child.kill()
     with pytest.raises(ModelProcessError, match="exited"):
         captions(process, [("dead/0", jpeg(COLORS[0]))])
-    with pytest.raises(ModelProcessError, match="exited"):
-        process.prefetch([("dead/1", jpeg(COLORS[0]))])
     process.close()
     assert not child.is_alive()
 
@@ -109,82 +110,6 @@ def test_closing_the_pipe_ends_the_model_process(checkpoint: Path) -> None:
     assert captions(process, [("eof/0", jpeg(COLORS[0]))])[0] is not None
     process.close()
     assert not child.is_alive() and child.exitcode == 0  # exited on EOF, not killed
-
-
-def test_frames_sent_ahead_are_decoded_ahead_and_give_the_same_captions(
-    model: ModelProcess,
-) -> None:
-    blobs = [jpeg(COLORS[0]), CORRUPT, jpeg(COLORS[1]), jpeg(COLORS[2])]
-    fresh = captions(model, keyed(blobs, "fresh"))
-    before = model.decoded_ahead
-    frames = keyed(blobs, "ahead")
-    model.prefetch(frames)
-    # the child's second thread decodes them while this one waits; a batch that came
-    # first would decode them itself, as the batch below does if this wait is too short
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        model.prefetch([])  # nothing to send: returns at once
-        time.sleep(0.2)
-        got = captions(model, frames[:1])  # the first frame alone: ahead once its decode is done
-        if model.decoded_ahead > before:
-            break
-    assert model.decoded_ahead == before + 1, "the frame sent ahead was not decoded ahead"
-    rest = captions(model, frames[1:])  # decoded ahead too (sent in the same prefetch)
-    assert model.decoded_ahead == before + 4
-    assert [c.text if c else None for c in got + rest] == [c.text if c else None for c in fresh]
-    assert rest[0] is None  # the corrupt frame: None whether decoded ahead or not
-
-
-class SentAhead:
-    """The model process, counting the frames the worker sends ahead."""
-
-    def __init__(self, model: ModelProcess) -> None:
-        self.model = model
-        self.sent: list[str] = []
-
-    def prefetch(self, frames: Sequence[tuple[str, bytes]]) -> None:
-        self.sent += [key for key, _ in frames]
-        self.model.prefetch(frames)
-
-    def __call__(
-        self, frames: Sequence[tuple[str, bytes]], sources: Sequence[str], shown: ShownCaptions
-    ) -> list[Any]:
-        return self.model(frames, sources, shown)
-
-
-def test_the_worker_sends_frames_ahead_when_it_reads_ahead(
-    model: ModelProcess, redis_client: redis.Redis
-) -> None:
-    register(redis_client, "ahead", live=False)
-    for seq in range(3):
-        add_frame(redis_client, "ahead", seq, data=jpeg(COLORS[seq]))
-    spy = SentAhead(model)
-    config = WorkerConfig(policy=BatchPolicy(max_batch=4, max_wait_ms=100), model_decodes=True)
-    worker = Worker(redis_client, spy, config)
-    while worker.stats.captioned < 3:
-        worker.step()  # reads and captions in one thread: nothing to decode ahead
-    assert spy.sent == []
-    for seq in range(3, 9):
-        add_frame(redis_client, "ahead", seq, data=jpeg(COLORS[seq % 3]))
-    worker.run(until=lambda: worker.stats.captioned >= 9)  # the reader thread reads ahead
-    assert len(spy.sent) == 6 and all(key.startswith("ahead/") for key in spy.sent)
-    captions = [decode_caption(f) for _, f in redis_client.xrange(captions_key("ahead"))]
-    assert [c.seq for c in captions] == list(range(9))
-
-
-def test_if_decoding_ahead_stops_the_batches_decode_their_own_frames(checkpoint: Path) -> None:
-    with contextlib.closing(ModelProcess(str(checkpoint), device="cpu", beam=1, max_batch=4)) as p:
-        p._ahead.send_bytes(b"not a pickle")  # the child's decode-ahead thread fails on it
-        frames = [("after/0", jpeg(COLORS[0]))]
-        deadline = time.monotonic() + 30
-        while p.sending_ahead and time.monotonic() < deadline:
-            p.prefetch(frames)  # succeeds until the child has closed its end of the pipe
-            time.sleep(0.1)
-        assert not p.sending_ahead, "a closed decode-ahead pipe was not noticed"
-        p.prefetch(frames)  # a no-op now, not an error
-        # the batch decodes its frame itself
-        assert p(frames, ["after"], ShownCaptions())[0] is not None
-        assert p._proc.is_alive()
 
 
 def test_the_default_model_in_its_process_holds_and_returns_what_sources_show() -> None:

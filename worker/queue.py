@@ -31,6 +31,9 @@ GROUP = "captioners"
 SOURCES_KEY = "scenecast:sources"
 METRICS_KEY = "scenecast:metrics"  # hash of worker counters, summed over all workers
 STAGE_PREFIX = "seconds:"  # METRICS_KEY fields "seconds:{stage}": time spent per stage
+# METRICS_KEY field: CPU time of the thread that ran the model (with --model-process,
+# the child's), during the caption stage: against its seconds, what the model waited
+CAPTION_CPU = "cpu_seconds:caption"
 SOURCE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 STATES = ("connecting", "live", "reconnecting", "ended", "error")
 

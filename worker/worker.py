@@ -37,6 +37,7 @@ from worker.handoff import Handoff
 from worker.prefetch import BatchBuffer
 from worker.publish import PUBLISH_LUA, Publication, publish_args
 from worker.queue import (
+    CAPTION_CPU,
     GROUP,
     METRICS_KEY,
     SOURCES_KEY,
@@ -92,11 +93,13 @@ class CaptionFn(Protocol):
 
 
 @runtime_checkable
-class DecodesAhead(Protocol):
-    """A caption function that decodes itself (``model_decodes``) and can start on a
-    batch's frames early: the reader hands them over as it reads them."""
+class TimesItsStages(Protocol):
+    """A caption function that says how its last call's time divides (the model's
+    process: ``{"model_decode": s, "caption": s}``); the worker counts the rest of the call
+    as "transfer". ``last_cpu_s``: the CPU time of the thread that ran the model."""
 
-    def prefetch(self, frames: Sequence[tuple[str, bytes]]) -> None: ...
+    last_stages: dict[str, float]
+    last_cpu_s: float
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,7 @@ class WorkerStats:
     reconnects: int = 0  # times Redis was unreachable and the worker started again
     batch_sizes: list[int] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)  # per stage, summed
+    caption_cpu_s: float = 0.0  # the model's thread's CPU time in the caption stage
 
     def as_dict(self) -> dict[str, int]:
         return {k: v for k, v in vars(self).items() if isinstance(v, int)}
@@ -291,7 +295,7 @@ class Worker:
                     got += self._read_once(room - len(got), block_ms=self.config.block_ms)
                 read_s = time.perf_counter() - started
                 started = time.perf_counter()
-                decoded = self._decode_fresh(got, ahead=True)
+                decoded = self._decode_fresh(got)
                 buffer.add(decoded, {"read": read_s, "decode": time.perf_counter() - started})
         except BaseException as exc:  # raised again by run()
             failure.append(exc)
@@ -475,18 +479,15 @@ class Worker:
                 self.stats.stale += len(stale)
         return fresh
 
-    def _decode_fresh(self, frames: Sequence[_Pending], *, ahead: bool = False) -> list[_Decoded]:
+    def _decode_fresh(self, frames: Sequence[_Pending]) -> list[_Decoded]:
         """The frames not stale yet, decoded (stale ones acked and counted, undecodable
-        ones counted and left pending: retried, then dead-lettered). ``ahead``: read
-        ahead of their batch, so a caption function that decodes ahead gets them now."""
+        ones counted and left pending: retried, then dead-lettered)."""
         frames = [frames[i] for i in self._skip_stale(frames)]
         if not frames:
             return []
         self._read_shared({p.frame.source for p in frames})
         if self.config.model_decodes:
             items = [(f"{p.frame.source}/{p.entry_id}", p.frame.jpeg) for p in frames]
-            if ahead and isinstance(self.caption, DecodesAhead):
-                self.caption.prefetch(items)
             return [_Decoded(p, item) for p, item in zip(frames, items, strict=True)]
         images = decode_jpegs([p.frame.jpeg for p in frames], device=self.config.device)
         ok = [_Decoded(p, im) for p, im in zip(frames, images, strict=True) if im is not None]
@@ -512,12 +513,15 @@ class Worker:
         fresh = [decoded[i] for i in self._skip_stale([d.pending for d in decoded])]
         if not fresh:
             return
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         frames = [d.pending.frame for d in fresh]
         shown = self._shown_before(frames)
         before = shown.snapshot()
         captions = self.caption([d.image for d in fresh], [f.source for f in frames], shown)
-        seconds = {**seconds, "caption": time.perf_counter() - started}
+        seconds = {**seconds, **self._caption_stages(time.perf_counter() - started)}
+        cpu_s = time.thread_time() - cpu
+        if isinstance(self.caption, TimesItsStages):
+            cpu_s = self.caption.last_cpu_s
         last = {f.source: f.seq for f in frames}  # each source's state is of its last frame
         states = {
             s: SeqShown(last[s], st) for s, st in shown.set_since(before).items() if s in last
@@ -527,7 +531,15 @@ class Worker:
         self._count_failed(len(fresh) - len(done))  # the model could not decode them
         if done:
             pending, kept = zip(*done, strict=True)
-            publish(_Captioned(list(pending), list(kept), time.time_ns(), seconds, states))
+            publish(_Captioned(list(pending), list(kept), time.time_ns(), seconds, cpu_s, states))
+
+    def _caption_stages(self, call_s: float) -> dict[str, float]:
+        """The caption call's seconds by stage: all "caption", or as the caption
+        function divides them (``TimesItsStages``) with the rest as "transfer"."""
+        if not isinstance(self.caption, TimesItsStages) or not self.caption.last_stages:
+            return {"caption": call_s}
+        inside = self.caption.last_stages
+        return {**inside, "transfer": max(call_s - sum(inside.values()), 0.0)}
 
     def _read_shared(self, sources: set[str]) -> None:
         """What Redis says these sources show (one round trip, by the thread that read
@@ -581,6 +593,8 @@ class Worker:
         for stage, value in seconds.items():
             counters.hincrbyfloat(METRICS_KEY, f"{STAGE_PREFIX}{stage}", value)
             self.stats.seconds[stage] = self.stats.seconds.get(stage, 0.0) + value
+        counters.hincrbyfloat(METRICS_KEY, CAPTION_CPU, done.caption_cpu_s)
+        self.stats.caption_cpu_s += done.caption_cpu_s
         self._count(counters, captioned=published, duplicates=len(results) - published, batches=1)
         self.stats.captioned += published
         self.stats.duplicates += len(results) - published
@@ -601,4 +615,5 @@ class _Captioned:
     captions: Sequence[CaptionLike]
     done_ns: int  # when the model finished: the captions' latency ends here
     seconds: dict[str, float]  # read, decode, caption
+    caption_cpu_s: float  # CPU time of the model's thread while captioning
     shown: dict[str, SeqShown]  # what the sources show now, for shown:{src}
