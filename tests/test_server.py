@@ -259,10 +259,14 @@ def test_http_endpoints(redis_server, redis_client) -> None:  # type: ignore[no-
         assert "<html" in (await asyncio.to_thread(_get, base + "/")).lower()
         metrics = await asyncio.to_thread(_get, base + "/metrics")
         assert "scenecast_up 1" in metrics and "scenecast_clients 0" in metrics
-        redis_client.hset(METRICS_KEY, mapping={"captioned": 5, "seconds:caption": 1.25})
+        redis_client.hset(
+            METRICS_KEY,
+            mapping={"captioned": 5, "seconds:caption": 1.25, "cpu_seconds:caption": 1.125},
+        )
         metrics = await asyncio.to_thread(_get, base + "/metrics")
         assert "scenecast_worker_captioned_total 5" in metrics
         assert 'scenecast_worker_stage_seconds_total{stage="caption"} 1.250' in metrics
+        assert "scenecast_worker_caption_cpu_seconds_total 1.125" in metrics
         with pytest.raises(urllib.error.HTTPError) as info:
             await asyncio.to_thread(_get, base + "/nope")
         assert info.value.code == 404
