@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import statistics
 import subprocess
@@ -104,8 +105,8 @@ class FileResult:
     @property
     def ratio(self) -> float:
         """The median of the rounds' ratios: each round pairs the file job with the
-        captioner measured just before it, so the host's drift between rounds (which
-        moves both) cancels."""
+        captioner measured just before and after it, so the host's drift between rounds
+        (which moves both) cancels."""
         return statistics.median(r.ratio for r in self.rounds)
 
 
@@ -221,9 +222,10 @@ def bench_file(
     cap: Captioner, *, batch: int = 32, beam: int = 3, frames: int = 192, workdir: Path,
     checkpoint: str | None = None, rounds: int = 3, worker_args: Sequence[str] = (),
 ) -> FileResult:  # fmt: skip
-    """``rounds`` rounds, each the captioner alone then the file job (a new source each
-    time) through one warm worker process; alternating spreads the host's drift (other
-    tenants, clock changes) over both figures."""
+    """``rounds`` file jobs (a new source each time) through one warm worker process,
+    the captioner alone measured before the first and after each (``bracketed``):
+    alternating spreads the host's drift (other tenants, clock changes) over both
+    figures."""
     video = make_bench_video(workdir / "file.mp4", seconds=frames / 10 + 0.5, fps=10)
     images = _sampled_images(video, every=1, limit=frames)
     results: list[FileRound] = []
@@ -231,11 +233,25 @@ def bench_file(
         cap, batch=batch, beam=beam, checkpoint=checkpoint, worker_args=worker_args
     ) as server:
         client = redis.Redis.from_url(server.url)
+        before = captioner_rate(cap, images, batch=batch, beam=beam)
         for i in range(rounds):
-            own = captioner_rate(cap, images, batch=batch, beam=beam)
-            results.append(file_round(client, video, len(images), f"benchfile{i}", batch, own))
+            job = file_round(client, video, len(images), f"benchfile{i}", batch, before)
+            after = captioner_rate(cap, images, batch=batch, beam=beam)
+            results.append(bracketed(job, before, after))
+            before = after
         client.close()
     return FileResult(frames=len(images), rounds=results)
+
+
+def bracketed(job: FileRound, before: Alone, after: Alone) -> FileRound:
+    """``job`` against the captioner alone measured just before and just after it (the
+    mean): the host's speed drifts by ±15 % over minutes on a GPU host (BENCHMARKS.md),
+    and one side alone would carry that drift into the ratio."""
+    return dataclasses.replace(
+        job,
+        captioner_images_per_s=(before.images_per_s + after.images_per_s) / 2,
+        captioner_cpu_s_per_image=(before.cpu_s_per_image + after.cpu_s_per_image) / 2,
+    )
 
 
 STALL_S = 120.0  # no new caption for this long: the benchmark fails instead of hanging
@@ -320,7 +336,8 @@ def _counters_after(
 def format_file(f: FileResult, *, batch: int, beam: int | None) -> list[str]:
     what = f"batch {batch}, beam {beam}" if beam else f"batch {batch}"
     return [
-        f"file job, {f.frames} frames, {what}, {len(f.rounds)} rounds (captioner alone / "
+        f"file job, {f.frames} frames, {what}, {len(f.rounds)} rounds (captioner alone, the "
+        "mean of its runs just before and after the job / "
         "through Redis / the worker's mean batch and ms per batch in each stage; read + "
         "decode and publish run in threads beside the model / capture's frames/s and its "
         "seconds waiting for room under the backlog limit / the first caption's delay; "
