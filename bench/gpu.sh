@@ -12,6 +12,8 @@
 # All parts take ~12 minutes on an H100 host, more than one device call allows:
 # split them, e.g. PARTS="capture pipeline decode-cpu gil" then
 # PARTS="model-process stand-in captioner breakdown rerank". Each part's output: $OUT/PART.txt.
+# The open question after session 9 (BENCHMARKS.md): is --model-process steadily
+# better than the default? PARTS="ab" alternates them, two rounds each, twice (~7 min).
 set -euo pipefail
 OUT=${OUT:-$(mktemp -d)}
 DEVICE=${DEVICE:-cuda}
@@ -44,6 +46,10 @@ for part in ${PARTS:-captioner breakdown rerank capture pipeline decode-cpu mode
     pipeline) pipeline ;;
     decode-cpu) pipeline --decode cpu ;;  # OpenCV in the reader instead of nvJPEG
     model-process) pipeline --model-process ;;
+    ab) for _ in 1 2; do  # the worker's two ways, alternating
+          pipeline --rounds 2 --live-seconds 3 --no-model-process
+          pipeline --rounds 2 --live-seconds 3 --model-process
+        done ;;
     stand-in) scenecast bench pipeline --stand-in-ms 33 --batch 32 --frames "$standin_frames" \
                 --rounds "$rounds" ;;
     gil)  # who holds the worker's GIL beside the model: one file-job round under py-spy
