@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from captioner.exceptions import WeightsNotFoundError
+from captioner.fold_bn import fold_batch_norms
 from captioner.preprocess import Preprocess
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -167,6 +168,7 @@ def build_efficientnet_lite(
     state = torch.load(path, map_location="cpu", weights_only=True)
     depths = [len(stage) for stage in model.blocks]
     model.load_state_dict(rename_lite_keys(state, depths), strict=True)
+    fold_batch_norms(model)  # frozen: each batch norm into the convolution before it
     model = model.to(memory_format=torch.channels_last)
     return Encoder(
         name=name,
@@ -198,6 +200,7 @@ def build_resnet(name: str, *, size: int = 224, weights: Path | None = None) -> 
         )
     model = getattr(torchvision.models, name)(weights=None)
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True), strict=True)
+    fold_batch_norms(model)
     model = model.to(memory_format=torch.channels_last)
     trunk = nn.Sequential(*list(model.children())[:-2])  # up to layer4: (B, 2048, h, w)
 
