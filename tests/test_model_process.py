@@ -38,20 +38,16 @@ def model(checkpoint: Path) -> Iterator[ModelProcess]:
         yield p
 
 
-def keyed(blobs: list[bytes], prefix: str) -> list[tuple[str, bytes]]:
-    return [(f"{prefix}/{i}", blob) for i, blob in enumerate(blobs)]
-
-
-def captions(model: ModelProcess, frames: list[tuple[str, bytes]]) -> list[Any]:
-    """The model's captions of frames keyed "source/id"."""
-    return model(frames, [key.split("/")[0] for key, _ in frames], ShownCaptions())
+def captions(model: ModelProcess, frames: list[bytes], source: str) -> list[Any]:
+    """The model's captions of frames of one source."""
+    return model(frames, [source] * len(frames), ShownCaptions())
 
 
 def test_captions_match_the_model_in_process_and_a_bad_jpeg_is_none(
     model: ModelProcess, checkpoint: Path
 ) -> None:
     blobs = [jpeg(COLORS[0]), CORRUPT, jpeg(COLORS[1]), jpeg(COLORS[2])]
-    got = captions(model, keyed(blobs, "match"))
+    got = captions(model, blobs, "match")
     assert len(got) == 4 and got[1] is None
     direct = Captioner.load(checkpoint, device="cpu").caption(
         [decode_jpegs([b])[0] for b in (blobs[0], blobs[2], blobs[3])], beam=1
@@ -99,7 +95,7 @@ def test_a_dead_model_process_is_a_clear_error_and_close_reaps_it(checkpoint: Pa
     child = process._proc
     child.kill()
     with pytest.raises(ModelProcessError, match="exited"):
-        captions(process, [("dead/0", jpeg(COLORS[0]))])
+        captions(process, [jpeg(COLORS[0])], "dead")
     process.close()
     assert not child.is_alive()
 
@@ -107,7 +103,7 @@ def test_a_dead_model_process_is_a_clear_error_and_close_reaps_it(checkpoint: Pa
 def test_closing_the_pipe_ends_the_model_process(checkpoint: Path) -> None:
     process = ModelProcess(str(checkpoint), device="cpu", beam=1, max_batch=4)
     child = process._proc
-    assert captions(process, [("eof/0", jpeg(COLORS[0]))])[0] is not None
+    assert captions(process, [jpeg(COLORS[0])], "eof")[0] is not None
     process.close()
     assert not child.is_alive() and child.exitcode == 0  # exited on EOF, not killed
 
@@ -118,12 +114,12 @@ def test_the_default_model_in_its_process_holds_and_returns_what_sources_show() 
     cat = next(p for p in sample_paths() if p.stem == "chelsea").read_bytes()
     with contextlib.closing(ModelProcess(None, device="cpu", beam=3, max_batch=4)) as model:
         shown = ShownCaptions()
-        first = model([("cam/0", cat), ("cam/1", cat)], ["cam", "cam"], shown)
+        first = model([cat, cat], ["cam", "cam"], shown)
         state = shown.get("cam")
         assert state is not None and state.tokens == tuple(first[1].tokens)
         assert first[0].text == first[1].text  # the same picture holds its caption
         assert state.pooled.shape == (1280,) and state.pooled.device.type == "cpu"
         # the child sends back only the states it set: another source's batch leaves
         # this one's alone (not re-sent, which would tag it with the wrong frame)
-        model([("door/0", cat)], ["door"], shown)
+        model([cat], ["door"], shown)
         assert shown.get("cam") is state and shown.get("door") is not None

@@ -45,15 +45,13 @@ log = logging.getLogger("scenecast.worker")
 
 START_TIMEOUT_S = 600.0  # loading and warming a model on a cold GPU host can be slow
 
-Frame = tuple[str, bytes]  # (a key unique to the frame, its JPEG bytes)
-
 
 class ModelProcessError(RuntimeError):
     """The model's process failed or exited."""
 
 
 class ModelProcess:
-    """``__call__(frames)`` → one caption per (key, JPEG) frame, ``None`` where one does
+    """``__call__(frames)`` → one caption per JPEG frame, ``None`` where one does
     not decode.
 
     ``checkpoint`` None: the bundled default. Raises what loading the model raised
@@ -96,14 +94,14 @@ class ModelProcess:
             raise
 
     def __call__(
-        self, frames: Sequence[Frame], sources: Sequence[str], shown: ShownCaptions
+        self, frames: Sequence[bytes], sources: Sequence[str], shown: ShownCaptions
     ) -> list[Any]:
         """One caption per frame, ``None`` where one does not decode; ``shown`` (what
         the sources showed, for the caption hold) is updated as the child updated it."""
         if not frames:
             return []
         try:
-            self._conn.send(([(key, bytes(jpeg)) for key, jpeg in frames], list(sources), shown))
+            self._conn.send(([bytes(jpeg) for jpeg in frames], list(sources), shown))
         except (BrokenPipeError, ConnectionResetError, OSError) as exc:
             raise self._died() from exc
         captions, changed, self.last_stages, self.last_cpu_s = self._reply()
@@ -164,7 +162,7 @@ def _serve(
     for frames, sources, shown in _received(conn):
         try:
             started, cpu = time.perf_counter(), time.thread_time()
-            images = decode_jpegs([jpeg for _, jpeg in frames], device=on)
+            images = decode_jpegs(frames, device=on)
             decoded = time.perf_counter()
             ok = [(i, image) for i, image in enumerate(images) if image is not None]
             before = shown.snapshot()

@@ -82,10 +82,10 @@ class CaptionLike(Protocol):
 
 class CaptionFn(Protocol):
     """One caption per image, in order; ``None`` for one it could not read (with
-    ``WorkerConfig.model_decodes`` the images are (key, JPEG bytes) pairs, the key
-    unique to the frame). ``sources``: each image's source, a source's frames in
-    stream order; ``shown``: what each source showed before, updated in place (the
-    caption hold: ``captioner.api.Captioner.caption``; ``worker.shown``)."""
+    ``WorkerConfig.model_decodes`` the images are the frames' JPEG bytes). ``sources``:
+    each image's source, a source's frames in stream order; ``shown``: what each
+    source showed before, updated in place (the caption hold:
+    ``captioner.api.Captioner.caption``; ``worker.shown``)."""
 
     def __call__(
         self, images: Sequence[Any], sources: Sequence[str], shown: ShownCaptions, /
@@ -487,8 +487,7 @@ class Worker:
             return []
         self._read_shared({p.frame.source for p in frames})
         if self.config.model_decodes:
-            items = [(f"{p.frame.source}/{p.entry_id}", p.frame.jpeg) for p in frames]
-            return [_Decoded(p, item) for p, item in zip(frames, items, strict=True)]
+            return [_Decoded(p, p.frame.jpeg) for p in frames]
         images = decode_jpegs([p.frame.jpeg for p in frames], device=self.config.device)
         ok = [_Decoded(p, im) for p, im in zip(frames, images, strict=True) if im is not None]
         self._count_failed(len(frames) - len(ok))
@@ -606,7 +605,7 @@ class Worker:
 @dataclass
 class _Decoded:
     pending: _Pending
-    image: Any  # RGB (H, W, 3) array, (3, H, W) tensor on the GPU, or (key, JPEG): model_decodes
+    image: Any  # RGB (H, W, 3) array, (3, H, W) tensor on the GPU, or JPEG bytes: model_decodes
 
 
 @dataclass
