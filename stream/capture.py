@@ -378,6 +378,7 @@ class Capture:
         sampler = self.config.sampler()
         delays = backoff_delays(cap=self.config.reconnect_cap_s, rng=random.Random())
         state = "connecting"
+        started = time.monotonic()  # media time: since the start of capture, across reconnects
         while not self._stop.is_set():
             self.status(state, self.spec.display)
             try:
@@ -389,6 +390,7 @@ class Capture:
                     # a sampler that needs no pixels picks frames in the reader's
                     # thread, so the frames it skips are never converted to BGR
                     want=None if sampler.needs_image else lambda pts: sampler.want(pts, _NO_IMAGE),
+                    clock_start=started,
                 )
             except SourceError as exc:
                 state = "reconnecting"

@@ -213,9 +213,13 @@ def open_capture(
         if spec.kind == "rtsp":
             # Read by OpenCV's FFmpeg backend at open time; UDP loses packets (grey smears).
             os.environ.setdefault(_FFMPEG_OPTIONS_ENV, "rtsp_transport;tcp")
-        # FFmpeg's own messages ("moov atom not found") would precede our clear error;
-        # a user can still ask for them by setting the variable.
+        # FFmpeg's own messages ("moov atom not found") and OpenCV's warnings about them
+        # ("backend is generally available but can't be used to capture by name", at
+        # every reconnect) would precede our clear error; a user can still ask for them
+        # by setting the variables.
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+        if "OPENCV_LOG_LEVEL" not in os.environ:
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
         params = [
             cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
             int(open_timeout_ms),
@@ -386,7 +390,9 @@ class LatestFrameReader:
     The buffer holds one frame: a frame not taken before the next one arrives is
     overwritten and counted in ``dropped`` (captions describe *now*, and a slow
     consumer never makes OpenCV's internal buffer, or ours, grow). Media time is the
-    monotonic clock since capture start.
+    monotonic clock since ``clock_start`` (a ``time.monotonic()`` value: the capture
+    loop's start, so media time goes on across reconnects; by default this reader's
+    start).
 
     The thread owns the capture and releases it when it stops. It stops on ``close()``,
     at the end of a finite source (``ended``), or on failure: a failed read, an error
@@ -412,6 +418,7 @@ class LatestFrameReader:
         pace_fps: float | None = None,
         loop: bool = False,
         want: Callable[[float], bool] | None = None,
+        clock_start: float | None = None,
     ) -> None:
         if read_timeout_ms <= 0:
             raise ValueError(f"read_timeout_ms must be positive, got {read_timeout_ms}")
@@ -434,8 +441,8 @@ class LatestFrameReader:
         self._ended = False
         self._done = False  # the thread produces no more frames
         self._stop = threading.Event()
-        self._start = time.monotonic()
-        self._last_frame_at = self._start
+        self._last_frame_at = time.monotonic()
+        self._start = self._last_frame_at if clock_start is None else clock_start
         self._thread = threading.Thread(target=self._run, name=f"reader-{name}", daemon=True)
         self._thread.start()
 
@@ -449,6 +456,7 @@ class LatestFrameReader:
         pace: bool | None = None,
         loop: bool = False,
         want: Callable[[float], bool] | None = None,
+        clock_start: float | None = None,
     ) -> LatestFrameReader:
         """Open and start reading. A file is paced at its frame rate unless ``pace=False``."""
         spec = _as_spec(source)
@@ -467,6 +475,7 @@ class LatestFrameReader:
             pace_fps=capture_fps(capture) if paced else None,
             loop=loop,
             want=want,
+            clock_start=clock_start,
         )
 
     # -- the consumer's side
