@@ -47,6 +47,10 @@ Image = npt.NDArray[np.uint8]  # (H, W, 3) BGR, as OpenCV decodes
 DEFAULT_FPS = 25.0  # when a container does not say its frame rate
 OPEN_TIMEOUT_MS = 10_000
 READ_TIMEOUT_MS = 5_000
+# A live source is lost after this many failed reads in a row. One corrupt frame (a
+# camera on a flaky link sends a broken JPEG part or packet) fails one read and the
+# next reads go on; a closed stream fails every read at once, so this costs no time.
+BAD_READS_LOST = 10
 
 _SCHEMES: dict[str, SourceKind] = {
     "rtsp": "rtsp",
@@ -395,8 +399,10 @@ class LatestFrameReader:
     start).
 
     The thread owns the capture and releases it when it stops. It stops on ``close()``,
-    at the end of a finite source (``ended``), or on failure: a failed read, an error
-    from OpenCV, or no frame for ``read_timeout_ms`` (a stall, noticed by ``latest()``).
+    at the end of a finite source (``ended``), or on failure: ``BAD_READS_LOST`` failed
+    reads in a row (fewer are frames skipped: a corrupt frame is not a lost camera;
+    all are counted in ``bad_reads``), an error from OpenCV, or no frame for ``read_timeout_ms`` (a
+    stall, noticed by ``latest()``).
     Failure sets ``failed`` and ``error``; the capture loop then opens a new reader
     after a ``worker.backoff.backoff_delays`` delay.
 
@@ -437,6 +443,7 @@ class LatestFrameReader:
         self._slot: Frame | None = None  # the newest frame not yet returned
         self._dropped = 0
         self._frames_read = 0
+        self._bad_reads = 0
         self._error: SourceLostError | None = None
         self._ended = False
         self._done = False  # the thread produces no more frames
@@ -510,6 +517,12 @@ class LatestFrameReader:
             return self._dropped
 
     @property
+    def bad_reads(self) -> int:
+        """Failed reads of a live source: corrupt frames, and the reads that lost it."""
+        with self._cond:
+            return self._bad_reads
+
+    @property
     def frames_read(self) -> int:
         with self._cond:
             return self._frames_read
@@ -558,6 +571,7 @@ class LatestFrameReader:
     def _run(self) -> None:
         interval = None if self._pace_fps is None else 1.0 / self._pace_fps
         next_due = time.monotonic()
+        bad_in_a_row = 0
         try:
             while not self._stop.is_set():
                 ok, image = self._capture.grab(), None
@@ -574,9 +588,18 @@ class LatestFrameReader:
                         continue
                     if self._finite:
                         self._end()
-                    else:
-                        self._fail("read failed (stream closed or timed out)")
-                    break
+                        break
+                    bad_in_a_row += 1
+                    with self._cond:
+                        self._bad_reads += 1
+                    if bad_in_a_row >= BAD_READS_LOST:
+                        self._fail(
+                            f"read failed {bad_in_a_row} times in a row "
+                            "(stream closed or timed out)"
+                        )
+                        break
+                    continue
+                bad_in_a_row = 0
                 if interval is not None:
                     next_due = max(next_due + interval, time.monotonic() - 1.0)  # ≤ 1 s catch-up
                     self._stop.wait(max(0.0, next_due - time.monotonic()))

@@ -6,7 +6,8 @@ fly from the camera's clock: frame n (``now()``) is a flat grey of level ``n % 2
 behind the camera a reader is.
 The camera can go away and come back on the same port (``stop`` / ``start``: its open
 connections are cut, as a camera that reboots or loses power), or freeze with its
-connections open and silent (``freeze`` / ``thaw``: a stalled stream).
+connections open and silent (``freeze`` / ``thaw``: a stalled stream), and send
+broken parts now and then (``corrupt_every``).
 """
 
 from __future__ import annotations
@@ -39,9 +40,13 @@ def frame_number(image: np.ndarray) -> int:
 class MjpegCamera:
     """``with MjpegCamera(fps=20) as cam: cam.url``; ``sent`` counts frames served."""
 
-    def __init__(self, *, fps: float = 20.0, path: str = "/video.mjpg") -> None:
+    def __init__(
+        self, *, fps: float = 20.0, path: str = "/video.mjpg", corrupt_every: int = 0
+    ) -> None:
         self.fps = fps
         self.path = path
+        self.corrupt_every = corrupt_every  # n: every n-th part is not a JPEG; 0: none
+        self.corrupted = 0
         self.sent = 0  # the newest frame number served to any client
         self._epoch = time.monotonic()
         self._frozen = threading.Event()
@@ -138,6 +143,9 @@ class MjpegCamera:
             number = self.now()
             _ok, jpeg = cv2.imencode(".jpg", frame_image(number))
             body = jpeg.tobytes()
+            if self.corrupt_every and number % self.corrupt_every == 0:
+                body = b"\xff\xd8 not a JPEG " * 20  # a broken part, as a flaky link makes
+                self.corrupted += 1
             part = (
                 b"--" + BOUNDARY + b"\r\nContent-Type: image/jpeg\r\n"
                 b"Content-Length: %d\r\n\r\n" % len(body) + body + b"\r\n"

@@ -65,6 +65,21 @@ def test_a_slow_consumer_of_a_network_camera_gets_its_newest_frame() -> None:
             reader.close()
 
 
+def test_corrupt_frames_from_a_network_camera_are_skipped_not_a_lost_camera() -> None:
+    with MjpegCamera(fps=20, corrupt_every=7) as camera:
+        reader = LatestFrameReader.open(camera.url, open_timeout_ms=5000, read_timeout_ms=2000)
+        try:
+            deadline = time.monotonic() + 2.0
+            frames = 0
+            while time.monotonic() < deadline:
+                frames += reader.latest(timeout=T) is not None
+            assert not reader.failed.is_set(), reader.error
+            assert frames >= 20 and camera.corrupted >= 4
+            assert reader.bad_reads >= 3  # the parts already read; none lost the camera
+        finally:
+            reader.close()
+
+
 def test_a_frozen_camera_is_reported_stalled_within_the_read_timeout() -> None:
     with MjpegCamera(fps=20) as camera:
         reader = LatestFrameReader.open(camera.url, open_timeout_ms=5000, read_timeout_ms=1000)

@@ -19,6 +19,7 @@ import pytest
 from stream.exceptions import SourceError, SourceLostError, StreamError
 from stream.sampler import FixedRateSampler
 from stream.sources import (
+    BAD_READS_LOST,
     FileReader,
     LatestFrameReader,
     SourceSpec,
@@ -295,8 +296,10 @@ class FakeCapture:
         fps: float = 0.0,
         fail_with: Exception | None = None,
         block: threading.Event | None = None,
+        bad: frozenset[int] = frozenset(),
     ) -> None:
         self.frames = frames
+        self.bad = bad  # reads that fail (corrupt frames) before the frames run out
         self.reports = reports or [0.0] * frames
         self.fps = fps
         self.fail_with = fail_with
@@ -313,7 +316,7 @@ class FakeCapture:
         if self.position >= self.frames:
             return False
         self.position += 1
-        return True
+        return self.position - 1 not in self.bad
 
     def retrieve(self) -> tuple[bool, Any]:
         self.retrieved += 1
@@ -447,6 +450,33 @@ def test_read_failure_is_reported(fail_with: Exception | None, reason: str) -> N
     assert reader.latest(timeout=0.1) is None
     reader.close()
     assert capture.released.is_set()
+
+
+def test_isolated_bad_reads_of_a_live_source_are_skipped() -> None:
+    """Corrupt frames fail single reads; only BAD_READS_LOST in a row lose the source."""
+    run = range(5, 5 + BAD_READS_LOST - 1)  # one short of lost
+    capture = FakeCapture(30, bad=frozenset({2, *run}), block=threading.Event())
+    reader = LatestFrameReader(capture, name="cam", read_timeout_ms=300)
+    try:
+        indices = []
+        while (frame := reader.latest(timeout=1.0 * TIMEOUT_FACTOR)) is not None:
+            indices.append(frame.index)
+            time.sleep(0.001)
+        assert reader.bad_reads == 1 + len(run)
+        assert reader.frames_read == 30 - reader.bad_reads
+        assert indices[-1] == reader.frames_read - 1  # the frames after the bad ones came
+        assert "stalled" in str(reader.error)  # at the end of the frames, not before
+        assert capture.position == 30
+    finally:
+        capture.block.set()  # type: ignore[union-attr]
+        reader.close()
+
+    capture = FakeCapture(30, bad=frozenset(range(5, 5 + BAD_READS_LOST)))
+    reader = LatestFrameReader(capture, name="cam")
+    assert reader.failed.wait(1.0 * TIMEOUT_FACTOR)
+    assert f"read failed {BAD_READS_LOST} times in a row" in str(reader.error)
+    assert capture.position == 5 + BAD_READS_LOST  # lost there, not at the end
+    reader.close()
 
 
 def test_close_is_prompt_while_pacing(short_video: Path) -> None:
