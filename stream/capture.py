@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 import redis
 
+from stream.capture_counts import CaptureCounts, ReaderFigures
 from stream.exceptions import SourceError, SourceLostError
 from stream.read_ahead import read_ahead
 from stream.sampler import FixedRateSampler, Sampler, SceneChangeSampler
@@ -43,6 +44,7 @@ from worker.queue import (
     SOURCES_KEY,
     FrameEntry,
     StatusEntry,
+    capture_key,
     frames_key,
     status_key,
 )
@@ -136,6 +138,8 @@ class Capture:
         self._redis_delays: Iterator[float] | None = None
         self.redis_outages = 0
         self.redis_data_lost = False  # Redis came back without frames published before
+        self.counts = CaptureCounts()  # for /metrics, through capture:{src}
+        self._counts_sent_at = 0.0
 
     def stop(self) -> None:
         self._stop.set()
@@ -198,6 +202,25 @@ class Capture:
         self._redis_lost, self._redis_delays = False, None
         log.info("%s: Redis reachable again", self.spec.name)
 
+    def send_counts(self, reader: ReaderFigures | None = None, *, every_s: float = 1.0) -> None:
+        """Add the counters' increments to ``capture:{src}``, at most every ``every_s``
+        (0: now). While Redis is away they wait for the next call."""
+        now = time.monotonic()
+        if self._redis_lost or now - self._counts_sent_at < every_s:
+            return
+        increments = self.counts.unsent(reader)
+        if not increments:
+            return
+        pipe = self.redis.pipeline(transaction=True)
+        for name, n in increments.items():
+            pipe.hincrby(capture_key(self.spec.name), name, n)
+        try:
+            pipe.execute()
+        except (redis.ConnectionError, redis.TimeoutError):
+            return  # counted again, with what follows, once Redis is back
+        self.counts.sent(increments)
+        self._counts_sent_at = now
+
     def _send_status(self, state: str, detail: str) -> None:
         entry = StatusEntry(self.spec.name, state, detail, time.time_ns(), live=self.spec.live)
         pipe = self.redis.pipeline(transaction=False)
@@ -239,6 +262,7 @@ class Capture:
             self._kept.extend(ids)
         self._seq += len(frames)
         self.published += len(frames)
+        self.counts.add("published", len(frames))
 
     def backlog(self) -> int:
         """Frames of this source not yet captioned: undelivered + pending in the group.
@@ -315,6 +339,8 @@ class Capture:
         except SourceError as exc:
             self.status("error", str(exc))
             raise
+        finally:
+            self.send_counts(every_s=0)
 
     def _run_file(self) -> None:
         self.status("connecting", self.spec.display)
@@ -341,6 +367,7 @@ class Capture:
                     self.status("ended", "stopped")
                     return
                 self.sampled += 1
+                self.counts.add("sampled")
                 pending.append((frame, pool.submit(self.encode, frame)))
                 if len(pending) >= LOOKAHEAD:
                     self._publish_ready(pending)
@@ -373,6 +400,7 @@ class Capture:
         while not self._attempt(room_then_publish) and not self._stop.is_set():
             self._redis_pause()  # then the same frames again: a file job skips nothing
         pending.extendleft(reversed(ready[published:]))
+        self.send_counts()
 
     def _run_live(self) -> None:
         sampler = self.config.sampler()
@@ -394,6 +422,7 @@ class Capture:
                 )
             except SourceError as exc:
                 state = "reconnecting"
+                self.counts.add("reconnects")
                 delay = next(delays)
                 self.status(state, f"{exc}; retrying in {delay:.1f}s")
                 self._stop.wait(delay)
@@ -403,11 +432,13 @@ class Capture:
                 ended = self._pump(reader, sampler)
             finally:
                 reader.close()
+                self.counts.reader_closed(reader)
             if ended:
                 self.status("ended", f"{self.published} frames sampled")
                 return
             if not self._stop.is_set():
                 state = "reconnecting"
+                self.counts.add("reconnects")
                 delay = next(delays)
                 error = reader.error or SourceLostError("stream lost")
                 self.status(state, f"{error}; retrying in {delay:.1f}s")
@@ -419,6 +450,7 @@ class Capture:
         announced = False
         while not self._stop.is_set():
             frame = reader.latest(timeout=0.5)
+            self.send_counts(reader)
             if frame is None:
                 if reader.ended:
                     return True
@@ -431,6 +463,7 @@ class Capture:
             self.frames_read += 1
             if not sampler.needs_image or sampler.want(frame.pts_ms, frame.image):
                 self.sampled += 1
+                self.counts.add("sampled")
                 if not self._attempt(lambda: self.publish(frame)):  # noqa: B023 - called now
                     self._redis_pause()  # this frame is dropped; the reader keeps the newest
         return False

@@ -63,6 +63,7 @@ from worker.queue import (
     CaptionEntry,
     EntryError,
     captions_key,
+    capture_key,
     decode_caption,
     decode_status,
     frames_key,
@@ -505,9 +506,32 @@ class CaptionServer:
             for source in sorted(self.hub.sources):
                 n = await self.redis.xlen(captions_key(source))
                 lines.append(f'scenecast_captions{{source="{source}"}} {n}')
+            lines += await self._capture_metrics()
         except (aioredis.ConnectionError, aioredis.TimeoutError, OSError):
             pass
         return "\n".join(lines) + "\n"
+
+    async def _capture_metrics(self) -> list[str]:
+        """What each source's capture counted (stream/capture_counts.py): frames read
+        from the source, sampled, published, overwritten by the newest-frame policy;
+        failed reads (corrupt frames, lost streams); reconnect attempts."""
+        rows: dict[str, list[str]] = {"frames": [], "bad_reads": [], "reconnects": []}
+        for source in sorted(self.hub.sources):
+            raw = await self.redis.hgetall(capture_key(source))
+            counts = {k.decode(): int(v) for k, v in raw.items()}
+            label = f'source="{source}"'
+            for kind in ("read", "sampled", "published", "overwritten"):
+                if kind in counts:
+                    rows["frames"].append(f'{{{label},kind="{kind}"}} {counts[kind]}')
+            for name in ("bad_reads", "reconnects"):
+                if name in counts:
+                    rows[name].append(f"{{{label}}} {counts[name]}")
+        lines = []
+        for name, values in rows.items():
+            if values:
+                metric = f"scenecast_capture_{name}_total"
+                lines += [f"# TYPE {metric} counter", *(metric + v for v in values)]
+        return lines
 
     # -- websocket ----------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import itertools
 import json
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from tests.factories import save_tiny_checkpoint
 from tests.mjpeg_camera import MjpegCamera, frame_number
 from tests.rtsp_camera import RtspCamera
 from tests.test_pipeline import _start_run, _stop
-from worker.queue import decode_frame, decode_status, frames_key, status_key
+from worker.queue import capture_key, decode_frame, decode_status, frames_key, status_key
 
 T = 20.0 * TIMEOUT_FACTOR
 
@@ -197,6 +198,11 @@ def test_capture_reconnects_to_a_camera_that_went_away_and_media_time_goes_on(
             if decode_status(f).state == "reconnecting"
         ]  # fmt: skip
         assert "retrying in" in reconnecting[0].detail
+        # what capture counted, for /metrics: sent at its end, nothing lost or doubled
+        counts = {k.decode(): int(v) for k, v in client.hgetall(capture_key("door")).items()}
+        assert counts["published"] == counts["sampled"] == len(after)  # nothing trimmed
+        assert counts["read"] > 3 * counts["sampled"]  # 20 fps read, 5 sampled
+        assert counts["reconnects"] == sum("retrying in" in r.detail for r in reconnecting)
     client.close()
 
 
@@ -231,15 +237,29 @@ def test_run_captions_a_network_camera_through_an_outage(tmp_path: Path) -> None
     """`scenecast run http://camera/...`: captions over a real websocket; the camera
     goes away, the client is told and captions resume, media time going on."""
     checkpoint = save_tiny_checkpoint(tmp_path / "tiny.pt")
-    with MjpegCamera(fps=20) as camera:
+    with MjpegCamera(fps=20, corrupt_every=50) as camera:
         proc, url = _start_run(
             [camera.url, "--name", "door", "--checkpoint", str(checkpoint), "--fps", "2",
              "--beam", "1", "--hold", "off"]
         )  # fmt: skip
         try:
             seen = asyncio.run(_watch_outage(url, camera))
+            time.sleep(1.5)  # capture sends its counters every second
+            base = url.replace("ws://", "http://").removesuffix("/ws")
+            with urllib.request.urlopen(base + "/metrics") as response:
+                text = response.read().decode()
         finally:
             _stop(proc)
+    values = {
+        line.split(" ")[0]: int(line.split(" ")[1])
+        for line in text.splitlines()
+        if line.startswith("scenecast_capture_")
+    }
+    assert values['scenecast_capture_reconnects_total{source="door"}'] >= 1
+    assert values['scenecast_capture_bad_reads_total{source="door"}'] >= 1  # the broken parts
+    assert values['scenecast_capture_frames_total{source="door",kind="read"}'] >= 40
+    published = values['scenecast_capture_frames_total{source="door",kind="published"}']
+    assert published >= len([m for m in seen if m["type"] == "caption"])
     captions = [m for m in seen if m["type"] == "caption"]
     assert all(c["source"] == "door" and c["text"] for c in captions)
     times = [c["t_start_ms"] for c in captions]

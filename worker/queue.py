@@ -62,6 +62,11 @@ def status_key(source: str) -> str:
     return f"status:{{{check_source(source)}}}"
 
 
+def capture_key(source: str) -> str:
+    """A hash of what the source's capture counted (stream/capture_counts.py FIELDS)."""
+    return f"capture:{{{check_source(source)}}}"
+
+
 def deadletter_key(source: str) -> str:
     return f"deadletter:{{{check_source(source)}}}"
 
