@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import platform
 import signal
@@ -304,15 +305,31 @@ def _sources(args: argparse.Namespace, texts: list[str], names: list[str] | None
         raise StreamError("two sources have the same name; set them apart with --name")
     if args.loop and not args.live:
         raise StreamError("--loop needs --live (a looped file is played as a camera)")
-    for spec in specs:
-        probe(spec)
+    for i, spec in enumerate(specs):
+        recording = probe(spec)
+        if spec.kind == "file":
+            continue
+        if args.loop and not recording:
+            raise StreamError(
+                f"--loop is for recordings; {spec.display} is a live {spec.kind} stream"
+            )
+        if recording and not args.live:
+            # a clip at a URL (https://host/clip.mp4) is a job like a file, not a stream
+            # read as fast as it downloads whose end looks like a lost camera
+            specs[i] = dataclasses.replace(spec, live=False)
+            print(
+                f"scenecast: {spec.display} is a recording: captioned as a file job "
+                "(every sampled frame, then 'ended'); --live plays it as a camera",
+                file=sys.stderr,
+            )
     return specs
 
 
-def probe(spec: Any) -> None:
+def probe(spec: Any) -> bool:
     """Open a source once before starting: a bad file or URL is an error now, not a
-    reconnect loop later (a live source that fails after a good start is retried)."""
-    from stream.sources import open_capture
+    reconnect loop later (a live source that fails after a good start is retried).
+    Returns whether it is a recording (``stream.sources.is_recording``)."""
+    from stream.sources import is_recording, open_capture
 
     capture = open_capture(spec, open_timeout_ms=5000, read_timeout_ms=5000)
     try:
@@ -321,6 +338,7 @@ def probe(spec: Any) -> None:
                 f"{spec.display}: no video frames could be read (accepted: video "
                 "files OpenCV/FFmpeg can decode, e.g. MP4/H.264, MKV, AVI, WebM)"
             )
+        return is_recording(capture)
     finally:
         capture.release()
 

@@ -296,6 +296,14 @@ def capture_fps(capture: VideoSource) -> float:
     return fps if math.isfinite(fps) and 0 < fps <= 1000 else DEFAULT_FPS
 
 
+def is_recording(capture: VideoSource) -> bool:
+    """Whether an open source knows how many frames it has: a recording (a file, or a
+    clip served over HTTP), not a stream. Streams report no count: MJPEG over HTTP and
+    RTSP give negative or absurd values, webcams -1 or 0."""
+    count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+    return math.isfinite(count) and 0 < count < 2**31
+
+
 def _as_spec(source: SourceSpec | str | os.PathLike[str]) -> SourceSpec:
     if isinstance(source, SourceSpec):
         return source
@@ -465,14 +473,21 @@ class LatestFrameReader:
         want: Callable[[float], bool] | None = None,
         clock_start: float | None = None,
     ) -> LatestFrameReader:
-        """Open and start reading. A file is paced at its frame rate unless ``pace=False``."""
+        """Open and start reading. A recording (a file, or a clip at a URL: see
+        ``is_recording``) is paced at its frame rate unless ``pace=False``, and ends."""
         spec = _as_spec(source)
-        finite = spec.kind == "file"
-        if loop and not finite:
-            raise SourceError(f"loop is for video files; {spec.display} is a {spec.kind}")
+        if loop and spec.kind == "webcam":
+            raise SourceError(f"loop is for recordings; {spec.display} is a webcam")
         capture = open_capture(
             spec, open_timeout_ms=open_timeout_ms, read_timeout_ms=read_timeout_ms
         )
+        finite = spec.kind == "file" or is_recording(capture)
+        if loop and not finite:
+            capture.release()
+            raise SourceError(
+                f"loop is for recordings (video files, clips at a URL); {spec.display} is "
+                f"a live {spec.kind} stream"
+            )
         paced = finite if pace is None else pace
         return cls(
             capture,

@@ -7,11 +7,13 @@ behind the camera a reader is.
 The camera can go away and come back on the same port (``stop`` / ``start``: its open
 connections are cut, as a camera that reboots or loses power), or freeze with its
 connections open and silent (``freeze`` / ``thaw``: a stalled stream), and send
-broken parts now and then (``corrupt_every``).
+broken parts now and then (``corrupt_every``); with ``login`` it asks for HTTP Basic
+authentication.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import socket
 import threading
@@ -41,12 +43,20 @@ class MjpegCamera:
     """``with MjpegCamera(fps=20) as cam: cam.url``; ``sent`` counts frames served."""
 
     def __init__(
-        self, *, fps: float = 20.0, path: str = "/video.mjpg", corrupt_every: int = 0
+        self,
+        *,
+        fps: float = 20.0,
+        path: str = "/video.mjpg",
+        corrupt_every: int = 0,
+        login: tuple[str, str] | None = None,
     ) -> None:
         self.fps = fps
         self.path = path
         self.corrupt_every = corrupt_every  # n: every n-th part is not a JPEG; 0: none
         self.corrupted = 0
+        # HTTP Basic authentication, as most IP cameras ask for; None: none
+        self.login = login
+        self.refused_logins = 0
         self.sent = 0  # the newest frame number served to any client
         self._epoch = time.monotonic()
         self._frozen = threading.Event()
@@ -120,6 +130,15 @@ class MjpegCamera:
                 if self.path != camera.path:
                     self.send_error(404)
                     return
+                if camera.login is not None:
+                    token = base64.b64encode(":".join(camera.login).encode()).decode()
+                    if self.headers.get("Authorization") != f"Basic {token}":
+                        camera.refused_logins += 1
+                        self.send_response(401)
+                        self.send_header("WWW-Authenticate", 'Basic realm="camera"')
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
                 self.send_response(200)
                 self.send_header(
                     "Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY.decode()}"

@@ -11,12 +11,16 @@ frames flow again with media time that goes on from the start of capture.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +35,8 @@ from tests.conftest import TIMEOUT_FACTOR
 from tests.factories import save_tiny_checkpoint
 from tests.mjpeg_camera import MjpegCamera, frame_number
 from tests.rtsp_camera import RtspCamera
-from tests.test_pipeline import _start_run, _stop
+from tests.test_pipeline import SCENES, _collect, _start_run, _stop
+from tests.videos import make_video
 from worker.queue import capture_key, decode_frame, decode_status, frames_key, status_key
 
 T = 20.0 * TIMEOUT_FACTOR
@@ -272,3 +277,67 @@ def test_run_captions_a_network_camera_through_an_outage(tmp_path: Path) -> None
     assert all(g >= 450 for i, g in enumerate(gaps) if i != outage + 1), gaps
     seqs = [c["seq"] for c in captions]
     assert seqs == sorted(seqs)
+
+
+@pytest.fixture(scope="module")
+def clip_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A recorded clip served over HTTP (range requests and all: http.server's)."""
+    folder = tmp_path_factory.mktemp("www")
+    make_video(folder / "scenes.mp4", scenes=SCENES, fps=10)
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=folder))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/scenes.mp4"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_clip_at_a_url_is_a_recording_and_a_stream_is_not(clip_url: str) -> None:
+    started = time.monotonic()
+    with LatestFrameReader.open(clip_url, read_timeout_ms=2000) as reader:
+        while reader.latest(timeout=T) is not None:
+            pass
+        # paced at its 10 fps, like a file played as a camera, then ended: not lost
+        assert reader.ended and not reader.failed.is_set()
+        assert reader.frames_read == 60
+    assert time.monotonic() - started >= 5.5
+    with MjpegCamera() as camera, pytest.raises(SourceError, match="loop is for recordings"):
+        LatestFrameReader.open(camera.url, loop=True)
+
+
+def test_run_captions_a_clip_at_a_url_as_a_file_job(clip_url: str, tmp_path: Path) -> None:
+    """Not read as a stream as fast as it downloads (a few frames, then its end taken
+    for a lost camera, replayed forever): every sampled frame once, then 'ended'."""
+    checkpoint = save_tiny_checkpoint(tmp_path / "tiny.pt")
+    proc, url = _start_run([clip_url, "--checkpoint", str(checkpoint), "--beam", "1"])
+    try:
+        captions, statuses = asyncio.run(_collect(url, 6))
+    finally:
+        _stop(proc)
+    assert [c["seq"] for c in captions] == [0, 1, 2, 3, 4, 5]
+    assert [c["t_start_ms"] for c in captions] == [0, 1000, 2000, 3000, 4000, 5000]
+    assert captions[0]["source"] == "127.0.0.1-scenes.mp4"
+    assert statuses[-1]["state"] == "ended"
+
+
+def test_a_camera_that_asks_for_a_login(tmp_path: Path) -> None:
+    """Credentials in the URL reach the camera; a wrong password is a clear error that
+    never shows the password."""
+    with MjpegCamera(login=("viewer", "s3cret!")) as camera:
+        good = camera.url.replace("http://", "http://viewer:s3cret%21@")
+        with LatestFrameReader.open(good, open_timeout_ms=5000) as reader:
+            assert reader.latest(timeout=T) is not None
+        bad = camera.url.replace("http://", "http://viewer:wrong-pass@")
+        done = subprocess.run(
+            [sys.executable, "-m", "stream.cli", "run", bad, "--port", "0"],
+            capture_output=True, text=True, timeout=T, check=False,
+        )  # fmt: skip
+        assert camera.refused_logins >= 1
+    assert done.returncode == 2
+    assert "could not open http source http://viewer:***@127.0.0.1" in done.stderr
+    assert "wrong-pass" not in done.stderr + done.stdout

@@ -411,9 +411,9 @@ def test_file_played_live_ends_or_loops(short_video: Path) -> None:
         assert not looped.ended and looped.error is None
 
 
-def test_loop_is_for_files() -> None:
-    with pytest.raises(SourceError, match="loop is for video files"):
-        LatestFrameReader.open("rtsp://127.0.0.1:1/live", loop=True)
+def test_loop_is_for_recordings() -> None:
+    with pytest.raises(SourceError, match="loop is for recordings; 0 is a webcam"):
+        LatestFrameReader.open("0", loop=True)  # refused before any camera is opened
 
 
 def test_stall_is_reported() -> None:
