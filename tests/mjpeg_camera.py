@@ -52,7 +52,7 @@ class MjpegCamera:
     ) -> None:
         self.fps = fps
         self.path = path
-        self.corrupt_every = corrupt_every  # n: every n-th part is not a JPEG; 0: none
+        self.corrupt_every = corrupt_every  # n: each connection's n-th part, 2n-th...: not a JPEG
         self.corrupted = 0
         # HTTP Basic authentication, as most IP cameras ask for; None: none
         self.login = login
@@ -155,6 +155,7 @@ class MjpegCamera:
 
     def _stream(self, handler: BaseHTTPRequestHandler) -> None:
         interval = 1.0 / self.fps
+        parts = 0  # sent on this connection
         while handler.connection in self._connections:
             time.sleep(interval)
             if self._frozen.is_set():
@@ -162,7 +163,8 @@ class MjpegCamera:
             number = self.now()
             _ok, jpeg = cv2.imencode(".jpg", frame_image(number))
             body = jpeg.tobytes()
-            if self.corrupt_every and number % self.corrupt_every == 0:
+            parts += 1
+            if self.corrupt_every and parts % self.corrupt_every == 0:
                 body = b"\xff\xd8 not a JPEG " * 20  # a broken part, as a flaky link makes
                 self.corrupted += 1
             part = (

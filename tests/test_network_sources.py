@@ -242,7 +242,7 @@ def test_run_captions_a_network_camera_through_an_outage(tmp_path: Path) -> None
     """`scenecast run http://camera/...`: captions over a real websocket; the camera
     goes away, the client is told and captions resume, media time going on."""
     checkpoint = save_tiny_checkpoint(tmp_path / "tiny.pt")
-    with MjpegCamera(fps=20, corrupt_every=50) as camera:
+    with MjpegCamera(fps=20, corrupt_every=30) as camera:
         proc, url = _start_run(
             [camera.url, "--name", "door", "--checkpoint", str(checkpoint), "--fps", "2",
              "--beam", "1", "--hold", "off"]
