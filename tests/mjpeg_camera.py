@@ -29,6 +29,21 @@ BOUNDARY = b"scenecastframe"
 SIZE = (240, 320)  # (H, W)
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cut(connections: set[socket.socket], lock: threading.Lock) -> None:
+    """Shut every connection down (the other side sees the camera go away) and forget them."""
+    with lock:
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        connections.clear()
+
+
 def frame_image(n: int) -> np.ndarray:
     """Camera frame n: (H, W, 3) BGR, flat grey ``n % 256``."""
     return np.full((*SIZE, 3), n % 256, dtype=np.uint8)
@@ -64,7 +79,7 @@ class MjpegCamera:
         self._connections: set[socket.socket] = set()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
-        self.port = self._free_port()
+        self.port = free_port()
         self.start()
 
     @property
@@ -91,11 +106,7 @@ class MjpegCamera:
         self._server.shutdown()
         self._server.server_close()
         self._server = None
-        with self._lock:
-            for conn in self._connections:
-                with contextlib.suppress(OSError):
-                    conn.shutdown(socket.SHUT_RDWR)
-            self._connections.clear()
+        cut(self._connections, self._lock)
 
     def freeze(self) -> None:
         """Keep the connections open but send nothing (a stalled stream)."""
@@ -115,12 +126,6 @@ class MjpegCamera:
     ) -> None:
         self.thaw()
         self.stop()
-
-    @staticmethod
-    def _free_port() -> int:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return int(s.getsockname()[1])
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         camera = self

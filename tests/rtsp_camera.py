@@ -24,7 +24,7 @@ from typing import Self
 
 import cv2
 
-from tests.mjpeg_camera import SIZE, frame_image
+from tests.mjpeg_camera import SIZE, cut, frame_image, free_port
 
 TS_PACKET = 188
 PER_RTP = 7  # TS packets per RTP packet (RFC 2250)
@@ -60,9 +60,7 @@ class RtspCamera:
         self._lock = threading.Lock()
         self._connections: set[socket.socket] = set()
         self._listener: socket.socket | None = None
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
+        self.port = free_port()
         self.start()
 
     @property
@@ -85,11 +83,7 @@ class RtspCamera:
             self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
         self._listener = None
-        with self._lock:
-            for conn in self._connections:
-                with contextlib.suppress(OSError):
-                    conn.shutdown(socket.SHUT_RDWR)
-            self._connections.clear()
+        cut(self._connections, self._lock)
 
     def __enter__(self) -> Self:
         return self
