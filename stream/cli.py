@@ -27,6 +27,7 @@ from captioner.arg_types import (
 from captioner.cli import add_consensus_flag, add_hold_flag, search_overrides
 from captioner.cli import add_subcommands as add_captioner_subcommands
 from captioner.exceptions import CaptionerError
+from stream.access import MIN_TOKEN_CHARS, access_token, allowed_origins
 from stream.caption import SERVICE_BEAM, add_caption_subcommand
 from stream.exceptions import StreamError
 from stream.sampling_flags import add_sampling_flags, sampling_config
@@ -243,6 +244,37 @@ def _server_flags(p: argparse.ArgumentParser) -> None:
         help="websocket messages uncompressed (half the server's CPU per client) or "
         "permessage-deflate (~40%% of the bytes, for slow links) (default: none)",
     )
+    _token_flag(
+        p,
+        f"every request but /healthz must carry it (Authorization: Bearer TOKEN, or "
+        f"?token=TOKEN); at least {MIN_TOKEN_CHARS} characters; better given as "
+        "SCENECAST_TOKEN than on the command line, which other users can see (default: none)",
+    )
+    p.add_argument(
+        "--allow-origin",
+        type=allowed_origins,
+        default=(),
+        metavar="ORIGINS",
+        help="pages of other sites that may open the websocket, e.g. "
+        "https://dash.example.com (comma-separated; * for any); pages this server "
+        "serves always may (default: none)",
+    )
+
+
+def _server_config(args: argparse.Namespace) -> Any:
+    from stream.server import ServerConfig
+
+    return ServerConfig(
+        host=args.host,
+        port=args.port,
+        compression=args.compression,
+        token=args.token,
+        allow_origins=args.allow_origin,
+    )
+
+
+def _token_flag(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument("--token", type=access_token, default=None, metavar="TOKEN", help=help)
 
 
 def add_service_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -286,6 +318,7 @@ def add_service_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     listen.add_argument("--after", default=None, help="resume after this caption id")
     listen.add_argument("--json", action="store_true", help="one JSON message per line")
     listen.add_argument("--limit", type=positive_int, default=None, help="exit after N captions")
+    _token_flag(listen, "the server's access token, if it has one (better: SCENECAST_TOKEN)")
     listen.set_defaults(func=cmd_listen)
 
 
@@ -386,7 +419,6 @@ def _worker_argv(args: argparse.Namespace) -> list[str]:
 def cmd_run(args: argparse.Namespace) -> int:
     from captioner.api import Captioner, resolve_device
     from stream.run import RunConfig, Runner
-    from stream.server import ServerConfig
 
     specs = _sources(args, args.sources, args.name)
     capture = _capture_config(args)
@@ -397,7 +429,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = RunConfig(
         sources=specs,
         capture=capture,
-        server=ServerConfig(host=args.host, port=args.port, compression=args.compression),
+        server=_server_config(args),
         redis_url=args.redis_url,
         worker_args=_worker_argv(args),
     )
@@ -476,18 +508,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
 
     from stream.embedded_redis import check_redis
-    from stream.server import CaptionServer, ServerConfig
+    from stream.server import CaptionServer, banner
 
     check_redis(args.redis_url).close()
 
     async def main() -> None:
-        config = ServerConfig(host=args.host, port=args.port, compression=args.compression)
+        config = _server_config(args)
         async with CaptionServer(args.redis_url, config) as s:
-            print(
-                f"scenecast: captions at ws://{args.host}:{s.port}/ws  "
-                f"(viewer http://{args.host}:{s.port}/)",
-                flush=True,
-            )
+            for line in banner(config, s.port, on_terminal=sys.stdout.isatty()):
+                print(line, file=sys.stderr if "warning" in line else sys.stdout, flush=True)
             await asyncio.Future()
 
     with contextlib.suppress(KeyboardInterrupt):
@@ -499,7 +528,12 @@ def cmd_listen(args: argparse.Namespace) -> int:
     from stream.listen import run_listen
 
     return run_listen(
-        args.url, sources=args.source, after=args.after, as_json=args.json, limit=args.limit
+        args.url,
+        sources=args.source,
+        after=args.after,
+        as_json=args.json,
+        limit=args.limit,
+        token=args.token,
     )
 
 
@@ -519,6 +553,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         str(args.port),
         "--compression",
         args.compression,
+        *(["--token", args.token] if args.token else []),
+        *(["--allow-origin", ",".join(args.allow_origin)] if args.allow_origin else []),
         *_worker_argv(args),
         *(["--config", args.config] if args.config else []),
     ]

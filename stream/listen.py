@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosedError, InvalidURI
+from websockets.exceptions import ConnectionClosedError, InvalidHandshake, InvalidStatus, InvalidURI
 
 
 def format_line(message: dict[str, Any]) -> str | None:
@@ -61,6 +61,7 @@ async def listen(
     after: str | None,
     as_json: bool,
     limit: int | None = None,
+    token: str | None = None,
     out: TextIO | None = None,
     progress: Progress | None = None,
 ) -> int:
@@ -71,7 +72,8 @@ async def listen(
         subscribe["sources"] = sources
     if after:
         subscribe["after"] = after
-    async with connect(url, max_size=2**22) as ws:
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    async with connect(url, max_size=2**22, additional_headers=headers) as ws:
         progress.connected = True
         await ws.send(json.dumps(subscribe))
         async for raw in ws:
@@ -104,6 +106,16 @@ def run_listen(url: str, **kwargs: Any) -> int:
     except InvalidURI:
         print(f"scenecast: error: not a websocket URL: {url!r} (accepted: "
               "ws://HOST:PORT/ws, or wss:// behind TLS)", file=sys.stderr)  # fmt: skip
+        return 2
+    except InvalidStatus as exc:  # the server answered the handshake with a refusal
+        response = exc.response
+        said = response.body.decode("utf-8", "replace").strip() if response.body else ""
+        said = f": {said}" if said else ""
+        print(f"scenecast: error: {url} refused the connection: HTTP {response.status_code} "
+              f"{response.reason_phrase}{said}", file=sys.stderr)  # fmt: skip
+        return 2
+    except InvalidHandshake as exc:
+        print(f"scenecast: error: {url} is not a scenecast websocket ({exc})", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `scenecast listen | head`: the reader is done, so are we
         devnull = os.open(os.devnull, os.O_WRONLY)

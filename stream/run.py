@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from stream.capture import Capture, CaptureConfig
 from stream.embedded_redis import EmbeddedRedis, check_redis
 from stream.exceptions import StreamError
-from stream.server import CaptionServer, ServerConfig
+from stream.server import CaptionServer, ServerConfig, banner
 from stream.sources import SourceSpec
 
 log = logging.getLogger("scenecast.run")
@@ -106,9 +106,9 @@ class Runner:
         try:
             async with CaptionServer(url, self.config.server) as server:
                 self.port = server.port
-                host = self.config.server.host
-                print(f"scenecast: captions at ws://{host}:{server.port}/ws  "
-                      f"(viewer http://{host}:{server.port}/)", flush=True)  # fmt: skip
+                tty = sys.stdout.isatty()
+                for line in banner(self.config.server, server.port, on_terminal=tty):
+                    print(line, file=sys.stderr if "warning" in line else sys.stdout, flush=True)
                 self._start_captures(url)
                 while not self.stop_event.is_set():
                     if worker.poll() is not None:

@@ -37,6 +37,7 @@ from websockets.extensions.base import ServerExtensionFactory
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.http11 import Request, Response
 
+from stream.access import Access, Refusal, exposure_warning, is_loopback_name
 from stream.exceptions import StreamError
 from stream.protocol import (
     Attention,
@@ -86,6 +87,21 @@ class ServerConfig:
     replay_chunk: int = 200
     attention: bool = True  # forward attention grids to clients
     compression: str = "none"  # one of COMPRESSION: see compression_extensions
+    token: str | None = None  # every request but /healthz must carry it (stream/access.py)
+    allow_origins: tuple[str, ...] = ()  # pages of other sites that may open /ws
+
+
+def banner(config: ServerConfig, port: int, *, on_terminal: bool) -> list[str]:
+    """What ``run`` and ``serve`` print when the server is up: its addresses, and a
+    warning when it is open beyond this machine. With a token, the viewer's address
+    carries it on a terminal (a link to click) and a placeholder in a log."""
+    host = config.host
+    query = ""
+    if config.token is not None:
+        query = f"?token={config.token}" if on_terminal else "?token=$SCENECAST_TOKEN"
+    lines = [f"scenecast: captions at ws://{host}:{port}/ws  (viewer http://{host}:{port}/{query})"]
+    warning = exposure_warning(host, config.token)
+    return [*lines, warning] if warning else lines
 
 
 def caption_message(
@@ -365,6 +381,12 @@ class CaptionServer:
         self._server: Server | None = None
         self._hub_task: asyncio.Task[None] | None = None
         self.started = time.monotonic()
+        self.access = Access(
+            token=self.config.token,
+            origins=self.config.allow_origins,
+            loopback_only=is_loopback_name(self.config.host),
+        )
+        self.refused: dict[str, int] = {"token": 0, "origin": 0, "host": 0}
 
     @property
     def port(self) -> int:
@@ -409,6 +431,10 @@ class CaptionServer:
     # -- HTTP ---------------------------------------------------------------------------
 
     async def _http(self, connection: ServerConnection, request: Request) -> Response | None:
+        refusal = self.access.refusal(request.path, _first_values(request.headers, _CHECKED))
+        if refusal is not None:
+            self.refused[refusal.reason] += 1
+            return _refused(refusal)
         path = request.path.split("?", 1)[0]
         if path == "/ws":
             return None  # the websocket handshake goes on
@@ -467,6 +493,11 @@ class CaptionServer:
                 f"# TYPE scenecast_server_{name}_total counter",
                 f"scenecast_server_{name}_total {value}",
             ]
+        lines.append("# TYPE scenecast_server_refused_requests_total counter")
+        lines += [
+            f'scenecast_server_refused_requests_total{{reason="{reason}"}} {n}'
+            for reason, n in sorted(self.refused.items())
+        ]
         dropped = sum(c.dropped for c in self.hub.clients)
         lines += [
             "# TYPE scenecast_client_dropped_captions gauge",
@@ -603,6 +634,28 @@ def compression_extensions(compression: str) -> list[ServerExtensionFactory]:
             compress_settings={"memLevel": 5, "level": 1},
         )
     ]
+
+
+_CHECKED = ("Host", "Origin", "Authorization", "X-Forwarded-Host")
+
+
+def _first_values(headers: Headers, names: Sequence[str]) -> dict[str, str]:
+    """The first value of each of ``names`` that ``headers`` has (a repeated header
+    would make ``headers[name]`` raise)."""
+    out = {}
+    for name in names:
+        values = headers.get_all(name)
+        if values:
+            out[name] = values[0]
+    return out
+
+
+def _refused(refusal: Refusal) -> Response:
+    more = [("WWW-Authenticate", 'Bearer realm="scenecast"')] if refusal.reason == "token" else []
+    return _response(
+        refusal.status.value, refusal.status.phrase, refusal.message + "\n",
+        "text/plain; charset=utf-8", *more,
+    )  # fmt: skip
 
 
 def _response(

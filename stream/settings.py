@@ -115,7 +115,7 @@ def from_text(action: argparse.Action, text: str, where: str) -> Any:
             )
         on = word in TRUE_WORDS
         return not on if isinstance(action, argparse._StoreFalseAction) else on
-    return _converted(action, text, f"{where}={text!r}")
+    return _converted(action, text, f"{where}={_shown(action, text)}")
 
 
 def from_toml(action: argparse.Action, value: object, where: str) -> Any:
@@ -125,8 +125,15 @@ def from_toml(action: argparse.Action, value: object, where: str) -> Any:
             raise SettingsError(f"{where} = {value!r}: expected true or false")
         return not value if isinstance(action, argparse._StoreFalseAction) else value
     if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise SettingsError(f"{where} = {value!r}: expected a single value (a string or number)")
-    return _converted(action, str(value), f"{where} = {value!r}")
+        raise SettingsError(
+            f"{where} = {_shown(action, value)}: expected a single value (a string or number)"
+        )
+    return _converted(action, str(value), f"{where} = {_shown(action, value)}")
+
+
+def _shown(action: argparse.Action, value: object) -> str:
+    """How an error quotes a setting: a secret's (``--token``) value never appears."""
+    return "<hidden>" if getattr(action.type, "secret", False) else repr(value)
 
 
 def _converted(action: argparse.Action, text: str, where: str) -> Any:

@@ -135,3 +135,31 @@ def test_a_bad_setting_exits_2_with_the_message(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert f"config file {missing} not found" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_access_token_and_origins_come_from_anywhere_and_a_bad_token_stays_hidden(
+    tmp_path: Path,
+) -> None:
+    token = "from-the-environment-0123"
+    serve = ["serve", "--redis-url", "redis://r:6379/0"]
+    args = parse_args(serve, {"SCENECAST_TOKEN": token})
+    assert args.token == token and args.allow_origin == ()
+    path = _config(tmp_path, '[serve]\ntoken = "from-the-file-0123456789"\nallow_origin = "*"\n')
+    args = parse_args([*serve, "--config", path], ENV)
+    assert (args.token, args.allow_origin) == ("from-the-file-0123456789", ("*",))
+    assert parse_args(["listen"], {"SCENECAST_TOKEN": token}).token == token
+    for env in ({"SCENECAST_TOKEN": "hunter2"}, {"SCENECAST_TOKEN": "with a space in it!!"}):
+        with pytest.raises(SettingsError) as err:
+            parse_args(serve, env)
+        assert "SCENECAST_TOKEN=<hidden>" in str(err.value)
+        assert env["SCENECAST_TOKEN"] not in str(err.value)
+    with pytest.raises(SettingsError, match="is not an origin"):
+        parse_args(serve, {"SCENECAST_ALLOW_ORIGIN": "https://a.example/app"})
+    result = subprocess.run(
+        [sys.executable, "-m", "stream.cli", *serve, "--token", "hunter2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and "at least 16 characters" in result.stderr
+    assert "hunter2" not in result.stderr

@@ -45,14 +45,15 @@ T_MS = 10_000 * TIMEOUT_FACTOR
 
 
 @contextmanager
-def serving(redis_url: str, port: int = 0) -> Iterator[int]:
+def serving(redis_url: str, port: int = 0, token: str | None = None) -> Iterator[int]:
     """A CaptionServer in a thread of its own (Playwright's sync API owns this one)."""
     started = threading.Event()
     stop: list[Any] = []
     ports: list[int] = []
 
     async def main() -> None:
-        async with CaptionServer(redis_url, ServerConfig(port=port, block_ms=100)) as server:
+        config = ServerConfig(port=port, block_ms=100, token=token)
+        async with CaptionServer(redis_url, config) as server:
             done = asyncio.Event()
             stop.append((asyncio.get_running_loop(), done))
             ports.append(server.port)
@@ -214,3 +215,24 @@ def test_the_viewer_resumes_after_the_server_restarts_missing_nothing_and_nothin
         quiet = page.locator('.card[data-source="quiet"]')
         assert quiet.get_attribute("data-captions") == "1"
         assert [text for _, text, _ in _history(quiet)] == ["a parcel"]
+
+
+def test_the_viewer_of_a_server_with_a_token_takes_it_from_its_address(
+    redis_server, redis_client: redis.Redis, page: Any
+) -> None:  # type: ignore[no-untyped-def]
+    token = "viewer-token-0123456789"
+    register(redis_client, "cam", live=True)
+    set_status(redis_client, "cam", "live")
+    picture = jpeg((40, 40, 40), size=(64, 48))
+    publish_caption(redis_client, "cam", 0, "a dog runs", frame_data=picture, grid=(2, 2))
+    with serving(redis_server.url, token=token) as port:
+        response = page.goto(f"http://127.0.0.1:{port}/")
+        assert response.status == 401 and "?token=TOKEN" in page.content()
+        # the token travels with the websocket (in its URL) and with each frame's fetch
+        page.goto(f"http://127.0.0.1:{port}/?token={token}")
+        card = page.locator('.card[data-source="cam"]')
+        page.wait_for_function("document.querySelector('.card')?.dataset.shownSeq === '0'")
+        assert card.locator(".now button").all_text_contents() == ["a", "dog", "runs"]
+        assert card.locator(".note").is_hidden() and card.locator("canvas").is_visible()
+        publish_caption(redis_client, "cam", 1, "a cat", frame_data=picture)
+        page.wait_for_function("document.querySelector('.card').dataset.captions === '2'")
