@@ -124,8 +124,6 @@ class Capture:
         self.spec = spec
         self.config = config
         self._stop = threading.Event()
-        self.published = 0
-        self.sampled = 0
         self.waited_s = 0.0  # file jobs: time spent waiting for room under max_backlog
         self.frames_read = 0
         self._seq = 0
@@ -143,6 +141,16 @@ class Capture:
 
     def stop(self) -> None:
         self._stop.set()
+
+    @property
+    def sampled(self) -> int:
+        """Frames the sampler picked so far."""
+        return self.counts.own["sampled"]
+
+    @property
+    def published(self) -> int:
+        """Frames published to ``frames:{src}`` so far."""
+        return self.counts.own["published"]
 
     # -- Redis side -------------------------------------------------------------------
 
@@ -261,7 +269,6 @@ class Capture:
             self._published_ids.extend(ids)
             self._kept.extend(ids)
         self._seq += len(frames)
-        self.published += len(frames)
         self.counts.add("published", len(frames))
 
     def backlog(self) -> int:
@@ -366,7 +373,6 @@ class Capture:
                 if self._stop.is_set():
                     self.status("ended", "stopped")
                     return
-                self.sampled += 1
                 self.counts.add("sampled")
                 pending.append((frame, pool.submit(self.encode, frame)))
                 if len(pending) >= LOOKAHEAD:
@@ -462,7 +468,6 @@ class Capture:
                 announced = True
             self.frames_read += 1
             if not sampler.needs_image or sampler.want(frame.pts_ms, frame.image):
-                self.sampled += 1
                 self.counts.add("sampled")
                 if not self._attempt(lambda: self.publish(frame)):  # noqa: B023 - called now
                     self._redis_pause()  # this frame is dropped; the reader keeps the newest
