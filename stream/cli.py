@@ -259,17 +259,34 @@ def _server_flags(p: argparse.ArgumentParser) -> None:
         "https://dash.example.com (comma-separated; * for any); pages this server "
         "serves always may (default: none)",
     )
+    p.add_argument(
+        "--tls-cert",
+        default=None,
+        metavar="PEM",
+        help="serve wss:// and https:// with this certificate chain (default: plain ws://; "
+        "or leave TLS to a reverse proxy)",
+    )
+    p.add_argument(
+        "--tls-key", default=None, metavar="PEM", help="its private key, if not in that file"
+    )
 
 
 def _server_config(args: argparse.Namespace) -> Any:
     from stream.server import ServerConfig
+    from stream.tls import server_tls_context
 
+    if args.tls_key is not None and args.tls_cert is None:
+        raise StreamError("--tls-key needs --tls-cert: the certificate chain it belongs to")
+    if args.tls_cert is not None:
+        server_tls_context(args.tls_cert, args.tls_key)  # a bad file fails now, not later
     return ServerConfig(
         host=args.host,
         port=args.port,
         compression=args.compression,
         token=args.token,
         allow_origins=args.allow_origin,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
     )
 
 
@@ -422,6 +439,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     specs = _sources(args, args.sources, args.name)
     capture = _capture_config(args)
+    server = _server_config(args)
     # fail now, with a clear message, rather than in the worker process
     if args.device is not None:
         resolve_device(args.device)
@@ -429,7 +447,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = RunConfig(
         sources=specs,
         capture=capture,
-        server=_server_config(args),
+        server=server,
         redis_url=args.redis_url,
         worker_args=_worker_argv(args),
     )
@@ -510,10 +528,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from stream.embedded_redis import check_redis
     from stream.server import CaptionServer, banner
 
+    config = _server_config(args)
     check_redis(args.redis_url).close()
 
     async def main() -> None:
-        config = _server_config(args)
         async with CaptionServer(args.redis_url, config) as s:
             for line in banner(config, s.port, on_terminal=sys.stdout.isatty()):
                 print(line, file=sys.stderr if "warning" in line else sys.stdout, flush=True)
@@ -555,6 +573,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         args.compression,
         *(["--token", args.token] if args.token else []),
         *(["--allow-origin", ",".join(args.allow_origin)] if args.allow_origin else []),
+        *(["--tls-cert", args.tls_cert] if args.tls_cert else []),
+        *(["--tls-key", args.tls_key] if args.tls_key else []),
         *_worker_argv(args),
         *(["--config", args.config] if args.config else []),
     ]

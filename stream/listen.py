@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import ssl
 import sys
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -125,6 +126,11 @@ def run_listen(url: str, **kwargs: Any) -> int:
         print(f"scenecast: error: lost the connection to {url} ({exc}); "
               f"{progress.resume_hint()}", file=sys.stderr)  # fmt: skip
         return 1
+    except ssl.SSLCertVerificationError as exc:
+        print(f"scenecast: error: cannot connect to {url}: its certificate is not trusted "
+              f"({exc.verify_message}); for a self-signed one, point SSL_CERT_FILE at it",
+              file=sys.stderr)  # fmt: skip
+        return 2
     except OSError as exc:
         if progress.connected:
             print(f"scenecast: error: lost the connection to {url} ({exc}); "

@@ -56,6 +56,7 @@ from stream.protocol import (
     parse_frame_path,
 )
 from stream.subscription import Subscription
+from stream.tls import server_tls_context
 from worker.queue import (
     CAPTION_CPU,
     METRICS_KEY,
@@ -89,17 +90,25 @@ class ServerConfig:
     compression: str = "none"  # one of COMPRESSION: see compression_extensions
     token: str | None = None  # every request but /healthz must carry it (stream/access.py)
     allow_origins: tuple[str, ...] = ()  # pages of other sites that may open /ws
+    tls_cert: str | None = None  # PEM chain: wss:// and https:// (stream/tls.py)
+    tls_key: str | None = None  # its key, if not in the chain's file
+
+    @property
+    def secure(self) -> bool:
+        return self.tls_cert is not None
 
 
 def banner(config: ServerConfig, port: int, *, on_terminal: bool) -> list[str]:
     """What ``run`` and ``serve`` print when the server is up: its addresses, and a
     warning when it is open beyond this machine. With a token, the viewer's address
     carries it on a terminal (a link to click) and a placeholder in a log."""
-    host = config.host
+    host, s = config.host, "s" if config.secure else ""
     query = ""
     if config.token is not None:
         query = f"?token={config.token}" if on_terminal else "?token=$SCENECAST_TOKEN"
-    lines = [f"scenecast: captions at ws://{host}:{port}/ws  (viewer http://{host}:{port}/{query})"]
+    lines = [
+        f"scenecast: captions at ws{s}://{host}:{port}/ws  (viewer http{s}://{host}:{port}/{query})"
+    ]
     warning = exposure_warning(host, config.token)
     return [*lines, warning] if warning else lines
 
@@ -395,12 +404,19 @@ class CaptionServer:
         return int(sockets[0].getsockname()[1])
 
     async def start(self) -> CaptionServer:
+        tls = None
+        if self.config.tls_cert is not None:
+            try:
+                tls = server_tls_context(self.config.tls_cert, self.config.tls_key)
+            except StreamError:
+                await self.redis.aclose()
+                raise
         await self.hub.refresh_sources()
         self.hub.redis_ok = True
         self._hub_task = asyncio.create_task(self.hub.run(), name="hub")
         try:
             self._server = await serve(
-                self._handle, self.config.host, self.config.port,
+                self._handle, self.config.host, self.config.port, ssl=tls,
                 process_request=self._http, max_size=MAX_MESSAGE_BYTES,
                 compression=None, extensions=compression_extensions(self.config.compression),
             )  # fmt: skip

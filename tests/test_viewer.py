@@ -45,15 +45,16 @@ T_MS = 10_000 * TIMEOUT_FACTOR
 
 
 @contextmanager
-def serving(redis_url: str, port: int = 0, token: str | None = None) -> Iterator[int]:
-    """A CaptionServer in a thread of its own (Playwright's sync API owns this one)."""
+def serving(redis_url: str, port: int = 0, **config: Any) -> Iterator[int]:
+    """A CaptionServer in a thread of its own (Playwright's sync API owns this one);
+    ``config``: more ServerConfig fields."""
     started = threading.Event()
     stop: list[Any] = []
     ports: list[int] = []
 
     async def main() -> None:
-        config = ServerConfig(port=port, block_ms=100, token=token)
-        async with CaptionServer(redis_url, config) as server:
+        settings = ServerConfig(port=port, block_ms=100, **config)
+        async with CaptionServer(redis_url, settings) as server:
             done = asyncio.Event()
             stop.append((asyncio.get_running_loop(), done))
             ports.append(server.port)
@@ -236,3 +237,31 @@ def test_the_viewer_of_a_server_with_a_token_takes_it_from_its_address(
         assert card.locator(".note").is_hidden() and card.locator("canvas").is_visible()
         publish_caption(redis_client, "cam", 1, "a cat", frame_data=picture)
         page.wait_for_function("document.querySelector('.card').dataset.captions === '2'")
+
+
+def test_the_viewer_over_tls_uses_wss(
+    redis_server, redis_client: redis.Redis, browser: Any, tmp_path: Any
+) -> None:  # type: ignore[no-untyped-def]
+    from tests.test_server_tls import _self_signed
+
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl command")
+    cert, key = _self_signed(tmp_path)
+    register(redis_client, "cam", live=True)
+    set_status(redis_client, "cam", "live")
+    publish_caption(redis_client, "cam", 0, "a dog runs", frame_data=jpeg((40, 40, 40)))
+    context = browser.new_context(ignore_https_errors=True)  # self-signed
+    page = context.new_page()
+    page.set_default_timeout(T_MS)
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    token = "viewer-tls-token-0123456"
+    try:
+        with serving(redis_server.url, token=token, tls_cert=cert, tls_key=key) as port:
+            page.goto(f"https://127.0.0.1:{port}/?token={token}")
+            page.wait_for_function("document.querySelector('.card')?.dataset.shownSeq === '0'")
+            card = page.locator('.card[data-source="cam"]')
+            assert card.locator("canvas").is_visible()  # the frame came over https too
+            assert sockets == [f"wss://127.0.0.1:{port}/ws?token={token}"]
+    finally:
+        context.close()
