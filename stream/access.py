@@ -17,8 +17,11 @@ but ``/healthz``:
   reverse proxy set) or from an origin given with ``--allow-origin``.
 - **Host**, when the server listens on a loopback address only: the request must be
   addressed to a loopback name (``localhost``, ``*.localhost``, ``127.x.x.x``,
-  ``[::1]``). Otherwise a page on another site could rename itself to 127.0.0.1 (DNS
-  rebinding) and then read everything as a page of this server.
+  ``[::1]``) or to a name given with ``--allow-host`` (a reverse proxy on the same
+  machine that passes its public Host on, as Caddy does). Otherwise a page on another
+  site could rename itself to 127.0.0.1 (DNS rebinding) and then read everything as a
+  page of this server. (``X-Forwarded-Host`` cannot stand in here: such a page may
+  set it.)
 
 A server that listens beyond the machine without a token is open to whoever can reach
 its port: ``exposure_warning`` says so at start-up.
@@ -29,6 +32,7 @@ from __future__ import annotations
 import argparse
 import hmac
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -37,6 +41,7 @@ from urllib.parse import parse_qs, urlsplit
 MIN_TOKEN_CHARS = 16
 TOKEN_HINT = 'make one with: python3 -c "import secrets; print(secrets.token_urlsafe(24))"'
 OPEN_PATHS = frozenset({"/healthz"})  # load balancers and container health checks
+_HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
 _DEFAULT_PORTS = {"http": "80", "ws": "80", "https": "443", "wss": "443"}
 
 
@@ -55,6 +60,7 @@ class Access:
     token: str | None = None
     origins: tuple[str, ...] = ()  # normalised ("https://host:port"), or ("*",)
     loopback_only: bool = False  # the server listens on a loopback address only
+    hosts: tuple[str, ...] = ()  # other names a loopback server answers to (lower case)
 
     def refusal(self, target: str, headers: Mapping[str, str]) -> Refusal | None:
         """None if the request for ``target`` (path and query) with ``headers`` (a
@@ -63,13 +69,15 @@ class Access:
         if path in OPEN_PATHS:
             return None
         host = headers.get("Host", "")
-        if self.loopback_only and not is_loopback_name(_hostname(host)):
+        name = _hostname(host)
+        if self.loopback_only and not (is_loopback_name(name) or name in self.hosts):
             return Refusal(
                 HTTPStatus.FORBIDDEN,
                 "host",
                 f"requests for host {host!r} are refused: this server listens on a "
                 "loopback address, so it answers only requests addressed to localhost or "
-                "127.0.0.1 (a defence against DNS rebinding); to serve other names, "
+                "127.0.0.1 (a defence against DNS rebinding); behind a reverse proxy that "
+                "passes that name on, --allow-host NAME; to be reached by other names, "
                 "listen on them (--host 0.0.0.0) with a --token",
             )
         if path == "/ws":
@@ -164,6 +172,20 @@ def allowed_origins(text: str) -> tuple[str, ...]:
     if not out:
         raise argparse.ArgumentTypeError("expected one or more origins, or *")
     return tuple(out)
+
+
+def allowed_hosts(text: str) -> tuple[str, ...]:
+    """The ``--allow-host`` argument type: host names (no port), separated by commas."""
+    names = tuple(item.strip().lower().rstrip(".") for item in text.split(",") if item.strip())
+    for name in names:
+        if not _HOST_NAME.fullmatch(name):
+            raise argparse.ArgumentTypeError(
+                f"{name!r} is not a host name; accepted: names such as cams.example.com "
+                "(no scheme, no port), separated by commas"
+            )
+    if not names:
+        raise argparse.ArgumentTypeError("expected one or more host names")
+    return names
 
 
 def normal_origin(origin: str) -> str | None:

@@ -57,13 +57,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from stream.caption_outputs import DIR_FORMATS, Job, plan_outputs
 from stream.exceptions import SourceError, StreamError
 from stream.output_file import OutputFile
 from stream.progress import Progress, ProgressBar, ProgressFn
 from stream.protocol import Attention
 from stream.read_ahead import read_ahead
 from stream.sampling_flags import add_sampling_flags, sampling_config
-from stream.subtitles import STDOUT, SampleCaption, TimedSample, output_format, render, time_samples
+from stream.subtitles import STDOUT, SampleCaption, TimedSample, render, time_samples
 
 if TYPE_CHECKING:
     import redis
@@ -126,15 +127,14 @@ class VideoInfo:
 
 
 def video_spec(path: str | os.PathLike[str]) -> SourceSpec:
-    """The ``SourceSpec`` of a local video file; ``SourceError`` for anything else."""
+    """The ``SourceSpec`` of a video file, or of a recording at a URL
+    (``https://host/clip.mp4``: ``probe_video`` refuses a live stream); ``SourceError``
+    for anything else."""
     from stream.sources import parse_source
 
     text = os.fspath(path)
     if _URL_RE.match(text.strip()):
-        raise SourceError(
-            f"scenecast caption reads video files, not URLs ({text.split('://')[0]}://…); "
-            "for a live stream use `scenecast run`"
-        )
+        return parse_source(text, live=False)
     if not os.path.exists(text):
         raise SourceError(f"no such file: {text}")
     if not os.path.isfile(text):
@@ -148,11 +148,17 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
     """Open the file and read its first frame: fail fast, with a message, on a bad file."""
     import cv2
 
-    from stream.sources import capture_fps, open_capture
+    from stream.sources import capture_fps, is_recording, open_capture
 
     spec = video_spec(path)
     capture = open_capture(spec)
     try:
+        if spec.kind != "file" and not is_recording(capture):
+            raise SourceError(
+                f"{spec.display} is a live stream (its container gives no length): it has "
+                "no end to caption; for live captions, scenecast run (accepted here: video "
+                "files, and recordings at a URL such as https://host/clip.mp4)"
+            )
         count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
         frame_count = int(count) if count > 0 else None
         fps = capture_fps(capture)
@@ -563,13 +569,34 @@ def add_caption_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentPars
         "Redis URL is given; then the live pipeline's workers caption it (with their own "
         "model and beam). The same file and options always give the same bytes.",
     )
-    p.add_argument("video", metavar="VIDEO", help="a video file OpenCV/FFmpeg can decode")
+    p.add_argument(
+        "videos", nargs="+", metavar="VIDEO", help="video files OpenCV/FFmpeg can decode"
+    )
     p.add_argument(
         "-o",
         "--output",
-        default=STDOUT,
+        default=None,
         metavar="OUT",
-        help="OUT.vtt, OUT.srt or OUT.jsonl (format by extension); - (default): JSONL on stdout",
+        help="one video's OUT.vtt, OUT.srt or OUT.jsonl (format by extension); "
+        "- (default): JSONL on stdout",
+    )
+    p.add_argument(
+        "--output-dir",
+        default=None,
+        metavar="DIR",
+        help="write each video as DIR/STEM.FORMAT (needed for several videos; created)",
+    )
+    p.add_argument(
+        "--format",
+        choices=DIR_FORMATS,
+        default=None,
+        help="the format of --output-dir's files (default: vtt)",
+    )
+    p.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="leave a video whose output exists (outputs are only ever written whole, "
+        "so this resumes an interrupted batch)",
     )
     add_sampling_flags(p)
     p.add_argument(
@@ -612,7 +639,9 @@ def cmd_caption(args: argparse.Namespace) -> int:
 
 
 def _run_caption(args: argparse.Namespace) -> int:
-    fmt = output_format(args.output)
+    jobs = plan_outputs(
+        args.videos, output=args.output, output_dir=args.output_dir, fmt=args.format
+    )
     sampling = sampling_config(args)
     if args.scene_change and args.max_interval <= 1.0 / args.fps:
         raise StreamError(
@@ -623,37 +652,99 @@ def _run_caption(args: argparse.Namespace) -> int:
         from captioner.api import resolve_device
 
         resolve_device(args.device)  # captioner.DeviceError: exit 2, before any work
-    output = OutputFile(args.output)
-    output.open()
+    if args.output_dir is not None:
+        _make_dir(args.output_dir)
+    if args.skip_existing:
+        done = [job for job in jobs if job.output != STDOUT and os.path.exists(job.output)]
+        if done and not args.quiet:
+            print(f"scenecast: {len(done)} of {len(jobs)} outputs exist, left as they are "
+                  "(--skip-existing)", file=sys.stderr)  # fmt: skip
+        jobs = [job for job in jobs if job not in done]
+        if not jobs:
+            return 0
+    first = OutputFile(jobs[0].output)
+    first.open()  # an unwritable output fails before any work
+    try:
+        for job in jobs:  # every bad file fails before a model is loaded
+            probe_video(job.video)
+        captioner = _captioner_for(args)
+    except BaseException:
+        first.discard()
+        raise
+    failed: list[str] = []
+    for i, job in enumerate(jobs):
+        output = first if i == 0 else OutputFile(job.output)
+        if len(jobs) > 1 and not args.quiet:
+            print(f"scenecast: [{i + 1}/{len(jobs)}] {job.video} -> {job.output}", file=sys.stderr)
+        try:
+            if i > 0:
+                output.open()
+            _caption_job(args, job, output, sampling, captioner)
+        except StreamError as exc:
+            if len(jobs) == 1:
+                raise
+            print(f"scenecast: error: {job.video}: {exc}", file=sys.stderr)
+            failed.append(job.video)
+        except KeyboardInterrupt:
+            if len(jobs) == 1:
+                raise
+            print(f"\nscenecast: interrupted; {i - len(failed)} of {len(jobs)} outputs "
+                  f"written, not {job.output}", file=sys.stderr)  # fmt: skip
+            return 130
+    if failed:
+        print(f"scenecast: {len(failed)} of {len(jobs)} videos failed, their outputs not "
+              f"written: {', '.join(failed)}", file=sys.stderr)  # fmt: skip
+        return 2
+    return 0
+
+
+def _make_dir(path: str) -> None:
+    try:
+        os.makedirs(path, exist_ok=True)
+    except FileExistsError:
+        raise StreamError(f"--output-dir {path}: not a directory") from None
+    except OSError as exc:
+        raise StreamError(f"--output-dir {path}: cannot create it: {exc.strerror}") from None
+
+
+def _captioner_for(args: argparse.Namespace) -> Captioner | None:
+    """The model of an in-process job; None when workers caption (``--redis-url``)."""
+    if args.redis_url is None:
+        from captioner.cli import search_overrides
+
+        return _load_captioner(args.checkpoint, args.device, search_overrides(args))
+    ignored = [
+        flag
+        for flag, value in (
+            ("--beam", args.beam),
+            ("--consensus-k", args.consensus_k),
+            ("--hold", args.hold),
+            ("--checkpoint", args.checkpoint),
+            ("--device", args.device),
+            ("--batch", args.batch),
+        )
+        if value is not None
+    ]
+    if ignored and not args.quiet:
+        log.warning(
+            "with --redis-url the workers caption with their own model and settings; %s not used",
+            ", ".join(ignored),
+        )
+    return None
+
+
+def _caption_job(
+    args: argparse.Namespace,
+    job: Job,
+    output: OutputFile,
+    sampling: Any,
+    captioner: Captioner | None,
+) -> None:
+    """Caption one video and write its output whole (or nothing, on any error)."""
     bar = ProgressBar(sys.stderr) if sys.stderr.isatty() and not args.quiet else None
     try:
-        probe_video(args.video)  # a bad file fails before a model is loaded
-        captioner = None
-        if args.redis_url is None:
-            from captioner.cli import search_overrides
-
-            captioner = _load_captioner(args.checkpoint, args.device, search_overrides(args))
-        else:
-            ignored = [
-                flag
-                for flag, value in (
-                    ("--beam", args.beam),
-                    ("--consensus-k", args.consensus_k),
-                    ("--hold", args.hold),
-                    ("--checkpoint", args.checkpoint),
-                    ("--device", args.device),
-                    ("--batch", args.batch),
-                )
-                if value is not None
-            ]
-            if ignored and not args.quiet:
-                log.warning(
-                    "with --redis-url the workers caption with their own model and settings; "
-                    "%s not used",
-                    ", ".join(ignored),
-                )
         result = caption_video(
-            args.video,
+            job.video,
             sampling=sampling,
             captioner=captioner,
             beam=args.beam or SERVICE_BEAM,
@@ -663,17 +754,16 @@ def _run_caption(args: argparse.Namespace) -> int:
         )
         if bar is not None:
             bar.close()
-        if args.attention and fmt == "jsonl":
+        if args.attention and job.format == "jsonl":
             missing = [s.seq for s in result.samples if s.tokens and s.attention is None]
             if missing:
                 raise StreamError(
                     f"--attention: the workers sent no attention maps ({len(missing)} "
                     "captions without); run without --attention or with workers that send them"
                 )
-        output.commit(render(fmt, result.timed(), attention=args.attention))
+        output.commit(render(job.format, result.timed(), attention=args.attention))
     except BaseException:
         if bar is not None:
             bar.close()
         output.discard()
         raise
-    return 0

@@ -27,7 +27,7 @@ from captioner.arg_types import (
 from captioner.cli import add_consensus_flag, add_hold_flag, search_overrides
 from captioner.cli import add_subcommands as add_captioner_subcommands
 from captioner.exceptions import CaptionerError
-from stream.access import MIN_TOKEN_CHARS, access_token, allowed_origins
+from stream.access import MIN_TOKEN_CHARS, access_token, allowed_hosts, allowed_origins
 from stream.caption import SERVICE_BEAM, add_caption_subcommand
 from stream.exceptions import StreamError
 from stream.sampling_flags import add_sampling_flags, sampling_config
@@ -260,6 +260,14 @@ def _server_flags(p: argparse.ArgumentParser) -> None:
         "serves always may (default: none)",
     )
     p.add_argument(
+        "--allow-host",
+        type=allowed_hosts,
+        default=(),
+        metavar="NAMES",
+        help="names a server on a loopback address also answers to, e.g. the public name "
+        "a reverse proxy on this machine passes on (comma-separated; default: none)",
+    )
+    p.add_argument(
         "--tls-cert",
         default=None,
         metavar="PEM",
@@ -285,6 +293,7 @@ def _server_config(args: argparse.Namespace) -> Any:
         compression=args.compression,
         token=args.token,
         allow_origins=args.allow_origin,
+        allow_hosts=args.allow_host,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
     )
@@ -573,6 +582,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         args.compression,
         *(["--token", args.token] if args.token else []),
         *(["--allow-origin", ",".join(args.allow_origin)] if args.allow_origin else []),
+        *(["--allow-host", ",".join(args.allow_host)] if args.allow_host else []),
         *(["--tls-cert", args.tls_cert] if args.tls_cert else []),
         *(["--tls-key", args.tls_key] if args.tls_key else []),
         *_worker_argv(args),

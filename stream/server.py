@@ -90,6 +90,7 @@ class ServerConfig:
     compression: str = "none"  # one of COMPRESSION: see compression_extensions
     token: str | None = None  # every request but /healthz must carry it (stream/access.py)
     allow_origins: tuple[str, ...] = ()  # pages of other sites that may open /ws
+    allow_hosts: tuple[str, ...] = ()  # names a loopback server answers to, besides its own
     tls_cert: str | None = None  # PEM chain: wss:// and https:// (stream/tls.py)
     tls_key: str | None = None  # its key, if not in the chain's file
 
@@ -394,6 +395,7 @@ class CaptionServer:
             token=self.config.token,
             origins=self.config.allow_origins,
             loopback_only=is_loopback_name(self.config.host),
+            hosts=self.config.allow_hosts,
         )
         self.refused: dict[str, int] = {"token": 0, "origin": 0, "host": 0}
 

@@ -9,6 +9,7 @@ import pytest
 from stream.access import (
     Access,
     access_token,
+    allowed_hosts,
     allowed_origins,
     exposure_warning,
     is_loopback_name,
@@ -175,3 +176,19 @@ def test_an_open_server_beyond_this_machine_is_warned_about() -> None:
     assert exposure_warning("0.0.0.0", TOKEN) is None
     assert exposure_warning("127.0.0.1", None) is None
     assert exposure_warning("localhost", None) is None
+
+
+def test_a_loopback_server_behind_a_proxy_answers_to_the_names_it_is_given() -> None:
+    access = Access(loopback_only=True, hosts=allowed_hosts("Cams.Example.com, other.example."))
+    assert access.refusal("/ws", {"Host": "cams.example.com"}) is None
+    assert access.refusal("/ws", {"Host": "CAMS.EXAMPLE.COM:443"}) is None
+    assert access.refusal("/ws", {"Host": "other.example"}) is None
+    assert _reason(access, "/ws", {"Host": "evil.example"}) == "403 host"
+    # a page may set X-Forwarded-Host itself: it never stands in for the Host
+    forged = {"Host": "evil.example", "X-Forwarded-Host": "cams.example.com"}
+    assert _reason(access, "/metrics", forged) == "403 host"
+    refusal = Access(loopback_only=True).refusal("/", {"Host": "cams.example.com"})
+    assert refusal is not None and "--allow-host" in refusal.message
+    for bad in ("https://cams.example.com", "cams.example.com:443", "*.example.com", "", "a b"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            allowed_hosts(bad)

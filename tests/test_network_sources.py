@@ -341,3 +341,33 @@ def test_a_camera_that_asks_for_a_login(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "could not open http source http://viewer:***@127.0.0.1" in done.stderr
     assert "wrong-pass" not in done.stderr + done.stdout
+
+
+def test_caption_writes_a_recording_at_a_url_as_it_writes_the_file(
+    clip_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """``scenecast caption https://host/clip.mp4``: the same bytes as for the file
+    downloaded; a live stream at a URL is refused, having no end."""
+    from stream.cli import main
+    from tests.factories import tiny_captioner
+
+    model = tiny_captioner()
+    monkeypatch.setattr("stream.caption._load_captioner", lambda *args: model)
+    local = tmp_path / "scenes.mp4"
+    with urllib.request.urlopen(clip_url, timeout=T) as response:
+        local.write_bytes(response.read())
+    assert main(["caption", str(local), "-o", str(tmp_path / "local.vtt"), "--quiet"]) == 0
+    assert main(["caption", clip_url, "-o", str(tmp_path / "url.vtt"), "--quiet"]) == 0
+    written = (tmp_path / "url.vtt").read_text()
+    assert written == (tmp_path / "local.vtt").read_text() and written.count("-->") >= 2
+    # a signed URL's query is no part of the output's name, nor of any message
+    signed = f"{clip_url}?X-Amz-Signature=s3cr3t"
+    out = tmp_path / "subs"
+    assert main(["caption", signed, "--output-dir", str(out), "--quiet"]) == 0
+    assert (out / "scenes.vtt").read_text() == written
+    capsys.readouterr()
+    with MjpegCamera() as camera:
+        code = main(["caption", camera.url, "-o", str(tmp_path / "cam.vtt")])
+    err = capsys.readouterr().err
+    assert code == 2 and "is a live stream" in err and "scenecast run" in err, err
+    assert not (tmp_path / "cam.vtt").exists()

@@ -108,6 +108,15 @@ def test_a_loopback_server_refuses_requests_for_other_names(redis_server) -> Non
 
     _run(redis_server.url, body)
 
+    async def behind_a_proxy(server: CaptionServer) -> None:  # that passes its Host on
+        passed = {"Host": "cams.example.com"}
+        assert (await asyncio.to_thread(_request, server.port, "/metrics", passed))[0] == 200
+        rebound = {"Host": "rebound.evil.example"}
+        assert (await asyncio.to_thread(_request, server.port, "/metrics", rebound))[0] == 403
+
+    config = ServerConfig(port=0, block_ms=100, allow_hosts=("cams.example.com",))
+    _run(redis_server.url, behind_a_proxy, config)
+
 
 def test_listen_with_the_token_and_without(redis_server, redis_client: redis.Redis) -> None:  # type: ignore[no-untyped-def]
     register(redis_client, "l", live=False)
