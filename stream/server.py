@@ -28,6 +28,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import redis.asyncio as aioredis
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -39,6 +40,7 @@ from websockets.http11 import Request, Response
 
 from stream.access import Access, Refusal, exposure_warning, is_loopback_name
 from stream.exceptions import StreamError
+from stream.latency_histogram import LatencyHistograms
 from stream.protocol import (
     Attention,
     CaptionMessage,
@@ -57,11 +59,20 @@ from stream.protocol import (
 )
 from stream.subscription import Subscription
 from stream.tls import server_tls_context
+from stream.transcript import (
+    CONTENT_TYPES,
+    TranscriptFormat,
+    parse_transcript_path,
+    range_start,
+    render_cues,
+    transcript_cues,
+)
 from worker.queue import (
     CAPTION_CPU,
     METRICS_KEY,
     SOURCES_KEY,
     STAGE_PREFIX,
+    WORKERS_KEY,
     CaptionEntry,
     EntryError,
     captions_key,
@@ -77,6 +88,7 @@ log = logging.getLogger("scenecast.server")
 SERVER_NAME = "scenecast/0.1.0"
 COMPRESSION = ("deflate", "none")  # of the websocket messages
 MAX_MESSAGE_BYTES = 64 * 1024
+WORKER_SEEN_MS = 10_000  # a worker not heard from for longer is not counted alive
 
 
 @dataclass(frozen=True)
@@ -220,7 +232,9 @@ class Hub:
             "gaps": 0,
             "frames_served": 0,
             "frames_missing": 0,
+            "transcripts_served": 0,
         }
+        self.latency = LatencyHistograms()  # of the live captions fanned out, per source
         self.redis_ok = False
 
     async def refresh_sources(self) -> list[str]:
@@ -296,6 +310,7 @@ class Hub:
                 log.warning("skipping malformed caption %s: %s", entry_id, exc)
                 continue
             eid = entry_id.decode()
+            self.latency.observe(entry.source, entry.latency_ms)
             with_grids = encoded_once(eid, entry, is_final=False, attention=self.config.attention)
             text_only = encoded_once(eid, entry, is_final=False, attention=False)
             try:
@@ -473,9 +488,16 @@ class CaptionServer:
             return connection.respond(http.HTTPStatus.BAD_REQUEST, f"{exc}\n")
         if frame is not None:
             return await self._frame(connection, *frame)
+        try:
+            transcript = parse_transcript_path(path)
+        except ValueError as exc:
+            return connection.respond(http.HTTPStatus.BAD_REQUEST, f"{exc}\n")
+        if transcript is not None:
+            return await self._transcript(connection, *transcript, target=request.path)
         return connection.respond(
             http.HTTPStatus.NOT_FOUND,
-            "not found; try /ws (websocket), /, /healthz, /metrics, /frames/<source>/<id>.jpg\n",
+            "not found; try /ws (websocket), /, /healthz, /metrics, /frames/<source>/<id>.jpg, "
+            "/captions/<source>.vtt|.srt|.jsonl\n",
         )
 
     async def _frame(self, connection: ServerConnection, source: str, frame: str) -> Response:
@@ -499,6 +521,52 @@ class CaptionServer:
             200, "OK", bytes(data), "image/jpeg", ("Cache-Control", "private, max-age=3600")
         )
 
+    async def _transcript(
+        self, connection: ServerConnection, source: str, fmt: TranscriptFormat, *, target: str
+    ) -> Response:
+        """A source's caption log as WebVTT, SRT or the websocket's caption messages."""
+        try:
+            start = range_start(parse_qs(urlsplit(target).query), now_ms=time.time() * 1000)
+        except ValueError as exc:
+            return connection.respond(http.HTTPStatus.BAD_REQUEST, f"{exc}\n")
+        try:
+            if source not in self.hub.sources:
+                await self.hub.refresh_sources()
+            if source not in self.hub.sources:
+                known = ", ".join(sorted(self.hub.sources)) or "none yet"
+                return connection.respond(
+                    http.HTTPStatus.NOT_FOUND, f"no source named {source!r}; known: {known}\n"
+                )
+            decoded = await self._caption_log(source, start)
+        except (aioredis.ConnectionError, aioredis.TimeoutError, OSError):
+            return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "redis unavailable\n")
+        self.hub.metrics["transcripts_served"] += 1
+        if fmt == "jsonl":
+            following = [*(entry for _, entry in decoded[1:]), None]
+            lines = [
+                caption_message(
+                    eid, entry, is_final=nxt is not None and nxt.segment_id != entry.segment_id,
+                    attention=False,
+                ).to_json() + "\n"
+                for (eid, entry), nxt in zip(decoded, following, strict=True)
+            ]  # fmt: skip
+            body = "".join(lines)
+        else:
+            body = render_cues(fmt, transcript_cues([entry for _, entry in decoded]))
+        return _response(200, "OK", body, CONTENT_TYPES[fmt], ("Cache-Control", "no-store"))
+
+    async def _caption_log(self, source: str, start: str) -> list[tuple[str, CaptionEntry]]:
+        out: list[tuple[str, CaptionEntry]] = []
+        key = captions_key(source)
+        while True:
+            entries = await self.redis.xrange(key, start, "+", count=1000)
+            for entry_id, fields in entries:
+                with contextlib.suppress(EntryError):
+                    out.append((entry_id.decode(), decode_caption(fields)))
+            if len(entries) < 1000:
+                return out
+            start = f"({entries[-1][0].decode()}"
+
     async def metrics_text(self) -> str:
         lines = [
             "# TYPE scenecast_clients gauge",
@@ -516,6 +584,7 @@ class CaptionServer:
             f'scenecast_server_refused_requests_total{{reason="{reason}"}} {n}'
             for reason, n in sorted(self.refused.items())
         ]
+        lines += self.hub.latency.lines()
         dropped = sum(c.dropped for c in self.hub.clients)
         lines += [
             "# TYPE scenecast_client_dropped_captions gauge",
@@ -556,9 +625,22 @@ class CaptionServer:
                 n = await self.redis.xlen(captions_key(source))
                 lines.append(f'scenecast_captions{{source="{source}"}} {n}')
             lines += await self._capture_metrics()
+            lines += [
+                "# TYPE scenecast_workers gauge",
+                f"scenecast_workers {await self._workers_alive()}",
+            ]
         except (aioredis.ConnectionError, aioredis.TimeoutError, OSError):
             pass
         return "\n".join(lines) + "\n"
+
+    async def _workers_alive(self) -> int:
+        """Workers heard from within ``WORKER_SEEN_MS``: each notes the time in
+        ``WORKERS_KEY`` every 2 s while it runs, captioning or waiting for frames, and
+        removes its entry when it stops. 0 while sources are live: nothing captions
+        them (alert on it)."""
+        beats = await self.redis.hgetall(WORKERS_KEY)
+        recent = time.time() * 1000 - WORKER_SEEN_MS
+        return sum(1 for ms in beats.values() if float(ms) >= recent)
 
     async def _capture_metrics(self) -> list[str]:
         """What each source's capture counted (stream/capture_counts.py): frames read

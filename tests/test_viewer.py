@@ -237,6 +237,13 @@ def test_the_viewer_of_a_server_with_a_token_takes_it_from_its_address(
         assert card.locator(".note").is_hidden() and card.locator("canvas").is_visible()
         publish_caption(redis_client, "cam", 1, "a cat", frame_data=picture)
         page.wait_for_function("document.querySelector('.card').dataset.captions === '2'")
+        # each card links the source's transcript, the token with it
+        links = card.locator(".transcript a")
+        assert links.all_text_contents() == [".vtt", ".srt", ".jsonl"]
+        href = links.first.get_attribute("href")
+        assert href == f"/captions/cam.vtt?token={token}"
+        got = page.request.get(f"http://127.0.0.1:{port}{href}")
+        assert got.status == 200 and got.text().count("-->") == 2 and "a cat" in got.text()
 
 
 def test_the_viewer_over_tls_uses_wss(

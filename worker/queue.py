@@ -30,6 +30,7 @@ PROTOCOL_VERSION = 1
 GROUP = "captioners"
 SOURCES_KEY = "scenecast:sources"
 METRICS_KEY = "scenecast:metrics"  # hash of worker counters, summed over all workers
+WORKERS_KEY = "scenecast:workers"  # hash: worker (consumer name) → last heartbeat, ms
 STAGE_PREFIX = "seconds:"  # METRICS_KEY fields "seconds:{stage}": time spent per stage
 # METRICS_KEY field: CPU time of the thread that ran the model (with --model-process,
 # the child's), during the caption stage: against its seconds, what the model waited

@@ -17,6 +17,7 @@ in hand are captioned, published and acked, then ``run()`` returns.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
@@ -42,6 +43,7 @@ from worker.queue import (
     METRICS_KEY,
     SOURCES_KEY,
     STAGE_PREFIX,
+    WORKERS_KEY,
     CaptionEntry,
     EntryError,
     FrameEntry,
@@ -65,6 +67,7 @@ from worker.shown import (
 log = logging.getLogger("scenecast.worker")
 
 SHARED_KEEP = 4096  # sources whose state in Redis a worker remembers between reads
+HEARTBEAT_S = 2.0  # how often a worker notes in WORKERS_KEY that it is alive
 
 
 class CaptionLike(Protocol):
@@ -197,6 +200,7 @@ class Worker:
         self._sources: list[str] = []
         self._sources_at = 0.0
         self._claimed_at = 0.0
+        self._beat_at = -HEARTBEAT_S  # the first heartbeat goes at once
         self._groups: set[str] = set()
         self._stats_lock = threading.Lock()
 
@@ -223,6 +227,8 @@ class Worker:
         (``XAUTOCLAIM``); a restarted Redis without its data gets its groups back.
         """
         log.info("worker %s started", self.config.consumer)
+        with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
+            self._forget_gone_workers()
         delays: Iterator[float] | None = None
         while not self._stop.is_set() and not (until and until()):
             batches = self.stats.batches
@@ -237,8 +243,28 @@ class Worker:
                 self._groups.clear()  # Redis may come back empty: re-create the groups
                 self._sources_at = 0.0
                 self._stop.wait(delay)
+        with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
+            self.redis.hdel(WORKERS_KEY, self.config.consumer)  # gone: not one of the live
         log.info("worker %s stopped: %s", self.config.consumer, self.stats.as_dict())
         return self.stats
+
+    def heartbeat(self) -> None:
+        """Note in ``WORKERS_KEY`` that this worker is alive, every ``HEARTBEAT_S`` at
+        most (the server's ``scenecast_workers`` counts the recent ones)."""
+        now = time.monotonic()
+        if now - self._beat_at < HEARTBEAT_S:
+            return
+        self.redis.hset(WORKERS_KEY, self.config.consumer, int(time.time() * 1000))
+        self._beat_at = now
+
+    def _forget_gone_workers(self) -> None:
+        """Drop the heartbeats of workers not heard from in an hour (killed ones leave
+        theirs), so the hash stays as small as the pool."""
+        beats: Any = self.redis.hgetall(WORKERS_KEY)
+        cut = time.time() * 1000 - 3_600_000
+        gone = [name for name, ms in beats.items() if float(ms) < cut]
+        if gone:
+            self.redis.hdel(WORKERS_KEY, *gone)
 
     def _run_pipelined(self, until: Callable[[], bool] | None) -> None:
         buffer: BatchBuffer[_Decoded] = BatchBuffer(self.config.policy)
@@ -270,6 +296,7 @@ class Worker:
 
         Returns the number of frames handled.
         """
+        self.heartbeat()
         started = time.perf_counter()
         batch = self._reclaim() if self._claim_due() else []
         batch += self._gather(self.config.policy.room(len(batch)))
@@ -286,6 +313,7 @@ class Worker:
         """The reader thread: fill the next batch until ``halt``."""
         try:
             while not halt.is_set():
+                self.heartbeat()
                 room = buffer.room(timeout=self.config.block_ms / 1000)
                 if room == 0 or halt.is_set():
                     continue
