@@ -41,6 +41,7 @@ from websockets.http11 import Request, Response
 from stream.access import Access, Refusal, exposure_warning, is_loopback_name
 from stream.exceptions import StreamError
 from stream.latency_histogram import LatencyHistograms
+from stream.metrics_page import ServerFigures, exposition, read_shared
 from stream.protocol import (
     Attention,
     CaptionMessage,
@@ -68,15 +69,10 @@ from stream.transcript import (
     transcript_cues,
 )
 from worker.queue import (
-    CAPTION_CPU,
-    METRICS_KEY,
     SOURCES_KEY,
-    STAGE_PREFIX,
-    WORKERS_KEY,
     CaptionEntry,
     EntryError,
     captions_key,
-    capture_key,
     decode_caption,
     decode_status,
     frames_key,
@@ -88,7 +84,6 @@ log = logging.getLogger("scenecast.server")
 SERVER_NAME = "scenecast/0.1.0"
 COMPRESSION = ("deflate", "none")  # of the websocket messages
 MAX_MESSAGE_BYTES = 64 * 1024
-WORKER_SEEN_MS = 10_000  # a worker not heard from for longer is not counted alive
 
 
 @dataclass(frozen=True)
@@ -568,101 +563,18 @@ class CaptionServer:
             start = f"({entries[-1][0].decode()}"
 
     async def metrics_text(self) -> str:
-        lines = [
-            "# TYPE scenecast_clients gauge",
-            f"scenecast_clients {len(self.hub.clients)}",
-            "# TYPE scenecast_up gauge",
-            f"scenecast_up {int(self.hub.redis_ok)}",
-        ]
-        for name, value in sorted(self.hub.metrics.items()):
-            lines += [
-                f"# TYPE scenecast_server_{name}_total counter",
-                f"scenecast_server_{name}_total {value}",
-            ]
-        lines.append("# TYPE scenecast_server_refused_requests_total counter")
-        lines += [
-            f'scenecast_server_refused_requests_total{{reason="{reason}"}} {n}'
-            for reason, n in sorted(self.refused.items())
-        ]
-        lines += self.hub.latency.lines()
-        dropped = sum(c.dropped for c in self.hub.clients)
-        lines += [
-            "# TYPE scenecast_client_dropped_captions gauge",
-            f"scenecast_client_dropped_captions {dropped}",
-        ]
-        try:
-            worker = await self.redis.hgetall(METRICS_KEY)
-            stages = []
-            for key, value in sorted(worker.items()):
-                name = key.decode()
-                if name.startswith(STAGE_PREFIX):
-                    stage = name.removeprefix(STAGE_PREFIX)
-                    seconds = float(value)
-                    stages.append(
-                        f'scenecast_worker_stage_seconds_total{{stage="{stage}"}} {seconds:.3f}'
-                    )
-                    continue
-                if name == CAPTION_CPU:  # against the caption stage's seconds: the model's waits
-                    lines += [
-                        "# TYPE scenecast_worker_caption_cpu_seconds_total counter",
-                        f"scenecast_worker_caption_cpu_seconds_total {float(value):.3f}",
-                    ]
-                    continue
-                lines += [
-                    f"# TYPE scenecast_worker_{name}_total counter",
-                    f"scenecast_worker_{name}_total {int(value)}",
-                ]
-            if stages:  # time per worker stage: read (waiting included), decode, caption,
-                # publish; with --model-process also model_decode and transfer (the pipes)
-                lines += ["# TYPE scenecast_worker_stage_seconds_total counter", *stages]
-            lines.append("# TYPE scenecast_source_state gauge")
-            for source, info in sorted(self.hub.sources.items()):
-                lines.append(
-                    f'scenecast_source_state{{source="{source}",state="{info.get("state", "")}"}} 1'
-                )
-            lines.append("# TYPE scenecast_captions gauge")
-            for source in sorted(self.hub.sources):
-                n = await self.redis.xlen(captions_key(source))
-                lines.append(f'scenecast_captions{{source="{source}"}} {n}')
-            lines += await self._capture_metrics()
-            lines += [
-                "# TYPE scenecast_workers gauge",
-                f"scenecast_workers {await self._workers_alive()}",
-            ]
-        except (aioredis.ConnectionError, aioredis.TimeoutError, OSError):
-            pass
-        return "\n".join(lines) + "\n"
-
-    async def _workers_alive(self) -> int:
-        """Workers heard from within ``WORKER_SEEN_MS``: each notes the time in
-        ``WORKERS_KEY`` every 2 s while it runs, captioning or waiting for frames, and
-        removes its entry when it stops. 0 while sources are live: nothing captions
-        them (alert on it)."""
-        beats = await self.redis.hgetall(WORKERS_KEY)
-        recent = time.time() * 1000 - WORKER_SEEN_MS
-        return sum(1 for ms in beats.values() if float(ms) >= recent)
-
-    async def _capture_metrics(self) -> list[str]:
-        """What each source's capture counted (stream/capture_counts.py): frames read
-        from the source, sampled, published, overwritten by the newest-frame policy;
-        failed reads (corrupt frames, lost streams); reconnect attempts."""
-        rows: dict[str, list[str]] = {"frames": [], "bad_reads": [], "reconnects": []}
-        for source in sorted(self.hub.sources):
-            raw = await self.redis.hgetall(capture_key(source))
-            counts = {k.decode(): int(v) for k, v in raw.items()}
-            label = f'source="{source}"'
-            for kind in ("read", "sampled", "published", "overwritten"):
-                if kind in counts:
-                    rows["frames"].append(f'{{{label},kind="{kind}"}} {counts[kind]}')
-            for name in ("bad_reads", "reconnects"):
-                if name in counts:
-                    rows[name].append(f"{{{label}}} {counts[name]}")
-        lines = []
-        for name, values in rows.items():
-            if values:
-                metric = f"scenecast_capture_{name}_total"
-                lines += [f"# TYPE {metric} counter", *(metric + v for v in values)]
-        return lines
+        own = ServerFigures(
+            clients=len(self.hub.clients),
+            redis_ok=self.hub.redis_ok,
+            counters=self.hub.metrics,
+            refused=self.refused,
+            dropped=sum(c.dropped for c in self.hub.clients),
+            latency=self.hub.latency.lines(),
+        )
+        shared = None
+        with contextlib.suppress(aioredis.ConnectionError, aioredis.TimeoutError, OSError):
+            shared = await read_shared(self.redis, self.hub.sources)
+        return exposition(own, shared, now_ms=time.time() * 1000)
 
     # -- websocket ----------------------------------------------------------------------
 

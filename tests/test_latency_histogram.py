@@ -87,7 +87,7 @@ def test_metrics_count_the_workers_alive(
     from worker.queue import WORKERS_KEY
     from worker.worker import Worker, WorkerConfig
 
-    monkeypatch.setattr("stream.server.WORKER_SEEN_MS", 1500)
+    monkeypatch.setattr("stream.metrics_page.WORKER_SEEN_MS", 1500)
     register(redis_client, "door", live=True)
     worker = Worker(
         redis.Redis.from_url(redis_server.url),
