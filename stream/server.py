@@ -110,14 +110,18 @@ def banner(config: ServerConfig, port: int, *, on_terminal: bool) -> list[str]:
     """What ``run`` and ``serve`` print when the server is up: its addresses, and a
     warning when it is open beyond this machine. With a token, the viewer's address
     carries it on a terminal (a link to click) and a placeholder in a log."""
-    host, s = config.host, "s" if config.secure else ""
+    s = "s" if config.secure else ""
+    everywhere = config.host in ("", "0.0.0.0", "::")
+    host = "127.0.0.1" if everywhere else config.host  # browsers refuse 0.0.0.0
+    host = f"[{host}]" if ":" in host else host
     query = ""
     if config.token is not None:
         query = f"?token={config.token}" if on_terminal else "?token=$SCENECAST_TOKEN"
     lines = [
         f"scenecast: captions at ws{s}://{host}:{port}/ws  (viewer http{s}://{host}:{port}/{query})"
+        + ("; listening on every interface" if everywhere else "")
     ]
-    warning = exposure_warning(host, config.token)
+    warning = exposure_warning(config.host, config.token)
     return [*lines, warning] if warning else lines
 
 

@@ -157,7 +157,10 @@ def test_the_banner_gives_the_viewer_link_and_warns_when_open_beyond_this_machin
     assert line.endswith("(viewer http://127.0.0.1:8765/)")
     config = ServerConfig(host="0.0.0.0", token=TOKEN)
     (line,) = banner(config, 8765, on_terminal=True)
-    assert f"http://0.0.0.0:8765/?token={TOKEN}" in line  # a link to click
+    assert f"http://127.0.0.1:8765/?token={TOKEN}" in line  # a link to click (not 0.0.0.0)
+    assert line.endswith("listening on every interface")
+    (line,) = banner(ServerConfig(host="::1"), 8765, on_terminal=True)
+    assert "ws://[::1]:8765/ws" in line and "http://[::1]:8765/" in line
     (line,) = banner(config, 8765, on_terminal=False)
     assert TOKEN not in line and "?token=$SCENECAST_TOKEN" in line  # not into a log
     line, warning = banner(ServerConfig(host="0.0.0.0"), 8765, on_terminal=True)
