@@ -33,6 +33,7 @@ import numpy as np
 import redis
 
 from stream.capture_counts import CaptureCounts, ReaderFigures
+from stream.capture_liveness import HEARTBEAT_S
 from stream.exceptions import SourceError, SourceLostError
 from stream.read_ahead import read_ahead
 from stream.sampler import FixedRateSampler, Sampler, SceneChangeSampler
@@ -338,6 +339,9 @@ class Capture:
 
     def run(self) -> None:
         self.register()
+        done = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(done,), name="heartbeat", daemon=True)
+        beat.start()
         try:
             if self.spec.live:
                 self._run_live()
@@ -347,7 +351,18 @@ class Capture:
             self.status("error", str(exc))
             raise
         finally:
+            done.set()
+            beat.join()
             self.send_counts(every_s=0)
+
+    def _heartbeat(self, done: threading.Event) -> None:
+        """Note the time in ``capture:{src}`` every ``HEARTBEAT_S`` until ``done``,
+        whatever the capture is doing (stream/capture_liveness.py)."""
+        while True:
+            with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
+                self.redis.hset(capture_key(self.spec.name), "seen_ms", int(time.time() * 1000))
+            if done.wait(HEARTBEAT_S):
+                return
 
     def _run_file(self) -> None:
         self.status("connecting", self.spec.display)

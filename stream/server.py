@@ -39,6 +39,7 @@ from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFact
 from websockets.http11 import Request, Response
 
 from stream.access import Access, Refusal, exposure_warning, is_loopback_name
+from stream.capture_liveness import HEARTBEAT_S, RUNNING, silent_detail, silent_sources
 from stream.exceptions import StreamError
 from stream.latency_histogram import LatencyHistograms
 from stream.metrics_page import ServerFigures, exposition, read_shared
@@ -73,6 +74,7 @@ from worker.queue import (
     CaptionEntry,
     EntryError,
     captions_key,
+    capture_key,
     decode_caption,
     decode_status,
     frames_key,
@@ -235,6 +237,8 @@ class Hub:
         }
         self.latency = LatencyHistograms()  # of the live captions fanned out, per source
         self.redis_ok = False
+        self.silent: dict[str, float] = {}  # source → ms its capture has not been heard
+        self._liveness_at = 0.0
 
     async def refresh_sources(self) -> list[str]:
         """Read the sources hash; returns the sources seen for the first time."""
@@ -261,8 +265,45 @@ class Hub:
                 if source not in client.replaying:
                     client.spawn(self.replay(client, source, client.sub.cursor(source) or "0-0"))
 
-    def status_message(self, source: str) -> str:
+    def shown(self, source: str) -> dict[str, Any]:
+        """A source's status as clients are told it: its capture's last word, unless
+        that capture has gone silent (stream/capture_liveness.py): then an error."""
         info = self.sources.get(source, {})
+        if source not in self.silent:
+            return info
+        state = str(info.get("state", ""))
+        return {**info, "state": "error", "detail": silent_detail(state, self.silent[source])}
+
+    def shown_states(self) -> dict[str, dict[str, Any]]:
+        return {source: self.shown(source) for source in self.sources}
+
+    async def check_captures(self, *, every_s: float = HEARTBEAT_S) -> None:
+        """Look for captures gone silent (or back), at most every ``every_s``; tell the
+        clients of each change."""
+        now = time.monotonic()
+        if now - self._liveness_at < every_s:
+            return
+        self._liveness_at = now
+        running = sorted(s for s, info in self.sources.items() if info.get("state") in RUNNING)
+        pipe = self.redis.pipeline(transaction=False)
+        for source in running:
+            pipe.hget(capture_key(source), "seen_ms")
+        seen = [None if v is None else float(v) for v in await pipe.execute()]
+        states = {s: str(self.sources[s].get("state")) for s in running}
+        silent = silent_sources(
+            states, dict(zip(running, seen, strict=True)), now_ms=time.time() * 1000
+        )
+        changed = set(silent) ^ set(self.silent)
+        self.silent = silent
+        for source in sorted(changed):
+            log.warning("capture of %s %s", source, "silent" if source in silent else "back")
+            message = self.status_message(source)
+            for client in self.clients:
+                if client.sub.wants(source):
+                    client.send_control(message)
+
+    def status_message(self, source: str) -> str:
+        info = self.shown(source)
         return Status(
             source=source,
             state=str(info.get("state", "connecting")),
@@ -280,6 +321,7 @@ class Hub:
             try:
                 for source in await self.refresh_sources():
                     self.announce(source)
+                await self.check_captures()
                 self.redis_ok = True
                 if not self.positions:
                     await asyncio.sleep(self.config.block_ms / 1000)
@@ -330,6 +372,7 @@ class Hub:
             except EntryError:
                 continue
             self.sources[status.source] = json.loads(status.to_json())
+            self.silent.pop(status.source, None)  # a capture that speaks is there
             message = Status(
                 source=status.source,
                 state=status.state,
@@ -349,7 +392,7 @@ class Hub:
                     state=str(info.get("state", "connecting")),
                     detail=str(info.get("detail", "")),
                 )
-                for name, info in sorted(self.sources.items())
+                for name, info in sorted(self.shown_states().items())
             ),
         )
 
@@ -567,7 +610,7 @@ class CaptionServer:
         )
         shared = None
         with contextlib.suppress(aioredis.ConnectionError, aioredis.TimeoutError, OSError):
-            shared = await read_shared(self.redis, self.hub.sources)
+            shared = await read_shared(self.redis, self.hub.shown_states())
         return exposition(own, shared, now_ms=time.time() * 1000)
 
     # -- websocket ----------------------------------------------------------------------
