@@ -63,6 +63,7 @@ from stream.output_file import OutputFile
 from stream.progress import Progress, ProgressBar, ProgressFn
 from stream.protocol import Attention
 from stream.read_ahead import read_ahead
+from stream.redact import redact_url
 from stream.sampling_flags import add_sampling_flags, sampling_config
 from stream.subtitles import STDOUT, SampleCaption, TimedSample, render, time_samples
 
@@ -444,7 +445,7 @@ def _caption_with_workers(
         thread.start()
         return _collect(client, capture, thread, failure, tracker)
     except redis.RedisError as exc:
-        raise StreamError(f"lost Redis at {redis_url} during the job: {exc}") from exc
+        raise StreamError(f"lost Redis at {redact_url(redis_url)} during the job: {exc}") from exc
     finally:
         capture.stop()
         thread.join(10.0)

@@ -19,6 +19,7 @@ from types import TracebackType
 import redis
 
 from stream.exceptions import StreamError
+from stream.redact import redact_url
 from worker.parent_death import parent_death_preexec
 
 
@@ -49,7 +50,7 @@ def check_redis(url: str) -> redis.Redis:
     try:
         client.ping()
     except (redis.ConnectionError, redis.TimeoutError, ValueError) as exc:
-        raise StreamError(f"cannot reach Redis at {url}: {exc}") from exc
+        raise StreamError(f"cannot reach Redis at {redact_url(url)}: {exc}") from exc
     return client
 
 

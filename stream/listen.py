@@ -13,6 +13,8 @@ from typing import Any, TextIO
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedError, InvalidHandshake, InvalidStatus, InvalidURI
 
+from stream.redact import redact_url
+
 
 def format_line(message: dict[str, Any]) -> str | None:
     """One human line per message (None: not worth a line)."""
@@ -100,41 +102,42 @@ def run_listen(url: str, **kwargs: Any) -> int:
     """0: done (limit reached, server closed, or the reader of our output went away);
     1: the connection was lost; 2: could not connect; 130: Ctrl+C."""
     progress = Progress()
+    shown = redact_url(url)  # a ?token= in the URL never reaches a message
     try:
         return asyncio.run(listen(url, progress=progress, **kwargs))
     except KeyboardInterrupt:
         return 130
     except InvalidURI:
-        print(f"scenecast: error: not a websocket URL: {url!r} (accepted: "
+        print(f"scenecast: error: not a websocket URL: {shown!r} (accepted: "
               "ws://HOST:PORT/ws, or wss:// behind TLS)", file=sys.stderr)  # fmt: skip
         return 2
     except InvalidStatus as exc:  # the server answered the handshake with a refusal
         response = exc.response
         said = response.body.decode("utf-8", "replace").strip() if response.body else ""
         said = f": {said}" if said else ""
-        print(f"scenecast: error: {url} refused the connection: HTTP {response.status_code} "
+        print(f"scenecast: error: {shown} refused the connection: HTTP {response.status_code} "
               f"{response.reason_phrase}{said}", file=sys.stderr)  # fmt: skip
         return 2
     except InvalidHandshake as exc:
-        print(f"scenecast: error: {url} is not a scenecast websocket ({exc})", file=sys.stderr)
+        print(f"scenecast: error: {shown} is not a scenecast websocket ({exc})", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `scenecast listen | head`: the reader is done, so are we
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # no second error flushing at exit
         return 0
     except ConnectionClosedError as exc:
-        print(f"scenecast: error: lost the connection to {url} ({exc}); "
+        print(f"scenecast: error: lost the connection to {shown} ({exc}); "
               f"{progress.resume_hint()}", file=sys.stderr)  # fmt: skip
         return 1
     except ssl.SSLCertVerificationError as exc:
-        print(f"scenecast: error: cannot connect to {url}: its certificate is not trusted "
+        print(f"scenecast: error: cannot connect to {shown}: its certificate is not trusted "
               f"({exc.verify_message}); for a self-signed one, point SSL_CERT_FILE at it",
               file=sys.stderr)  # fmt: skip
         return 2
     except OSError as exc:
         if progress.connected:
-            print(f"scenecast: error: lost the connection to {url} ({exc}); "
+            print(f"scenecast: error: lost the connection to {shown} ({exc}); "
                   f"{progress.resume_hint()}", file=sys.stderr)  # fmt: skip
             return 1
-        print(f"scenecast: error: cannot connect to {url}: {exc}", file=sys.stderr)
+        print(f"scenecast: error: cannot connect to {shown}: {exc}", file=sys.stderr)
         return 2

@@ -38,6 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from stream.exceptions import SourceError, SourceLostError
+from stream.redact import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -136,26 +137,6 @@ def parse_source(text: str, *, name: str | None = None, live: bool | None = None
     if not path.is_file():
         raise SourceError(f"not a regular file: {text} (accepted: {ACCEPTED})")
     return SourceSpec("file", path, name or _file_name(path), bool(live))
-
-
-def redact_url(url: str) -> str:
-    """``url`` without its password and query (both may carry secrets); others unchanged."""
-    if _URL_RE.match(url) is None:
-        return url
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port
-    except ValueError:  # e.g. a port that is not a number
-        return f"{url.split('://', 1)[0]}://…"
-    if ":" in host:  # IPv6
-        host = f"[{host}]"
-    netloc = host if port is None else f"{host}:{port}"
-    if parts.username is not None:
-        secret = ":***" if parts.password is not None else ""
-        netloc = f"{parts.username}{secret}@{netloc}"
-    query = "?…" if parts.query else ""
-    return f"{parts.scheme}://{netloc}{parts.path}{query}"
 
 
 def _check_name(name: str) -> None:

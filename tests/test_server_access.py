@@ -165,3 +165,31 @@ def test_the_banner_gives_the_viewer_link_and_warns_when_open_beyond_this_machin
     assert TOKEN not in line and "?token=$SCENECAST_TOKEN" in line  # not into a log
     line, warning = banner(ServerConfig(host="0.0.0.0"), 8765, on_terminal=True)
     assert "warning" in warning and "without a --token" in warning
+
+
+def test_no_message_shows_a_password_or_a_token_given_in_a_url(
+    redis_server, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    from stream.embedded_redis import check_redis
+    from stream.exceptions import StreamError
+    from stream.listen import run_listen
+
+    with pytest.raises(StreamError) as info:
+        check_redis("redis://user:s3cret@127.0.0.1:1/0")
+    assert "s3cret" not in str(info.value) and "redis://user:***@127.0.0.1:1/0" in str(info.value)
+
+    async def body(server: CaptionServer) -> None:
+        url = f"ws://127.0.0.1:{server.port}/ws?token=not-the-token-s3cret"
+        code = await asyncio.to_thread(
+            run_listen, url, sources=None, after=None, as_json=True, limit=1
+        )
+        assert code == 2
+
+    _run(redis_server.url, body, ServerConfig(port=0, block_ms=100, token=TOKEN))
+    err = capsys.readouterr().err
+    assert "refused the connection: HTTP 401" in err and "s3cret" not in err, err
+    assert (
+        run_listen("ws://127.0.0.1:1/ws?token=s3cret", sources=None, after=None, as_json=True) == 2
+    )
+    err = capsys.readouterr().err
+    assert "cannot connect to ws://127.0.0.1:1/ws?…" in err and "s3cret" not in err, err
