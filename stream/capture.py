@@ -27,14 +27,23 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
 import redis
 
 from stream.capture_counts import CaptureCounts, ReaderFigures
+from stream.capture_lease import (
+    LEASE_MS,
+    RELEASE_LUA,
+    RENEW_LUA,
+    capture_id,
+    taken_message,
+    waiting_message,
+)
 from stream.capture_liveness import HEARTBEAT_S
-from stream.exceptions import SourceError, SourceLostError
+from stream.exceptions import SourceError, SourceLostError, StreamError
 from stream.read_ahead import read_ahead
 from stream.sampler import FixedRateSampler, Sampler, SceneChangeSampler
 from stream.shrink import shrink
@@ -47,6 +56,7 @@ from worker.queue import (
     StatusEntry,
     capture_key,
     frames_key,
+    owner_key,
     status_key,
 )
 
@@ -138,6 +148,10 @@ class Capture:
         self.redis_outages = 0
         self.redis_data_lost = False  # Redis came back without frames published before
         self.counts = CaptureCounts()  # for /metrics, through capture:{src}
+        self.lease_id = capture_id()  # one capture per source (stream/capture_lease.py)
+        self.lease_taken_by: str | None = None  # set when another capture took the source
+        self._renew = client.register_script(RENEW_LUA)
+        self._release = client.register_script(RELEASE_LUA)
         self._counts_sent_at = 0.0
 
     def stop(self) -> None:
@@ -171,6 +185,8 @@ class Capture:
     def status(self, state: str, detail: str = "") -> None:
         """Publish a state change; while Redis is unreachable it is kept and sent on return."""
         self._state = (state, detail)
+        if self.lease_taken_by is not None:
+            return  # the source is another capture's now: its states are the ones shown
         if not self._redis_lost:
             self._attempt(lambda: self._send_status(state, detail))
 
@@ -338,6 +354,8 @@ class Capture:
     # -- sources ----------------------------------------------------------------------
 
     def run(self) -> None:
+        if not self._take_lease():
+            return  # stopped while another capture held the source
         self.register()
         done = threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(done,), name="heartbeat", daemon=True)
@@ -353,14 +371,45 @@ class Capture:
         finally:
             done.set()
             beat.join()
-            self.send_counts(every_s=0)
+            if self.lease_taken_by is None:
+                self.send_counts(every_s=0)
+                with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
+                    self._release(keys=[owner_key(self.spec.name)], args=[self.lease_id])
+        if self.lease_taken_by is not None:
+            raise StreamError(taken_message(self.spec.name, self.lease_taken_by))
+
+    def _take_lease(self) -> bool:
+        """Hold ``owner:{src}`` (stream/capture_lease.py), waiting while another capture
+        does; False if stopped first."""
+        said = False
+        while not self._stop.is_set():
+            try:
+                if self._renew(keys=[owner_key(self.spec.name)], args=[self.lease_id, LEASE_MS]):
+                    return True
+                owner: Any = self.redis.get(owner_key(self.spec.name))
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                log.warning("%s: Redis unreachable (%s); retrying", self.spec.name, exc)
+                owner = None
+            if owner is not None and not said:
+                log.warning("%s", waiting_message(self.spec.name, owner.decode()))
+                said = True
+            self._stop.wait(1.0)
+        return False
 
     def _heartbeat(self, done: threading.Event) -> None:
-        """Note the time in ``capture:{src}`` every ``HEARTBEAT_S`` until ``done``,
-        whatever the capture is doing (stream/capture_liveness.py)."""
+        """Every ``HEARTBEAT_S`` until ``done``, whatever the capture is doing: note the
+        time in ``capture:{src}`` (stream/capture_liveness.py) and renew the lease; a
+        lease another capture took stops this one."""
         while True:
             with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
                 self.redis.hset(capture_key(self.spec.name), "seen_ms", int(time.time() * 1000))
+                key = owner_key(self.spec.name)
+                if not self._renew(keys=[key], args=[self.lease_id, LEASE_MS]):
+                    holder: Any = self.redis.get(key)
+                    self.lease_taken_by = holder.decode() if holder else "unknown"
+                    log.error("%s", taken_message(self.spec.name, self.lease_taken_by))
+                    self._stop.set()
+                    return
             if done.wait(HEARTBEAT_S):
                 return
 

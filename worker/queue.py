@@ -68,6 +68,11 @@ def capture_key(source: str) -> str:
     return f"capture:{{{check_source(source)}}}"
 
 
+def owner_key(source: str) -> str:
+    """Which capture publishes the source's frames: one at a time (stream/capture_lease.py)."""
+    return f"owner:{{{check_source(source)}}}"
+
+
 def deadletter_key(source: str) -> str:
     return f"deadletter:{{{check_source(source)}}}"
 
