@@ -347,6 +347,11 @@ def add_service_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     _token_flag(listen, "the server's access token, if it has one (better: SCENECAST_TOKEN)")
     listen.set_defaults(func=cmd_listen)
 
+    st = sub.add_parser("status", help="workers and sources at a glance, read from Redis")
+    _redis_url(st, required=True)
+    st.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    st.set_defaults(func=cmd_status)
+
 
 def _sources(args: argparse.Namespace, texts: list[str], names: list[str] | None) -> list[Any]:
     from stream.sources import parse_source
@@ -562,6 +567,24 @@ def cmd_listen(args: argparse.Namespace) -> int:
         limit=args.limit,
         token=args.token,
     )
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import time
+
+    from stream.embedded_redis import check_redis
+    from stream.status_report import format_report, read_snapshot, report_json
+
+    client = check_redis(args.redis_url)
+    try:
+        snapshot = read_snapshot(client, now_ms=time.time() * 1000)
+    finally:
+        client.close()
+    print(
+        report_json(snapshot) if args.json else format_report(snapshot),
+        end="\n" if args.json else "",
+    )
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
