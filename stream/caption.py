@@ -534,8 +534,10 @@ def _release_job(client: redis.Redis, name: str) -> None:
     from worker.queue import (
         SOURCES_KEY,
         captions_key,
+        capture_key,
         deadletter_key,
         frames_key,
+        owner_key,
         status_key,
     )
 
@@ -548,6 +550,8 @@ def _release_job(client: redis.Redis, name: str) -> None:
         status_key(name),
         deadletter_key(name),
         done_key(name),
+        capture_key(name),  # what its capture counted, and its heartbeat
+        owner_key(name),
         f"seq:{{{name}}}",
     ):
         pipe.expire(key, JOB_KEYS_TTL_S)

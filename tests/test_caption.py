@@ -43,7 +43,14 @@ from tests.conftest import TIMEOUT_FACTOR
 from tests.factories import save_tiny_checkpoint, tiny_captioner
 from tests.videos import make_video
 from worker.batching import BatchPolicy
-from worker.queue import SOURCES_KEY, captions_key, frames_key, status_key
+from worker.queue import (
+    SOURCES_KEY,
+    captions_key,
+    capture_key,
+    frames_key,
+    owner_key,
+    status_key,
+)
 from worker.worker import Worker, WorkerConfig
 
 T = 60.0 * TIMEOUT_FACTOR
@@ -227,8 +234,9 @@ def test_in_process_and_worker_pool_give_the_same_bytes(
     job = jobs[0][len("captions:{") : -1]
     assert redis_client.hget(SOURCES_KEY, job) is None
     assert redis_client.xlen(frames_key(job)) == 0
-    for key in (captions_key(job), status_key(job), frames_key(job)):
+    for key in (captions_key(job), status_key(job), frames_key(job), capture_key(job)):
         assert 0 < redis_client.ttl(key) <= JOB_KEYS_TTL_S
+    assert redis_client.exists(owner_key(job)) == 0  # its capture's lease, released
 
 
 def test_worker_pool_flags_that_do_not_apply_are_named(
