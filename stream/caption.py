@@ -530,30 +530,13 @@ def _has_consumers(client: redis.Redis, name: str) -> bool:
 
 def _release_job(client: redis.Redis, name: str) -> None:
     """Forget a finished (or failed) job: see the module docstring."""
-    from worker.publish import done_key
-    from worker.queue import (
-        SOURCES_KEY,
-        captions_key,
-        capture_key,
-        deadletter_key,
-        frames_key,
-        owner_key,
-        status_key,
-    )
+    from stream.source_keys import source_keys
+    from worker.queue import SOURCES_KEY, frames_key
 
     pipe = client.pipeline(transaction=False)
     pipe.hdel(SOURCES_KEY, name)
     pipe.xtrim(frames_key(name), maxlen=0)
-    for key in (
-        frames_key(name),
-        captions_key(name),
-        status_key(name),
-        deadletter_key(name),
-        done_key(name),
-        capture_key(name),  # what its capture counted, and its heartbeat
-        owner_key(name),
-        f"seq:{{{name}}}",
-    ):
+    for key in source_keys(name):
         pipe.expire(key, JOB_KEYS_TTL_S)
     pipe.execute()
 

@@ -57,6 +57,7 @@ from worker.queue import (
     capture_key,
     frames_key,
     owner_key,
+    seq_key,
     status_key,
 )
 
@@ -176,7 +177,7 @@ class Capture:
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
-        last = self.redis.get(f"seq:{{{self.spec.name}}}")
+        last = self.redis.get(seq_key(self.spec.name))
         if last is None and self._seq > 0:  # we published, and Redis forgot: it restarted empty
             self.redis_data_lost = True
         # max: a Redis that came back empty must not restart the numbering
@@ -279,7 +280,7 @@ class Capture:
                 interval_ms=self.config.interval_ms,
             )
             pipe.xadd(frames_key(self.spec.name), entry.encode(), maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
-        pipe.set(f"seq:{{{self.spec.name}}}", self._seq + len(frames))
+        pipe.set(seq_key(self.spec.name), self._seq + len(frames))
         *entry_ids, _ = pipe.execute()
         if not self.spec.live:
             ids = [_stream_id(_name(i)) for i in entry_ids]

@@ -347,6 +347,11 @@ def add_service_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     _token_flag(listen, "the server's access token, if it has one (better: SCENECAST_TOKEN)")
     listen.set_defaults(func=cmd_listen)
 
+    fg = sub.add_parser("forget", help="remove sources and all they left in Redis")
+    fg.add_argument("sources", nargs="+", metavar="SOURCE", help="source names, as listed")
+    _redis_url(fg, required=True)
+    fg.set_defaults(func=cmd_forget)
+
     st = sub.add_parser("status", help="workers and sources at a glance, read from Redis")
     _redis_url(st, required=True)
     st.add_argument("--json", action="store_true", help="one JSON object instead of a table")
@@ -567,6 +572,19 @@ def cmd_listen(args: argparse.Namespace) -> int:
         limit=args.limit,
         token=args.token,
     )
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    from stream.embedded_redis import check_redis
+    from stream.source_keys import forget_sources
+
+    client = check_redis(args.redis_url)
+    try:
+        for source, n in forget_sources(client, args.sources):
+            print(f"scenecast: forgot {source} ({n} keys)")
+    finally:
+        client.close()
+    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -241,8 +241,15 @@ class Hub:
         self._liveness_at = 0.0
 
     async def refresh_sources(self) -> list[str]:
-        """Read the sources hash; returns the sources seen for the first time."""
+        """Read the sources hash; returns the sources seen for the first time (again,
+        for one forgotten and registered anew). One no longer listed is dropped."""
         raw = await self.redis.hgetall(SOURCES_KEY)
+        listed = {key.decode() for key in raw}
+        for gone in set(self.sources) - listed:  # forgotten (scenecast forget)
+            del self.sources[gone]
+            self.silent.pop(gone, None)
+            for stream in (captions_key(gone), status_key(gone)):
+                self.positions.pop(stream, None)
         new = []
         for key, value in raw.items():
             name = key.decode()

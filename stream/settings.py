@@ -1,7 +1,7 @@
 """Settings of the service's commands from the environment and a config file.
 
 Every option of ``run``, ``capture``, ``worker``, ``serve``, ``listen``, ``caption``,
-``demo`` and ``status`` can be set in three places; the first that has it wins:
+``demo``, ``status`` and ``forget`` can be set in three places; the first that has it wins:
 
 1. the command line: ``--max-batch 64``;
 2. the environment: ``SCENECAST_MAX_BATCH=64`` (``SCENECAST_`` and the flag's name in
@@ -36,7 +36,7 @@ from typing import Any
 
 from stream.exceptions import StreamError
 
-COMMANDS = ("run", "capture", "worker", "serve", "listen", "caption", "demo", "status")
+COMMANDS = ("run", "capture", "worker", "serve", "listen", "caption", "demo", "status", "forget")
 ENV_PREFIX = "SCENECAST_"
 CONFIG_ENV = "SCENECAST_CONFIG"
 TRUE_WORDS = ("1", "true", "yes", "on")

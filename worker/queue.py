@@ -73,6 +73,11 @@ def owner_key(source: str) -> str:
     return f"owner:{{{check_source(source)}}}"
 
 
+def seq_key(source: str) -> str:
+    """The source's next frame sequence number (capture continues it across restarts)."""
+    return f"seq:{{{check_source(source)}}}"
+
+
 def deadletter_key(source: str) -> str:
     return f"deadletter:{{{check_source(source)}}}"
 

@@ -1,0 +1,60 @@
+"""``scenecast forget``: a source and everything it left in a real Redis, and a running
+server that stops listing it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+import redis
+from websockets.asyncio.client import connect
+
+from stream.cli import main
+from stream.server import CaptionServer
+from stream.source_keys import source_keys
+from tests.frames import publish_caption, register, set_status
+from tests.test_server import _recv, _run
+from worker.queue import SOURCES_KEY, capture_key, owner_key
+
+
+def test_forget_removes_a_source_and_its_keys_and_servers_stop_listing_it(
+    redis_server, redis_client: redis.Redis, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    for name in ("old-cam", "door"):
+        register(redis_client, name, live=True)
+        set_status(redis_client, name, "ended", "taken down")
+        publish_caption(redis_client, name, 0, "a hallway")
+    redis_client.hset(capture_key("old-cam"), "read", 5)
+
+    async def body(server: CaptionServer) -> None:
+        url = f"ws://127.0.0.1:{server.port}/ws"
+        async with connect(url) as ws:
+            assert [s["source"] for s in (await _recv(ws, "hello"))["sources"]] == [
+                "door",
+                "old-cam",
+            ]
+        code = await asyncio.to_thread(main, ["forget", "old-cam", "--redis-url", redis_server.url])
+        assert code == 0
+        await asyncio.sleep(0.5)  # the hub reads the registry at least every block_ms
+        async with connect(url) as ws:
+            assert [s["source"] for s in (await _recv(ws, "hello"))["sources"]] == ["door"]
+            await ws.send(json.dumps({"type": "subscribe", "after": "0"}))
+            assert (await _recv(ws, "caption"))["source"] == "door"
+
+    _run(redis_server.url, body)
+    assert "forgot old-cam (" in capsys.readouterr().out
+    assert redis_client.hget(SOURCES_KEY, "old-cam") is None
+    assert redis_client.exists(*source_keys("old-cam")) == 0
+    assert redis_client.exists(*source_keys("door")) > 0  # the other untouched
+
+    # refused, and nothing forgotten: an unknown name, a source a capture holds
+    redis_client.set(owner_key("door"), "cam-host:7:abc", px=60_000)
+    for args, message in [
+        (["nobody", "door"], "no source named 'nobody'; known: door"),
+        (["door"], "door is being captured (cam-host:7:abc): stop that capture first"),
+        (["../x"], "is not a source name"),
+    ]:
+        assert main(["forget", *args, "--redis-url", redis_server.url]) == 2
+        assert message in capsys.readouterr().err
+    assert redis_client.hget(SOURCES_KEY, "door") is not None
