@@ -333,7 +333,9 @@ def add_service_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     w.add_argument("--exit-with-parent", type=int, default=None, help=argparse.SUPPRESS)
     w.set_defaults(func=cmd_worker)
 
-    s = sub.add_parser("serve", help="the websocket server (/ws, /, /healthz, /metrics)")
+    s = sub.add_parser(
+        "serve", help="the websocket server (/ws, /, /healthz, /metrics, /frames, /captions)"
+    )
     _redis_url(s, required=True)
     _server_flags(s)
     s.set_defaults(func=cmd_serve)
