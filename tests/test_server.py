@@ -191,17 +191,17 @@ def test_compression_is_what_the_server_says_and_the_captions_are_the_same(
 def test_a_live_caption_is_encoded_once_for_all_its_clients(
     redis_server, redis_client, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
-    import stream.server
+    import stream.hub
 
     built: list[int] = []
-    real = stream.server.caption_message
+    real = stream.hub.caption_message
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         message = real(*args, **kwargs)
         built.append(message.seq)
         return message
 
-    monkeypatch.setattr(stream.server, "caption_message", counting)
+    monkeypatch.setattr(stream.hub, "caption_message", counting)
     register(redis_client, "once", live=True)
 
     async def body(server: CaptionServer) -> None:
