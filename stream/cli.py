@@ -547,15 +547,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
 
     from stream.embedded_redis import check_redis
-    from stream.server import CaptionServer, banner
+    from stream.server import CaptionServer
+    from stream.server_config import announce
 
     config = _server_config(args)
     check_redis(args.redis_url).close()
 
     async def main() -> None:
         async with CaptionServer(args.redis_url, config) as s:
-            for line in banner(config, s.port, on_terminal=sys.stdout.isatty()):
-                print(line, file=sys.stderr if "warning" in line else sys.stdout, flush=True)
+            announce(config, s.port)
             await asyncio.Future()
 
     with contextlib.suppress(KeyboardInterrupt):

@@ -233,10 +233,13 @@ class Hub:
         self.silent = silent
         for source in sorted(changed):
             log.warning("capture of %s %s", source, "silent" if source in silent else "back")
-            message = self.status_message(source)
-            for client in self.clients:
-                if client.sub.wants(source):
-                    client.send_control(message)
+            self._tell(source, self.status_message(source))
+
+    def _tell(self, source: str, message: str) -> None:
+        """Send a control message to the clients that follow ``source``."""
+        for client in self.clients:
+            if client.sub.wants(source):
+                client.send_control(message)
 
     def status_message(self, source: str) -> str:
         info = self.shown(source)
@@ -315,9 +318,7 @@ class Hub:
                 detail=status.detail,
                 ts=iso_utc(status.ts_ns),
             ).to_json()
-            for client in self.clients:
-                if client.sub.wants(status.source):
-                    client.send_control(message)
+            self._tell(status.source, message)
 
     def hello(self) -> Hello:
         return Hello(

@@ -53,6 +53,11 @@ class SharedFigures:
     captures: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # capture:{src}
 
 
+def heard_recently(beat_ms: float, now_ms: float) -> bool:
+    """Whether a worker whose last heartbeat was at ``beat_ms`` counts as alive."""
+    return now_ms - beat_ms <= WORKER_SEEN_MS
+
+
 async def read_shared(redis: Any, sources: Mapping[str, Mapping[str, Any]]) -> SharedFigures:
     """One round trip (a pipeline) for everything; ``sources``: the hub's source →
     its last status. Raises redis' connection errors."""
@@ -111,7 +116,7 @@ def exposition(own: ServerFigures, shared: SharedFigures | None, *, now_ms: floa
             f'scenecast_captions{{source="{s}"}} {n}' for s, n in sorted(shared.captions.items())
         ]
         lines += _capture_lines(shared.captures)
-        alive = sum(1 for ms in shared.heartbeats_ms if ms >= now_ms - WORKER_SEEN_MS)
+        alive = sum(1 for ms in shared.heartbeats_ms if heard_recently(ms, now_ms))
         lines += ["# TYPE scenecast_workers gauge", f"scenecast_workers {alive}"]
     return "\n".join(lines) + "\n"
 

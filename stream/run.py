@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from stream.capture import Capture, CaptureConfig
 from stream.embedded_redis import EmbeddedRedis, check_redis
 from stream.exceptions import StreamError
-from stream.server import CaptionServer, ServerConfig, banner
+from stream.server import CaptionServer, ServerConfig
+from stream.server_config import announce
 from stream.sources import SourceSpec
 
 log = logging.getLogger("scenecast.run")
@@ -106,9 +107,7 @@ class Runner:
         try:
             async with CaptionServer(url, self.config.server) as server:
                 self.port = server.port
-                tty = sys.stdout.isatty()
-                for line in banner(self.config.server, server.port, on_terminal=tty):
-                    print(line, file=sys.stderr if "warning" in line else sys.stdout, flush=True)
+                announce(self.config.server, server.port)
                 self._start_captures(url)
                 while not self.stop_event.is_set():
                     if worker.poll() is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 from stream.access import exposure_warning
@@ -48,3 +49,11 @@ def banner(config: ServerConfig, port: int, *, on_terminal: bool) -> list[str]:
     ]
     warning = exposure_warning(config.host, config.token)
     return [*lines, warning] if warning else lines
+
+
+def announce(config: ServerConfig, port: int) -> None:
+    """Print the banner: the addresses to stdout, a warning to stderr."""
+    first, *warnings = banner(config, port, on_terminal=sys.stdout.isatty())
+    print(first, flush=True)
+    for warning in warnings:
+        print(warning, file=sys.stderr, flush=True)

@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from stream.capture_liveness import RUNNING, SILENT_MS
-from stream.metrics_page import WORKER_SEEN_MS
+from stream.capture_liveness import silent_sources
+from stream.metrics_page import heard_recently
 from worker.queue import (
     GROUP,
     SOURCES_KEY,
@@ -105,14 +105,16 @@ def _ago(now_ms: float, then_ms: float | None) -> str:
 
 def shown_state(row: SourceRow, now_ms: float) -> str:
     """The state as the server shows it: a running capture gone silent is an error."""
-    silent = row.capture_seen_ms is not None and now_ms - row.capture_seen_ms > SILENT_MS
-    return "error (capture silent)" if row.state in RUNNING and silent else row.state
+    silent = silent_sources(
+        {row.source: row.state}, {row.source: row.capture_seen_ms}, now_ms=now_ms
+    )
+    return "error (capture silent)" if silent else row.state
 
 
 def format_report(snap: Snapshot, *, width: int = 44) -> str:
     """The report as text: a workers line, then a table of sources."""
     now = snap.now_ms
-    alive = sorted(n for n, ms in snap.workers.items() if now - ms <= WORKER_SEEN_MS)
+    alive = sorted(n for n, ms in snap.workers.items() if heard_recently(ms, now))
     lines = [
         f"workers: {len(alive)} alive"
         + (f" ({', '.join(f'{n} {_ago(now, snap.workers[n])}' for n in alive)})" if alive else "")
@@ -144,7 +146,5 @@ def report_json(snap: Snapshot) -> str:
     out = asdict(snap)
     for row, item in zip(snap.sources, out["sources"], strict=True):
         item["shown_state"] = shown_state(row, snap.now_ms)
-    out["workers_alive"] = sum(
-        1 for ms in snap.workers.values() if snap.now_ms - ms <= WORKER_SEEN_MS
-    )
+    out["workers_alive"] = sum(1 for ms in snap.workers.values() if heard_recently(ms, snap.now_ms))
     return json.dumps(out, ensure_ascii=False)

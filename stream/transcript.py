@@ -73,7 +73,7 @@ def transcript_cues(entries: Sequence[CaptionEntry]) -> list[Cue]:
             if run_text is not None:
                 _add(cues, run_start, run_end, run_text)
             run_start, run_end, run_text, run_segment = start, end, entry.text, entry.segment_id
-        previous_end = own_end if not joined else end
+        previous_end = end
     if run_text is not None:
         _add(cues, run_start, run_end, run_text)
     return cues
