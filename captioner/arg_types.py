@@ -63,12 +63,13 @@ def margin_or_off(text: str) -> float | str:
 
 
 def word_list(text: str) -> tuple[str, ...]:
-    """Comma-separated lower-case words, as captions are tokenized; "" is none."""
-    words = tuple(w.strip() for w in text.split(",") if w.strip())
-    for word in words:
-        if not word.isalnum() or word != word.lower():
+    """Comma-separated lower-case words or phrases (words joined by single spaces), as
+    captions are tokenized; "" is none."""
+    entries = tuple(" ".join(w.split()) for w in text.split(",") if w.strip())
+    for entry in entries:
+        if not all(w.isalnum() for w in entry.split()) or entry != entry.lower():
             raise argparse.ArgumentTypeError(
-                f"expected lower-case words separated by commas (e.g. stock,photography), "
-                f"got {word!r}"
+                "expected lower-case words or phrases separated by commas (e.g. "
+                f"stock,white background), got {entry!r}"
             )
-    return words
+    return entries

@@ -67,12 +67,19 @@ def add_search_flags(p: argparse.ArgumentParser, *, beam: int = 3) -> None:
         "...) excepted; --repeat-words: repeats allowed (default: the model's)",
     )
     add_consensus_flag(p)
+    add_ban_words_flag(p)
+
+
+def add_ban_words_flag(p: argparse.ArgumentParser) -> None:
+    """``--ban-words W1,W2``: replaces the model's ``banned_words``; None: not given."""
     p.add_argument(
         "--ban-words",
         type=word_list,
         default=None,
         metavar="W1,W2",
-        help="words never to write, comma-separated; '' for none (default: the model's)",
+        help="words or phrases never to write, comma-separated (e.g. 'stock,royalty,white "
+        "background': no 'background' right after 'white'); '' for none (default: the "
+        "model's; the bundled one bans stock,royalty)",
     )
 
 
@@ -103,11 +110,13 @@ def add_hold_flag(p: argparse.ArgumentParser) -> None:
 
 
 def search_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The stored search settings that ``--consensus-k`` and ``--hold`` replace (those
-    given), for :meth:`captioner.api.Captioner.override`."""
+    """The stored search settings that ``--consensus-k``, ``--ban-words`` and ``--hold``
+    replace (those given), for :meth:`captioner.api.Captioner.override`."""
     changes: dict[str, Any] = {}
     if getattr(args, "consensus_k", None) is not None:
         changes["consensus_k"] = args.consensus_k
+    if getattr(args, "ban_words", None) is not None:
+        changes["banned_words"] = args.ban_words
     hold = getattr(args, "hold", None)
     if hold is not None:
         changes["hold_margin"] = None if hold == OFF else hold

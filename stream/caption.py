@@ -547,7 +547,7 @@ def _release_job(client: redis.Redis, name: str) -> None:
 def add_caption_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``scenecast caption``."""
     from captioner.arg_types import positive_int
-    from captioner.cli import add_consensus_flag, add_hold_flag
+    from captioner.cli import add_ban_words_flag, add_consensus_flag, add_hold_flag
 
     p = sub.add_parser(
         "caption",
@@ -591,6 +591,7 @@ def add_caption_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentPars
         "--beam", type=positive_int, default=None, help=f"beam size (default {SERVICE_BEAM})"
     )
     add_consensus_flag(p)
+    add_ban_words_flag(p)
     add_hold_flag(p)
     p.add_argument(
         "--redis-url",

@@ -24,7 +24,7 @@ from captioner.arg_types import (
     positive_float,
     positive_int,
 )
-from captioner.cli import add_consensus_flag, add_hold_flag, search_overrides
+from captioner.cli import add_ban_words_flag, add_consensus_flag, add_hold_flag, search_overrides
 from captioner.cli import add_subcommands as add_captioner_subcommands
 from captioner.exceptions import CaptionerError
 from stream.access import MIN_TOKEN_CHARS, access_token, allowed_hosts, allowed_origins
@@ -209,6 +209,7 @@ def _worker_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--beam", type=positive_int, default=SERVICE_BEAM)
     add_consensus_flag(p)
+    add_ban_words_flag(p)
     add_hold_flag(p)
     p.add_argument("--max-batch", type=positive_int, default=32)
     p.add_argument("--max-wait-ms", type=non_negative_float, default=50.0)
@@ -419,11 +420,14 @@ def _capture_config(args: argparse.Namespace) -> Any:
 
 
 def _choice_argv(args: argparse.Namespace) -> list[str]:
-    """``--consensus-k`` and ``--hold`` for a worker process, those this command has
-    and was given (``search_overrides`` reads the same flags in-process)."""
+    """``--consensus-k``, ``--ban-words`` and ``--hold`` for a worker process, those
+    this command has and was given (``search_overrides`` reads the same flags
+    in-process)."""
     argv = []
+    bans = getattr(args, "ban_words", None)
     for flag, value in (
         ("--consensus-k", getattr(args, "consensus_k", None)),
+        ("--ban-words", None if bans is None else ",".join(bans)),
         ("--hold", getattr(args, "hold", None)),
     ):
         if value is not None:

@@ -42,6 +42,7 @@ def test_argument_types_accept_good_values_and_explain_bad_ones(
 def test_word_list() -> None:
     assert word_list("stock, royalty") == ("stock", "royalty")
     assert word_list("") == ()
-    for bad in ("Stock", "stock photography", "a-b"):
+    assert word_list("stock,white  background") == ("stock", "white background")  # a phrase
+    for bad in ("Stock", "White background", "a-b", "white back-ground"):
         with pytest.raises(argparse.ArgumentTypeError, match="lower-case words"):
             word_list(bad)

@@ -196,6 +196,20 @@ def test_consensus_k_reaches_the_worker_and_defaults_to_the_models() -> None:
     assert parse(["worker", "--redis-url", "redis://h:1"]).beam == 5  # the service's beam
 
 
+def test_ban_words_reach_the_worker_and_the_captioner() -> None:
+    from captioner.cli import search_overrides
+    from stream.cli import _worker_argv, build_parser
+
+    parse = build_parser().parse_args
+    assert "--ban-words" not in _worker_argv(parse(["run", "x.mp4"]))  # the model's
+    assert "banned_words" not in search_overrides(parse(["run", "x.mp4"]))
+    argv = _worker_argv(parse(["run", "x.mp4", "--ban-words", "stock,white background"]))
+    worker = parse(["worker", "--redis-url", "redis://h:1", *argv])
+    assert search_overrides(worker)["banned_words"] == ("stock", "white background")
+    caption = parse(["caption", "v.mp4", "--ban-words", ""])
+    assert search_overrides(caption)["banned_words"] == ()
+
+
 def test_hold_reaches_the_worker_and_the_captioner(capsys: pytest.CaptureFixture[str]) -> None:
     from captioner.cli import search_overrides
     from stream.cli import _worker_argv, build_parser

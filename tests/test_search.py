@@ -1,3 +1,5 @@
+import itertools
+
 import pytest
 import torch
 
@@ -179,11 +181,64 @@ def test_banned_words_are_never_written(vocab: Vocabulary) -> None:
             assert not {"w12", "w3"} & {vocab.words[i] for i in hyp.ids}
 
 
+def test_banned_phrases_are_never_written(vocab: Vocabulary) -> None:
+    decoder = tiny_decoder(len(vocab), end_bias=-50.0, seed=5)
+    features = _features(4)
+    plain = search(decoder, features, vocab, SearchConfig(method="greedy", max_len=10))
+    # the phrases this model writes: each word and the next
+    pairs = {(vocab.words[a], vocab.words[b]) for h in plain for a, b in itertools.pairwise(h.ids)}
+    phrases = tuple(f"{a} {b}" for a, b in sorted(pairs)[:3])
+    three = (
+        f"{vocab.words[plain[0].ids[0]]} {vocab.words[plain[0].ids[1]]} "
+        + (vocab.words[plain[0].ids[2]])
+    )
+
+    def written(ids: list[int], n: int) -> set[str]:
+        return {" ".join(vocab.words[i] for i in ids[j : j + n]) for j in range(len(ids) - n + 1)}
+
+    for config in (
+        SearchConfig(method="greedy", max_len=10, banned_words=(*phrases, three)),
+        SearchConfig(beam=3, max_len=10, banned_words=(*phrases, three, "zebra w3")),
+        SearchConfig(method="sample", max_len=10, banned_words=(*phrases, three), seed=2),
+    ):
+        for hyp in search(decoder, features, vocab, config):
+            assert len(hyp.ids) == 10  # full captions, of other words
+            assert not written(hyp.ids, 2) & set(phrases), config
+            assert three not in written(hyp.ids, 3), config
+        # the phrases' words alone are still written
+        words = {vocab.words[i] for h in search(decoder, features, vocab, config) for i in h.ids}
+        assert words & {p.split()[0] for p in phrases}
+
+
+def test_a_banned_phrase_bans_its_last_word_and_the_end_only_after_the_rest() -> None:
+    from captioner.search import _Bans, _next_logp
+
+    vocab = Vocabulary([*SPECIALS, "a", "on", "white", "background", "wall"])
+    ids = vocab.index
+    history = torch.tensor(
+        [[ids["on"], ids["a"], ids["white"]], [ids["a"], ids["white"], ids["a"]]]
+    )
+    config = SearchConfig(banned_words=("white background",))
+    logp = _next_logp(
+        torch.zeros(2, len(vocab)),
+        3,
+        vocab,
+        config,
+        _Bans.of(vocab, config, torch.device("cpu")),
+        history,
+    )
+    assert torch.isinf(logp[0, ids["background"]]) and torch.isinf(logp[0, vocab.end_id])
+    assert torch.isfinite(logp[0, ids["wall"]])  # another word goes on from "a white"
+    assert torch.isfinite(logp[1, [ids["background"], vocab.end_id]]).all()  # not after "a"
+
+
 def test_banned_words_come_back_from_a_checkpoint_as_a_tuple() -> None:
     config = SearchConfig(banned_words=["stock"])  # type: ignore[arg-type]
     assert config.banned_words == ("stock",) and hash(config)
-    with pytest.raises(ValueError, match="banned_words must be words"):
+    with pytest.raises(ValueError, match="banned_words must be words or phrases"):
         SearchConfig(banned_words=("",))
+    with pytest.raises(ValueError, match="banned_words must be words or phrases"):
+        SearchConfig(banned_words=("  ",))
 
 
 def test_sampling_is_reproducible_with_a_seed_and_varies_across_seeds(vocab: Vocabulary) -> None:
