@@ -57,6 +57,7 @@ from worker.queue import (
     capture_key,
     frames_key,
     owner_key,
+    preview_key,
     seq_key,
     status_key,
 )
@@ -75,6 +76,12 @@ class CaptureConfig:
     max_interval_s: float = 10.0
     max_side: int = 256  # JPEG frames are resized so their longer side is at most this
     jpeg_quality: int = 90
+    # Live sources: each published frame also at this longer side (never enlarged) in
+    # preview:{src}, for viewers (/frames serves it); 0: off. File jobs publish none:
+    # their frames go as fast as the workers take them, and one more encode each
+    # would slow the job.
+    preview_side: int = 640
+    preview_quality: int = 80
     live_maxlen: int = 16  # live frames kept in Redis (MAXLEN ~)
     # File jobs: frames undelivered + pending before capture waits. A worker holds up to
     # two batches (one captioning, one read ahead): 256 keeps 4 workers at batch 32 fed,
@@ -95,6 +102,11 @@ class CaptureConfig:
             raise ValueError(f"jpeg_quality must be in 1..100, got {self.jpeg_quality}")
         if self.max_side < 32:
             raise ValueError(f"max_side must be >= 32, got {self.max_side}")
+        if self.preview_side and self.preview_side < self.max_side:
+            raise ValueError(
+                f"preview_side must be 0 (off) or >= the frames' {self.max_side} px, "
+                f"got {self.preview_side}"
+            )
         if self.keep_captioned < 0 or self.max_backlog < 1:
             raise ValueError(
                 f"keep_captioned must be >= 0 and max_backlog >= 1, got "
@@ -288,6 +300,26 @@ class Capture:
             self._kept.extend(ids)
         self._seq += len(frames)
         self.counts.add("published", len(frames))
+        if self.spec.live and self.config.preview_side:
+            self._publish_previews([f for f, _ in frames], [_name(i) for i in entry_ids])
+
+    def _publish_previews(self, frames: Sequence[Frame], entry_ids: Sequence[str]) -> None:
+        """The frames at the viewer's size, under their frame entry ids. Only for a frame
+        larger than the model's; a preview lost to Redis costs only its sharpness."""
+        side, maxlen = self.config.preview_side, self.config.live_maxlen
+        pipe = self.redis.pipeline(transaction=False)
+        for frame, entry_id in zip(frames, entry_ids, strict=True):
+            if max(frame.image.shape[:2]) <= self.config.max_side:
+                continue
+            data, width, height = encode_jpeg(
+                frame.image, max_side=side, quality=self.config.preview_quality
+            )
+            fields: dict[Any, Any] = {"data": data, "width": width, "height": height}
+            key = preview_key(self.spec.name)
+            pipe.xadd(key, fields, id=entry_id, maxlen=maxlen, approximate=True)
+        # an outage: the next frame's publication meets it and waits for Redis
+        with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
+            pipe.execute(raise_on_error=False)
 
     def backlog(self) -> int:
         """Frames of this source not yet captioned: undelivered + pending in the group.

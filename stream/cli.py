@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from captioner.arg_types import (
     non_negative_float,
+    non_negative_int,
     port,
     positive_float,
     positive_int,
@@ -202,6 +203,15 @@ def _capture_flags(p: argparse.ArgumentParser) -> None:
         help="treat a file as a camera: paced at its frame rate, newest frame only",
     )
     p.add_argument("--loop", action="store_true", help="with --live: start again at the end")
+    p.add_argument(
+        "--preview-side",
+        type=non_negative_int,
+        default=640,
+        metavar="PX",
+        help="live sources: also keep each sampled frame at this longer side (never "
+        "enlarged) for the viewer, which otherwise shows the model's 256-px frame; 0: off "
+        "(default 640)",
+    )
 
 
 def _worker_flags(p: argparse.ArgumentParser) -> None:
@@ -416,7 +426,7 @@ def probe(spec: Any) -> bool:
 
 
 def _capture_config(args: argparse.Namespace) -> Any:
-    return sampling_config(args, loop=args.loop)
+    return sampling_config(args, loop=args.loop, preview_side=args.preview_side)
 
 
 def _choice_argv(args: argparse.Namespace) -> list[str]:

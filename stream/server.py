@@ -59,6 +59,7 @@ from worker.queue import (
     captions_key,
     decode_caption,
     frames_key,
+    preview_key,
 )
 
 __all__ = ["COMPRESSION", "SERVER_NAME", "CaptionServer", "ServerConfig", "banner"]
@@ -171,12 +172,18 @@ class CaptionServer:
         )
 
     async def _frame(self, connection: ServerConnection, source: str, frame: str) -> Response:
-        """A captioned frame's JPEG, read from ``frames:{src}`` while Redis keeps it."""
+        """A captioned frame's JPEG while Redis keeps it: the live preview of it (the
+        frame at a viewer's size, ``preview:{src}``) where capture made one, else the
+        frame the model saw (``frames:{src}``)."""
         try:
-            entries = await self.redis.xrange(frames_key(source), frame, frame, count=1)
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.xrange(preview_key(source), frame, frame, count=1)
+            pipe.xrange(frames_key(source), frame, frame, count=1)
+            previews, entries = await pipe.execute()
         except (aioredis.ConnectionError, aioredis.TimeoutError, OSError):
             return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "redis unavailable\n")
-        data = entries[0][1].get(b"data") if entries else None
+        found = previews or entries
+        data = found[0][1].get(b"data") if found else None
         if not data:
             self.hub.metrics["frames_missing"] += 1
             return connection.respond(

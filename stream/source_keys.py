@@ -17,6 +17,7 @@ from worker.queue import (
     deadletter_key,
     frames_key,
     owner_key,
+    preview_key,
     seq_key,
     status_key,
 )
@@ -28,7 +29,7 @@ def source_keys(source: str) -> list[str]:
     return [
         f(source)
         for f in (
-            frames_key, captions_key, status_key, capture_key, owner_key,
+            frames_key, preview_key, captions_key, status_key, capture_key, owner_key,
             deadletter_key, done_key, shown_key, seq_key,
         )
     ]  # fmt: skip

@@ -15,7 +15,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from stream.server import CaptionServer, ServerConfig
 from tests.conftest import TIMEOUT_FACTOR
 from tests.frames import jpeg, publish_caption, register
-from worker.queue import METRICS_KEY, frames_key
+from worker.queue import METRICS_KEY, frames_key, preview_key
 
 T = 5.0 * TIMEOUT_FACTOR
 
@@ -318,6 +318,21 @@ def test_a_captions_frame_is_served_while_redis_keeps_it(redis_server, redis_cli
         metrics = await asyncio.to_thread(_get, base + "/metrics")
         assert "scenecast_server_frames_served_total 1" in metrics
         assert "scenecast_server_frames_missing_total 1" in metrics
+
+    _run(redis_server.url, body)
+
+
+def test_a_frames_preview_is_served_in_its_place_while_kept(redis_server, redis_client) -> None:  # type: ignore[no-untyped-def]
+    register(redis_client, "big", live=True)
+    model_frame, preview = jpeg((30, 30, 200)), jpeg((30, 30, 200), size=(320, 240))
+    publish_caption(redis_client, "big", 0, "a blue square", frame_data=model_frame)
+    redis_client.xadd(preview_key("big"), {"data": preview, "width": 320, "height": 240}, id="1-0")
+
+    async def body(server: CaptionServer) -> None:
+        url = f"http://127.0.0.1:{server.port}/frames/big/1-0.jpg"
+        assert await asyncio.to_thread(_get_bytes, url) == ("image/jpeg", preview)
+        redis_client.xtrim(preview_key("big"), maxlen=0)  # gone: the model's frame instead
+        assert await asyncio.to_thread(_get_bytes, url) == ("image/jpeg", model_frame)
 
     _run(redis_server.url, body)
 

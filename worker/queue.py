@@ -55,6 +55,12 @@ def frames_key(source: str) -> str:
     return f"frames:{{{check_source(source)}}}"
 
 
+def preview_key(source: str) -> str:
+    """Live frames at a viewer's size, under their ``frames:{src}`` entry ids (fields
+    ``data``, ``width``, ``height``): workers never read them."""
+    return f"preview:{{{check_source(source)}}}"
+
+
 def captions_key(source: str) -> str:
     return f"captions:{{{check_source(source)}}}"
 
