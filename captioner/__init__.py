@@ -5,7 +5,10 @@ cap = Captioner.load()            # the bundled default model
 captions = cap.caption(images)    # RGB uint8 arrays (H, W, 3) of any size
 """
 
-from captioner.api import Caption, Captioner
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from captioner.exceptions import (
     CaptionerError,
     CheckpointError,
@@ -14,7 +17,27 @@ from captioner.exceptions import (
     NoDefaultModelError,
     WeightsNotFoundError,
 )
-from captioner.search import SearchConfig
+
+if TYPE_CHECKING:
+    from captioner.api import Caption, Captioner
+    from captioner.search_config import SearchConfig
+
+_LAZY = {
+    "Caption": "captioner.api",
+    "Captioner": "captioner.api",
+    "SearchConfig": "captioner.search_config",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The model's classes, imported on first use: importing torch takes 1.5-2 s, and
+    the commands that never load a model (listen, serve, status, capture) need not."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'captioner' has no attribute {name!r}")
+
 
 __all__ = [
     "Caption",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +14,16 @@ from torch import Tensor
 
 from captioner.checkpoint import Checkpoint, load_checkpoint, neighbours_path
 from captioner.consensus import NeighbourIndex, load_index
+from captioner.default_model import default_weights_path
 from captioner.encoder import CPU_ENCODER_CHUNK, Encoder, build_encoder
 from captioner.exceptions import CheckpointError, DeviceError, NoDefaultModelError
 from captioner.hold import ShownCaptions
 from captioner.model import Decoder
 from captioner.preprocess import to_batch
 from captioner.reranked import caption_search
-from captioner.search import Hypothesis, Method, SearchConfig
+from captioner.search import Hypothesis
+from captioner.search_config import Method, SearchConfig
 from captioner.vocab import Vocabulary
-
-DEFAULT_WEIGHTS = "weights/default.pt"
 
 
 @dataclass(frozen=True)
@@ -39,10 +38,6 @@ class Caption:
     tokens: list[str]
     score: float
     attention: np.ndarray  # (T, grid_h, grid_w) float32
-
-
-def default_weights_path() -> Path:
-    return Path(str(resources.files("captioner").joinpath(DEFAULT_WEIGHTS)))
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

@@ -27,7 +27,7 @@ from captioner.arg_types import (
     word_list,
 )
 from captioner.exceptions import CheckpointError
-from captioner.search import SearchConfig
+from captioner.search_config import SearchConfig
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -439,11 +439,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_neighbours(args: argparse.Namespace) -> int:
-    from captioner.api import Captioner, default_weights_path
+    from captioner.api import Captioner
     from captioner.baseline import pool_features
     from captioner.checkpoint import neighbours_path
     from captioner.consensus import build_index, save_index
     from captioner.data import load_dataset
+    from captioner.default_model import default_weights_path
     from captioner.features import cache_path, extract_features
 
     checkpoint = args.checkpoint or default_weights_path()

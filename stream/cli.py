@@ -469,16 +469,22 @@ def _worker_argv(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from captioner.api import Captioner, resolve_device
+    from captioner.default_model import default_weights_path
     from stream.run import RunConfig, Runner
 
     specs = _sources(args, args.sources, args.name)
     capture = _capture_config(args)
     server = _server_config(args)
-    # fail now, with a clear message, rather than in the worker process
+    # fail now, with a clear message, rather than in the worker process; the bundled
+    # model is not loaded here only to be loaded again by the worker (2-3 s on a CPU)
     if args.device is not None:
+        from captioner.api import resolve_device
+
         resolve_device(args.device)
-    Captioner.load(args.checkpoint, device="cpu")
+    if args.checkpoint is not None or not default_weights_path().is_file():
+        from captioner.api import Captioner
+
+        Captioner.load(args.checkpoint, device="cpu")
     config = RunConfig(
         sources=specs,
         capture=capture,

@@ -255,3 +255,16 @@ def test_decode_device_is_the_models_or_the_cpu() -> None:
     assert decode_device("cpu", "cuda:0") == "cpu"
     with pytest.raises(ValueError, match="'device' or 'cpu'"):
         decode_device("gpu", "cuda:0")
+
+
+def test_the_commands_that_load_no_model_start_without_torch() -> None:
+    # importing torch takes 1.5-2 s on a small CPU: listen, serve, status, capture and
+    # the parser itself (every command's --help and flag errors) must not pay it
+    code = (
+        "import sys; import stream.cli, stream.listen, stream.server, stream.status_report, "
+        "stream.capture, captioner; "
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'timm')); "
+        "print(heavy[:5]); sys.exit(1 if heavy else 0)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr

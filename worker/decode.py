@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where a GPU decodes: the CLI's start need not pay
+    import torch
 
 log = logging.getLogger("scenecast.worker")
 
@@ -32,7 +35,7 @@ def decode_jpegs(
     on the whole batch, tensors (3, H, W) left on the GPU; a batch with a corrupt
     frame falls back to one-by-one so the good frames still go through.
     """
-    if torch.device(device).type == "cuda":
+    if device.partition(":")[0] == "cuda":
         return _decode_cuda(blobs, device)
     return [_decode_cpu(b) for b in blobs]
 
@@ -62,6 +65,7 @@ def _decode_cuda(blobs: Sequence[bytes], device: str) -> list[np.ndarray | torch
     from reusing their memory for the next decode before the caller's stream (the
     default stream in every thread of the worker) has read them.
     """
+    import torch
     from torchvision.io import ImageReadMode, decode_jpeg
 
     consumer = torch.cuda.current_stream(torch.device(device))
@@ -90,6 +94,8 @@ _side_streams: dict[str, torch.cuda.Stream] = {}
 
 def _side_stream(device: str) -> torch.cuda.Stream:
     """One decoding stream per device (and process), made on first use."""
+    import torch
+
     if device not in _side_streams:
         _side_streams[device] = torch.cuda.Stream(torch.device(device))  # type: ignore[no-untyped-call]
     return _side_streams[device]
