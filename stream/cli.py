@@ -426,6 +426,14 @@ def probe(spec: Any) -> bool:
 
 
 def _capture_config(args: argparse.Namespace) -> Any:
+    from stream.capture import CaptureConfig
+
+    model_side = CaptureConfig.max_side  # the frames the model is given
+    if 0 < args.preview_side < model_side:
+        raise StreamError(
+            f"--preview-side must be 0 (off) or at least {model_side} px, the size of the "
+            f"frames the model is given; got {args.preview_side}"
+        )
     return sampling_config(args, loop=args.loop, preview_side=args.preview_side)
 
 
@@ -500,7 +508,8 @@ def cmd_capture(args: argparse.Namespace) -> int:
     from stream.embedded_redis import check_redis
 
     (spec,) = _sources(args, [args.source], [args.name] if args.name else None)
-    capture = Capture(check_redis(args.redis_url), spec, _capture_config(args))
+    config = _capture_config(args)  # a bad flag is told before Redis is tried
+    capture = Capture(check_redis(args.redis_url), spec, config)
     signal.signal(signal.SIGTERM, lambda *_: capture.stop())
     try:
         capture.run()

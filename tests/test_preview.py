@@ -97,3 +97,23 @@ def test_a_preview_smaller_than_the_models_frame_is_refused() -> None:
     ):
         CaptureConfig(preview_side=200)
     assert CaptureConfig(preview_side=0).preview_side == 0
+
+
+def test_a_preview_flag_below_the_models_frame_exits_2_naming_the_flag(wide_video: Path) -> None:
+    import subprocess
+    import sys
+
+    for argv in (
+        ["run", str(wide_video)],
+        ["capture", str(wide_video), "--redis-url", "redis://127.0.0.1:1/0"],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "stream.cli", *argv, "--preview-side", "100"],
+            capture_output=True,
+            text=True,
+            timeout=T,
+            check=False,
+        )
+        assert done.returncode == 2, done.stderr
+        assert "--preview-side must be 0 (off) or at least 256 px" in done.stderr
+        assert "--fps" not in done.stderr  # no other flag's advice
