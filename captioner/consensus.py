@@ -35,6 +35,7 @@ from torch import Tensor
 
 from captioner.exceptions import CheckpointError
 from captioner.metrics.bleu import ngram_counts
+from captioner.ngram_table import NgramTable
 
 _NGram = tuple[str, ...]
 _MAX_N = 4
@@ -66,21 +67,20 @@ class NeighbourIndex:
             )
         self._on_device: dict[torch.device, tuple[Tensor, Tensor, Tensor]] = {}
         self._log_docs = math.log(max(1, n))
-        counts = [ngram_counts(c, _MAX_N) for c in self.captions]
-        self._ids: dict[_NGram, int] = {}  # every n-gram of the captions
-        doc_freq: list[int] = []
-        for caption_counts in counts:
-            for ngram in caption_counts:
-                i = self._ids.setdefault(ngram, len(doc_freq))
-                if i == len(doc_freq):
-                    doc_freq.append(0)
-                doc_freq[i] += 1
-        self._idf = self._log_docs - np.log(np.maximum(np.array(doc_freq, dtype=np.float64), 1))
+        self._table = NgramTable(self.captions)  # every n-gram of the captions, as ids
+        seen = self._table.occurrences  # each (caption, n-gram) once, by caption
+        doc_freq = np.bincount(seen.gram, minlength=self._table.size).astype(np.float64)
+        self._idf = self._log_docs - np.log(np.maximum(doc_freq, 1))
         # the captions' tf-idf entries, one row per caption (all their n-grams are known)
-        owner, self._ref_ids, _, self._ref_weights, self._ref_norms = self._entries(counts)
-        self._ref_offsets = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=n))])
+        self._ref_ids = seen.gram
+        self._ref_weights = seen.count * self._idf[seen.gram]
+        squares = np.bincount(
+            seen.caption * _MAX_N + seen.order, weights=self._ref_weights**2, minlength=n * _MAX_N
+        )
+        self._ref_norms = np.sqrt(squares).reshape(-1, _MAX_N)
+        self._ref_offsets = np.concatenate([[0], np.cumsum(np.bincount(seen.caption, minlength=n))])
         self._ref_lengths = np.array([len(c) for c in self.captions], dtype=np.float64)
-        self._key_width = len(doc_freq) + 1  # join keys: image * width + n-gram id
+        self._key_width = self._table.size + 1  # join keys: image * width + n-gram id
 
     def __len__(self) -> int:
         return len(self.captions)
@@ -158,12 +158,12 @@ class NeighbourIndex:
         return list(np.split(scores, np.cumsum(sizes)[:-1]))
 
     def _entries(self, counts: list[dict[_NGram, int]]) -> tuple[np.ndarray, ...]:
-        """Captions' n-grams the training captions have, as entries (caption, id, order,
-        tf-idf weight), and each caption's norms (C, 4) over all its n-grams (one no
-        training caption has gets the largest idf, log N, and matches nothing)."""
+        """Candidates' n-grams the training captions have, as entries (candidate, id,
+        order, tf-idf weight), and each candidate's norms (C, 4) over all its n-grams
+        (one no training caption has gets the largest idf, log N, and matches nothing)."""
         grams = [g for cc in counts for g in cc]
         owner = np.repeat(np.arange(len(counts)), [len(cc) for cc in counts])
-        ids = np.fromiter((self._ids.get(g, -1) for g in grams), dtype=np.intp, count=len(grams))
+        ids = self._table.ids(grams)
         orders = np.fromiter((len(g) - 1 for g in grams), dtype=np.intp, count=len(grams))
         tf = np.fromiter((n for cc in counts for n in cc.values()), np.float64, len(grams))
         known = ids >= 0
