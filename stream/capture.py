@@ -61,6 +61,7 @@ from worker.queue import (
     seq_key,
     status_key,
 )
+from worker.redis_clock import RedisClock
 
 log = logging.getLogger("scenecast.capture")
 
@@ -143,8 +144,18 @@ def encode_jpeg(image: np.ndarray, *, max_side: int, quality: int) -> tuple[byte
 class Capture:
     """One source → ``frames:{src}``. ``run()`` blocks until the source ends or ``stop()``."""
 
-    def __init__(self, client: redis.Redis, spec: SourceSpec, config: CaptureConfig) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        spec: SourceSpec,
+        config: CaptureConfig,
+        *,
+        clock: RedisClock | None = None,
+    ) -> None:
         self.redis = client
+        # frames' capture times, states and heartbeats in Redis's time: workers and
+        # servers on other machines compare them with their own (worker/redis_clock.py)
+        self.clock = clock or RedisClock()
         self.spec = spec
         self.config = config
         self._stop = threading.Event()
@@ -189,6 +200,8 @@ class Capture:
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+        if self.clock.due():
+            self.clock.sync(self.redis)
         last = self.redis.get(seq_key(self.spec.name))
         if last is None and self._seq > 0:  # we published, and Redis forgot: it restarted empty
             self.redis_data_lost = True
@@ -260,7 +273,7 @@ class Capture:
         self._counts_sent_at = now
 
     def _send_status(self, state: str, detail: str) -> None:
-        entry = StatusEntry(self.spec.name, state, detail, time.time_ns(), live=self.spec.live)
+        entry = StatusEntry(self.spec.name, state, detail, self.clock.now_ns(), live=self.spec.live)
         pipe = self.redis.pipeline(transaction=False)
         pipe.xadd(status_key(self.spec.name), entry.encode(), maxlen=100, approximate=True)  # type: ignore[arg-type]
         pipe.hset(SOURCES_KEY, self.spec.name, entry.to_json())
@@ -284,7 +297,7 @@ class Capture:
                 source=self.spec.name,
                 seq=self._seq + i,
                 pts_ms=frame.pts_ms,
-                capture_ns=frame.wall_ns,
+                capture_ns=self.clock.to_redis(frame.wall_ns),
                 width=width,
                 height=height,
                 jpeg=data,
@@ -435,7 +448,9 @@ class Capture:
         lease another capture took stops this one."""
         while True:
             with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
-                self.redis.hset(capture_key(self.spec.name), "seen_ms", int(time.time() * 1000))
+                if self.clock.due():
+                    self.clock.sync(self.redis)
+                self.redis.hset(capture_key(self.spec.name), "seen_ms", int(self.clock.now_ms()))
                 key = owner_key(self.spec.name)
                 if not self._renew(keys=[key], args=[self.lease_id, LEASE_MS]):
                     holder: Any = self.redis.get(key)

@@ -619,14 +619,15 @@ def cmd_forget(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    import time
-
     from stream.embedded_redis import check_redis
     from stream.status_report import format_report, read_snapshot, report_json
+    from worker.redis_clock import RedisClock
 
     client = check_redis(args.redis_url)
     try:
-        snapshot = read_snapshot(client, now_ms=time.time() * 1000)
+        clock = RedisClock()  # heartbeats are in Redis's time (worker/redis_clock.py)
+        clock.sync(client)
+        snapshot = read_snapshot(client, now_ms=clock.now_ms())
     finally:
         client.close()
     print(

@@ -52,6 +52,7 @@ from worker.queue import (
     decode_status,
     status_key,
 )
+from worker.redis_clock import RedisClock
 
 log = logging.getLogger("scenecast.server")
 
@@ -168,6 +169,8 @@ class Hub:
         self.redis_ok = False
         self.silent: dict[str, float] = {}  # source → ms its capture has not been heard
         self._liveness_at = 0.0
+        # heartbeats are stamped in Redis's time (worker/redis_clock.py): judged in it too
+        self.clock = RedisClock()
 
     async def refresh_sources(self) -> list[str]:
         """Read the sources hash; returns the sources seen for the first time (again,
@@ -227,7 +230,7 @@ class Hub:
         seen = [None if v is None else float(v) for v in await pipe.execute()]
         states = {s: str(self.sources[s].get("state")) for s in running}
         silent = silent_sources(
-            states, dict(zip(running, seen, strict=True)), now_ms=time.time() * 1000
+            states, dict(zip(running, seen, strict=True)), now_ms=self.clock.now_ms()
         )
         changed = set(silent) ^ set(self.silent)
         self.silent = silent
@@ -247,7 +250,7 @@ class Hub:
             source=source,
             state=str(info.get("state", "connecting")),
             detail=str(info.get("detail", "")),
-            ts=iso_utc(int(info.get("ts_ns", time.time_ns()))),
+            ts=iso_utc(int(info.get("ts_ns", self.clock.now_ns()))),
         ).to_json()
 
     async def _last_id(self, stream: str) -> str:
@@ -258,6 +261,8 @@ class Hub:
         """Read forever; reconnects to Redis after errors."""
         while True:
             try:
+                if self.clock.due():
+                    await self.clock.sync_async(self.redis)
                 for source in await self.refresh_sources():
                     self.announce(source)
                 await self.check_captures()
@@ -323,6 +328,7 @@ class Hub:
     def hello(self) -> Hello:
         return Hello(
             server=SERVER_NAME,
+            time_ms=int(self.clock.now_ms()),
             sources=tuple(
                 SourceStatus(
                     source=name,

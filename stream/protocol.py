@@ -458,9 +458,18 @@ class Hello(_Message):
     type: ClassVar[str] = "hello"
     server: str  # "name/version", e.g. "scenecast/0.1.0"
     sources: tuple[SourceStatus, ...] = ()
+    # the server's time on Redis's clock, ms since the epoch: stream ids are times on it,
+    # so a client whose own clock is off can still ask for "the last minute"
+    time_ms: int | None = None
 
     def _body(self) -> dict[str, Any]:
-        return {"server": self.server, "sources": [s.to_dict() for s in self.sources]}
+        body: dict[str, Any] = {
+            "server": self.server,
+            "sources": [s.to_dict() for s in self.sources],
+        }
+        if self.time_ms is not None:
+            body["time_ms"] = self.time_ms
+        return body
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -917,7 +926,10 @@ def _parse_hello(fields: _Fields) -> Hello:
                 detail=entry.string("detail"),
             )
         )
-    return Hello(server=fields.string("server"), sources=tuple(sources))
+    time_ms = fields.obj.get("time_ms")  # from v1 servers of 2026-12-03 on
+    if time_ms is not None and type(time_ms) is not int:
+        raise _bad_field("hello.time_ms", "an integer (ms), or left out", time_ms)
+    return Hello(server=fields.string("server"), sources=tuple(sources), time_ms=time_ms)
 
 
 def _parse_attention(value: object) -> Attention:

@@ -203,7 +203,8 @@ class CaptionServer:
     ) -> Response:
         """A source's caption log as WebVTT, SRT or the websocket's caption messages."""
         try:
-            start = range_start(parse_qs(urlsplit(target).query), now_ms=time.time() * 1000)
+            query = parse_qs(urlsplit(target).query)
+            start = range_start(query, now_ms=self.hub.clock.now_ms())  # ids: Redis's time
         except ValueError as exc:
             return connection.respond(http.HTTPStatus.BAD_REQUEST, f"{exc}\n")
         try:
@@ -246,7 +247,7 @@ class CaptionServer:
         shared = None
         with contextlib.suppress(aioredis.ConnectionError, aioredis.TimeoutError, OSError):
             shared = await read_shared(self.redis, self.hub.shown_states())
-        return exposition(own, shared, now_ms=time.time() * 1000)
+        return exposition(own, shared, now_ms=self.hub.clock.now_ms())
 
     # -- websocket ----------------------------------------------------------------------
 

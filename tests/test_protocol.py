@@ -93,6 +93,7 @@ def test_client_messages_round_trip(message: Any) -> None:
 ATTENTION = Attention(grid=(2, 2), weights=((0, 255, 3, 4), (255, 0, 0, 0)))
 SERVER_MESSAGES = [
     Hello(server="scenecast/0.1.0"),
+    Hello(server="scenecast/0.1.0", time_ms=1764756000123),
     Hello(
         server="scenecast/0.1.0",
         sources=(
@@ -138,6 +139,15 @@ def test_to_json_is_compact_utf8_and_in_a_fixed_key_order() -> None:
     assert text == caption.to_json()
     assert Subscribe().to_json() == '{"type":"subscribe","v":1}'
     assert Pong().to_json() == '{"type":"pong","v":1,"id":null}'
+
+
+def test_hellos_time_is_an_integer_or_left_out() -> None:
+    assert '"time_ms":5' in Hello(server="s", time_ms=5).to_json()
+    assert "time_ms" not in Hello(server="s").to_json()  # as older servers send it
+    with pytest.raises(ProtocolError, match=r"hello.time_ms.*an integer \(ms\), or left out"):
+        parse_server_message(
+            '{"type": "hello", "v": 1, "server": "s", "sources": [], "time_ms": "now"}'
+        )
 
 
 def test_v_is_optional_from_a_client_and_required_from_the_server() -> None:

@@ -218,6 +218,24 @@ def test_the_viewer_resumes_after_the_server_restarts_missing_nothing_and_nothin
         assert [text for _, text, _ in _history(quiet)] == ["a parcel"]
 
 
+def test_the_viewer_replays_the_last_minute_whatever_the_browsers_clock_says(
+    redis_server, redis_client: redis.Redis, page: Any
+) -> None:  # type: ignore[no-untyped-def]
+    import datetime
+
+    register(redis_client, "porch", live=True)
+    set_status(redis_client, "porch", "live")
+    for seq in range(3):  # captioned just now, on Redis's clock
+        publish_caption(redis_client, "porch", seq, f"a cat {seq}")
+    # this browser's clock is an hour fast: "the last 60 s" by it would be in the future
+    page.clock.set_system_time(datetime.datetime.now() + datetime.timedelta(hours=1))
+    with serving(redis_server.url) as port:
+        page.goto(f"http://127.0.0.1:{port}/?source=porch")
+        card = page.locator('.card[data-source="porch"]')
+        page.wait_for_function("document.querySelector('.card')?.dataset.captions === '3'")
+        assert [text for _, text, _ in _history(card)] == ["a cat 2", "a cat 1", "a cat 0"]
+
+
 def test_the_viewer_of_a_server_with_a_token_takes_it_from_its_address(
     redis_server, redis_client: redis.Redis, page: Any
 ) -> None:  # type: ignore[no-untyped-def]

@@ -53,6 +53,7 @@ from worker.queue import (
     quantize_attention,
     source_of_key,
 )
+from worker.redis_clock import RedisClock
 from worker.shown import (
     FIELDS,
     SHOWN_LUA,
@@ -185,9 +186,17 @@ class _Pending:
 
 class Worker:
     def __init__(
-        self, client: redis.Redis, caption: CaptionFn, config: WorkerConfig | None = None
+        self,
+        client: redis.Redis,
+        caption: CaptionFn,
+        config: WorkerConfig | None = None,
+        *,
+        clock: RedisClock | None = None,
     ) -> None:
         self.redis = client
+        # staleness, latency and heartbeats in Redis's time: frames are stamped in it by
+        # captures on other machines (worker/redis_clock.py)
+        self.clock = clock or RedisClock()
         self.caption = caption
         self.config = config or WorkerConfig()
         self.stats = WorkerStats()
@@ -228,6 +237,7 @@ class Worker:
         """
         log.info("worker %s started", self.config.consumer)
         with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
+            self.clock.sync(self.redis)
             self._forget_gone_workers()
         delays: Iterator[float] | None = None
         while not self._stop.is_set() and not (until and until()):
@@ -254,14 +264,16 @@ class Worker:
         now = time.monotonic()
         if now - self._beat_at < HEARTBEAT_S:
             return
-        self.redis.hset(WORKERS_KEY, self.config.consumer, int(time.time() * 1000))
+        if self.clock.due():
+            self.clock.sync(self.redis)
+        self.redis.hset(WORKERS_KEY, self.config.consumer, int(self.clock.now_ms()))
         self._beat_at = now
 
     def _forget_gone_workers(self) -> None:
         """Drop the heartbeats of workers not heard from in an hour (killed ones leave
         theirs), so the hash stays as small as the pool."""
         beats: Any = self.redis.hgetall(WORKERS_KEY)
-        cut = time.time() * 1000 - 3_600_000
+        cut = self.clock.now_ms() - 3_600_000
         gone = [name for name, ms in beats.items() if float(ms) < cut]
         if gone:
             self.redis.hdel(WORKERS_KEY, *gone)
@@ -495,7 +507,9 @@ class Worker:
     def _skip_stale(self, frames: Sequence[_Pending]) -> list[int]:
         """Ack and count stale live frames (one round trip); the indices of the others."""
         fresh, stale = split_stale(
-            self.config.policy, [(p.frame.live, p.frame.capture_ns) for p in frames], time.time_ns()
+            self.config.policy,
+            [(p.frame.live, p.frame.capture_ns) for p in frames],
+            self.clock.now_ns(),  # capture_ns is in Redis's time too
         )
         if stale:
             pipe = self.redis.pipeline(transaction=False)
@@ -558,7 +572,8 @@ class Worker:
         self._count_failed(len(fresh) - len(done))  # the model could not decode them
         if done:
             pending, kept = zip(*done, strict=True)
-            publish(_Captioned(list(pending), list(kept), time.time_ns(), seconds, cpu_s, states))
+            done_ns = self.clock.now_ns()
+            publish(_Captioned(list(pending), list(kept), done_ns, seconds, cpu_s, states))
 
     def _caption_stages(self, call_s: float) -> dict[str, float]:
         """The caption call's seconds by stage: all "caption", or as the caption
