@@ -50,3 +50,31 @@ def test_after_close_what_is_left_is_handed_over_without_waiting() -> None:
     buffer.close()
     assert buffer.take(timeout=60)[0] == [7]
     assert buffer.take(timeout=60) == ([], {})  # closed and empty: returns at once
+
+
+def test_urgent_items_go_first_and_every_group_keeps_its_order() -> None:
+    from worker.prefetch import urgent_first
+
+    items = ["f1", "L1", "f2", "f3", "L2", "f4"]
+    live = str.startswith
+    assert urgent_first(items, lambda x: live(x, "L"), 3) == (
+        ["L1", "L2", "f1"],
+        ["f2", "f3", "f4"],
+    )
+    assert urgent_first(items, lambda x: live(x, "L"), 1) == (
+        ["L1"],
+        ["f1", "f2", "f3", "L2", "f4"],
+    )
+    assert urgent_first(items, lambda x: False, 4) == (items[:4], items[4:])
+    assert urgent_first([], lambda x: True, 4) == ([], [])
+
+
+def test_a_buffer_hands_live_frames_first_and_closes_at_the_limit() -> None:
+    buffer: BatchBuffer[str] = BatchBuffer(
+        BatchPolicy(max_batch=8, max_wait_ms=60_000), urgent=lambda x: x.startswith("L")
+    )
+    buffer.add(["f1", "f2", "f3", "L1"], {})
+    assert buffer.take(timeout=0.01) == ([], {})  # 4 of 8, and no limit: still open
+    items, _ = buffer.take(timeout=5, limit=3)  # 3 are a full batch at this limit
+    assert items == ["L1", "f1", "f2"]
+    assert buffer.take(timeout=5, limit=1)[0] == ["f3"]

@@ -5,10 +5,17 @@ A batch closes when it is full (``max_batch``) or when its oldest frame has wait
 throughput of inference servers. Live frames older than ``max_age_ms`` (capture
 wall clock to now) are skipped and counted, never captioned late: captions
 describe *now*. File frames are never skipped.
+
+While live frames flow, a batch is also kept short enough to caption in a third of
+``max_age_ms`` (``live_batch_cap``): a live frame that arrives as a batch starts waits
+that batch out, then its own, and so is captioned within two thirds of its max age
+even beside a file job's full batches. On a GPU a full batch takes a fraction of
+that and the cap never bites; on a CPU, where batching gains little, it does.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -43,6 +50,32 @@ class BatchPolicy:
     def is_stale(self, *, live: bool, capture_ns: int, now_ns: int) -> bool:
         """A live frame captured more than ``max_age_ms`` ago is stale; file frames never are."""
         return live and (now_ns - capture_ns) / 1e6 > self.max_age_ms
+
+
+class MovingAverage:
+    """An exponentially weighted mean (``value``: None until the first sample)."""
+
+    def __init__(self, weight: float = 0.3) -> None:
+        if not 0 < weight <= 1:
+            raise ValueError(f"weight must be in (0, 1], got {weight}")
+        self.weight = weight
+        self.value: float | None = None
+
+    def add(self, sample: float) -> None:
+        w = self.weight
+        self.value = sample if self.value is None else (1 - w) * self.value + w * sample
+
+
+LIVE_SHARE = 1 / 3  # of max_age_ms: the longest a batch may caption while live frames flow
+
+
+def live_batch_cap(policy: BatchPolicy, per_frame_ms: float | None) -> int:
+    """The largest batch that captions in ``LIVE_SHARE`` of ``max_age_ms`` at
+    ``per_frame_ms`` a frame (at least 1); ``max_batch`` before anything was timed."""
+    if per_frame_ms is None or per_frame_ms <= 0:
+        return policy.max_batch
+    fits = math.floor(policy.max_age_ms * LIVE_SHARE / per_frame_ms)
+    return max(1, min(policy.max_batch, fits))
 
 
 def split_stale(

@@ -7,13 +7,21 @@ being filled, so batches grow with the load exactly as when reading after each
 batch, but the Redis round trips and JPEG decoding overlap the model.
 
 Time the reader spends (per stage) travels with the frames it read.
+
+Live frames go first (``urgent_first``): a read takes up to a batch from every source,
+so beside a file job's backlog the buffer can hold more than a batch, and in arrival
+order a camera's frame could wait behind the job's. A source's frames keep their
+order. What keeps a camera's deadline beside a job is mostly the batch limit the
+worker passes to ``take`` (``batching.live_batch_cap``; BENCHMARKS.md, "A camera
+beside a file job").
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 from worker.batching import BatchPolicy
@@ -21,9 +29,22 @@ from worker.batching import BatchPolicy
 T = TypeVar("T")
 
 
+def urgent_first(
+    items: Sequence[T], urgent: Callable[[T], bool], size: int
+) -> tuple[list[T], list[T]]:
+    """(the batch, the rest): up to ``size`` items, the urgent ones first; each group
+    keeps its order, and so does the rest."""
+    first = [i for i, item in enumerate(items) if urgent(item)][:size]
+    then = [i for i, item in enumerate(items) if not urgent(item)][: size - len(first)]
+    taken = set(first + then)
+    rest = [item for i, item in enumerate(items) if i not in taken]
+    return [items[i] for i in first + then], rest
+
+
 class BatchBuffer(Generic[T]):
-    def __init__(self, policy: BatchPolicy) -> None:
+    def __init__(self, policy: BatchPolicy, *, urgent: Callable[[T], bool] | None = None) -> None:
         self.policy = policy
+        self._urgent = urgent  # items that go first into a batch (live frames)
         self._items: list[T] = []
         self._first_ms: float | None = None  # when the oldest item arrived
         self._seconds: dict[str, float] = {}
@@ -48,26 +69,32 @@ class BatchBuffer(Generic[T]):
                 self._seconds[stage] = self._seconds.get(stage, 0.0) + value
             self._cond.notify_all()
 
-    def take(self, *, timeout: float) -> tuple[list[T], dict[str, float]]:
-        """The batch once the policy closes it (or all there is, once closed).
+    def take(self, *, timeout: float, limit: int | None = None) -> tuple[list[T], dict[str, float]]:
+        """The batch once the policy closes it (or all there is, once closed): full at
+        ``limit`` items when given (``batching.live_batch_cap``), else at ``max_batch``.
 
         Returns ``([], {})`` when nothing closed a batch within ``timeout`` s.
         """
+        policy = self.policy
+        if limit is not None and limit < policy.max_batch:
+            policy = dataclasses.replace(policy, max_batch=max(1, limit))
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
                 now = time.monotonic()
-                wait_ms = self.policy.wait_ms(len(self._items), self._first_ms, now * 1000)
+                wait_ms = policy.wait_ms(len(self._items), self._first_ms, now * 1000)
                 if self._items and (wait_ms <= 0 or self._closed):
-                    return self._pop(now)
+                    return self._pop(now, policy.max_batch)
                 if self._closed or now >= deadline:
                     return [], {}
                 self._cond.wait(min(wait_ms / 1000, deadline - now))
 
-    def _pop(self, now: float) -> tuple[list[T], dict[str, float]]:
-        """At most ``max_batch`` items (a reclaim can overfill); the rest start a new batch."""
-        size = self.policy.max_batch
-        items, self._items = self._items[:size], self._items[size:]
+    def _pop(self, now: float, size: int) -> tuple[list[T], dict[str, float]]:
+        """At most ``size`` items (a reclaim can overfill); the rest start a new batch."""
+        if self._urgent is None:
+            items, self._items = self._items[:size], self._items[size:]
+        else:
+            items, self._items = urgent_first(self._items, self._urgent, size)
         seconds, self._seconds = self._seconds, {}
         self._first_ms = now * 1000 if self._items else None
         self._cond.notify_all()

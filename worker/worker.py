@@ -32,7 +32,7 @@ import redis
 
 from captioner.hold import ShownCaptions
 from worker.backoff import backoff_delays
-from worker.batching import BatchPolicy, split_stale
+from worker.batching import BatchPolicy, MovingAverage, live_batch_cap, split_stale
 from worker.decode import decode_jpegs
 from worker.handoff import Handoff
 from worker.prefetch import BatchBuffer
@@ -69,6 +69,7 @@ log = logging.getLogger("scenecast.worker")
 
 SHARED_KEEP = 4096  # sources whose state in Redis a worker remembers between reads
 HEARTBEAT_S = 2.0  # how often a worker notes in WORKERS_KEY that it is alive
+LIVE_RECENT_S = 10.0  # live frames captioned this recently: batches kept to their deadline
 
 
 class CaptionLike(Protocol):
@@ -210,6 +211,8 @@ class Worker:
         self._sources_at = 0.0
         self._claimed_at = 0.0
         self._beat_at = -HEARTBEAT_S  # the first heartbeat goes at once
+        self._live_at = -LIVE_RECENT_S  # time.monotonic() of the last live frame read
+        self._per_frame = MovingAverage()  # ms of the model's time per frame, lately
         self._groups: set[str] = set()
         self._stats_lock = threading.Lock()
 
@@ -279,7 +282,9 @@ class Worker:
             self.redis.hdel(WORKERS_KEY, *gone)
 
     def _run_pipelined(self, until: Callable[[], bool] | None) -> None:
-        buffer: BatchBuffer[_Decoded] = BatchBuffer(self.config.policy)
+        buffer: BatchBuffer[_Decoded] = BatchBuffer(
+            self.config.policy, urgent=lambda d: d.pending.frame.live
+        )
         halt = threading.Event()
         failure: list[BaseException] = []
         reader = threading.Thread(
@@ -290,7 +295,8 @@ class Worker:
             reader.start()
             try:
                 while not self._stop.is_set() and not (until and until()) and not failure:
-                    self._caption_decoded(*buffer.take(timeout=timeout), publisher.submit)
+                    batch = buffer.take(timeout=timeout, limit=self._batch_limit())
+                    self._caption_decoded(*batch, publisher.submit)
             finally:
                 halt.set()
                 buffer.close()
@@ -412,7 +418,10 @@ class Worker:
             for s in sources:
                 self._ensure_group(s)
             return []
-        return self._parse(list(reply or []))
+        frames = self._parse(list(reply or []))
+        if any(p.frame.live for p in frames):
+            self._live_at = time.monotonic()  # the next batch is kept to their deadline
+        return frames
 
     def _parse(self, reply: Sequence[Any]) -> list[_Pending]:
         out = []
@@ -559,7 +568,9 @@ class Worker:
         shown = self._shown_before(frames)
         before = shown.snapshot()
         captions = self.caption([d.image for d in fresh], [f.source for f in frames], shown)
-        seconds = {**seconds, **self._caption_stages(time.perf_counter() - started)}
+        call_s = time.perf_counter() - started
+        self._per_frame.add(call_s * 1000 / len(fresh))
+        seconds = {**seconds, **self._caption_stages(call_s)}
         cpu_s = time.thread_time() - cpu
         if isinstance(self.caption, TimesItsStages):
             cpu_s = self.caption.last_cpu_s
@@ -574,6 +585,13 @@ class Worker:
             pending, kept = zip(*done, strict=True)
             done_ns = self.clock.now_ns()
             publish(_Captioned(list(pending), list(kept), done_ns, seconds, cpu_s, states))
+
+    def _batch_limit(self) -> int | None:
+        """While live frames flow (read in the last ``LIVE_RECENT_S``), batches short
+        enough for their deadline (``batching.live_batch_cap``); else none."""
+        if time.monotonic() - self._live_at > LIVE_RECENT_S:
+            return None
+        return live_batch_cap(self.config.policy, self._per_frame.value)
 
     def _caption_stages(self, call_s: float) -> dict[str, float]:
         """The caption call's seconds by stage: all "caption", or as the caption
