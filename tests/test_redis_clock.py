@@ -61,6 +61,18 @@ def test_the_clock_keeps_the_shortest_round_trips_offset() -> None:
     assert clock.to_redis(10) == 5_000_000_010 and clock.now_ns() == local[0] + 5_000_000_000
 
 
+def test_a_redis_that_refuses_time_leaves_the_process_on_its_own_clock() -> None:
+    from redis.exceptions import ResponseError
+
+    class Refusing:
+        def time(self) -> tuple[int, int]:
+            raise ResponseError("unknown command 'TIME'")
+
+    clock = RedisClock(local=lambda: 42)
+    clock.sync(Refusing())
+    assert clock.offset_ns == 0 and clock.now_ns() == 42 and not clock.due()
+
+
 @pytest.fixture(scope="module")
 def camera(tmp_path_factory: pytest.TempPathFactory) -> Path:
     scenes = [((200, 40, 40), 1.0), ((40, 200, 40), 1.0)]

@@ -17,9 +17,14 @@ process's own clock, as before.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from redis.exceptions import ResponseError
+
+log = logging.getLogger("scenecast.clock")
 
 REFRESH_S = 60.0
 SAMPLES = 3
@@ -55,23 +60,37 @@ class RedisClock:
         return self._synced_at is None or time.monotonic() - self._synced_at >= REFRESH_S
 
     def sync(self, client: Any) -> None:
-        """Measure the offset (``SAMPLES`` round trips). A Redis error propagates, and
-        the offset measured before stays."""
+        """Measure the offset (``SAMPLES`` round trips). A lost connection propagates,
+        and the offset measured before stays; a Redis that refuses ``TIME`` (renamed
+        away) leaves this process on its own clock, said once."""
         samples = []
-        for _ in range(SAMPLES):
-            sent = self.local()
-            reply = client.time()
-            samples.append(offset_of(sent, reply, self.local()))
+        try:
+            for _ in range(SAMPLES):
+                sent = self.local()
+                reply = client.time()
+                samples.append(offset_of(sent, reply, self.local()))
+        except ResponseError as exc:
+            self._refused(exc)
+            return
         self._keep(samples)
 
     async def sync_async(self, client: Any) -> None:
         """:meth:`sync` with an asyncio client."""
         samples = []
-        for _ in range(SAMPLES):
-            sent = self.local()
-            reply = await client.time()
-            samples.append(offset_of(sent, reply, self.local()))
+        try:
+            for _ in range(SAMPLES):
+                sent = self.local()
+                reply = await client.time()
+                samples.append(offset_of(sent, reply, self.local()))
+        except ResponseError as exc:
+            self._refused(exc)
+            return
         self._keep(samples)
+
+    def _refused(self, exc: ResponseError) -> None:
+        if self._synced_at is None:
+            log.warning("Redis refused TIME (%s): times are on this machine's clock", exc)
+        self._synced_at = time.monotonic()  # asked again at the next refresh
 
     def _keep(self, samples: list[tuple[int, int]]) -> None:
         self.offset_ns = min(samples, key=lambda s: s[1])[0]

@@ -69,7 +69,7 @@ log = logging.getLogger("scenecast.worker")
 
 SHARED_KEEP = 4096  # sources whose state in Redis a worker remembers between reads
 HEARTBEAT_S = 2.0  # how often a worker notes in WORKERS_KEY that it is alive
-LIVE_RECENT_S = 10.0  # live frames captioned this recently: batches kept to their deadline
+LIVE_RECENT_S = 10.0  # live frames read this recently: batches kept to their deadline
 
 
 class CaptionLike(Protocol):
