@@ -13,13 +13,17 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import redis
+from redis.exceptions import RedisClusterException
 
 from stream.exceptions import StreamError
 from stream.redact import redact_url
+from worker.cluster import connect
 from worker.parent_death import parent_death_preexec
 
 
@@ -41,16 +45,20 @@ def find_redis_server() -> Path:
     )
 
 
-def check_redis(url: str) -> redis.Redis:
-    """A client for ``url`` that answered PING, or a clear error."""
+def check_redis(url: str) -> Any:
+    """A client for ``url`` that answered PING (a ``RedisCluster`` for a cluster node,
+    worker/cluster.py), or a clear error."""
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=None)
+        redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
     except ValueError as exc:
         raise StreamError(f"not a Redis URL: {url!r} ({exc})") from None
     try:
+        client = connect(url, socket_connect_timeout=3, socket_timeout=None)
         client.ping()
     except (redis.ConnectionError, redis.TimeoutError, ValueError) as exc:
         raise StreamError(f"cannot reach Redis at {redact_url(url)}: {exc}") from exc
+    except RedisClusterException as exc:
+        raise StreamError(f"Redis Cluster at {redact_url(url)} is not usable: {exc}") from exc
     return client
 
 
@@ -68,9 +76,16 @@ class EmbeddedRedis:
     ends: start it from the thread that outlives its use (the main thread).
     """
 
-    def __init__(self, *, port: int | None = None, binary: Path | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        binary: Path | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> None:
         self.port = port or free_port()
         self.binary = binary or find_redis_server()
+        self.extra_args = list(extra_args)  # more redis-server options (the tests' cluster)
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._dir = tempfile.TemporaryDirectory(prefix="scenecast-redis-")
         self._proc: subprocess.Popen[bytes] | None = None
@@ -79,7 +94,7 @@ class EmbeddedRedis:
         args = [
             str(self.binary), "--port", str(self.port), "--bind", "127.0.0.1",
             "--save", "", "--appendonly", "no", "--dir", self._dir.name,
-            "--protected-mode", "yes", "--loglevel", "warning",
+            "--protected-mode", "yes", "--loglevel", "warning", *self.extra_args,
         ]  # fmt: skip
         self._proc = subprocess.Popen(
             args,

@@ -1,5 +1,6 @@
 """The fan-out: a :class:`Hub` reads every source's ``captions:{src}`` and
-``status:{src}`` with one blocking ``XREAD`` and hands new entries to the clients.
+``status:{src}`` with one blocking ``XREAD`` (on a Redis Cluster, one read per stream:
+worker/cluster.py) and hands new entries to the clients.
 
 Each client has a :class:`~stream.subscription.Subscription` (what it wants, what it
 was sent) and a bounded queue of captions: a live caption that finds the queue full is
@@ -42,6 +43,7 @@ from stream.protocol import (
 )
 from stream.server_config import SERVER_NAME, ServerConfig
 from stream.subscription import Subscription
+from worker.cluster import xread_async
 from worker.queue import (
     SOURCES_KEY,
     CaptionEntry,
@@ -148,10 +150,19 @@ def encoded_once(
     return text
 
 
+def _state_of(fields: Any) -> dict[str, Any] | None:
+    """A status entry as the sources hash holds it (None: malformed)."""
+    try:
+        state: dict[str, Any] = json.loads(decode_status(fields).to_json())
+    except EntryError:
+        return None
+    return state
+
+
 class Hub:
     """Reads the caption and status streams of all sources and fans them out."""
 
-    def __init__(self, client: aioredis.Redis, config: ServerConfig) -> None:
+    def __init__(self, client: Any, config: ServerConfig) -> None:
         self.redis: Any = client  # redis-py's reply types are unions too wide to use
         self.config = config
         self.clients: set[Client] = set()
@@ -185,14 +196,20 @@ class Hub:
         new = []
         for key, value in raw.items():
             name = key.decode()
+            if captions_key(name) in self.positions:
+                continue  # known: its status stream, read in order, is newer than the hash
             try:
-                self.sources[name] = json.loads(value)
+                listed_state = json.loads(value)
             except json.JSONDecodeError:
                 continue
-            if captions_key(name) not in self.positions:
-                new.append(name)
-                for stream in (captions_key(name), status_key(name)):
-                    self.positions[stream] = await self._last_id(stream)
+            new.append(name)
+            self.positions[captions_key(name)] = await self._last_id(captions_key(name))
+            # the state and the point to read on from are the same entry, so a status
+            # written meanwhile is either that one or read next (never neither: the hash
+            # is written after the stream, and on a cluster on another node)
+            last = await self.redis.xrevrange(status_key(name), count=1)
+            self.positions[status_key(name)] = last[0][0].decode() if last else "0-0"
+            self.sources[name] = (_state_of(last[0][1]) if last else None) or listed_state
         return new
 
     def announce(self, source: str) -> None:
@@ -270,8 +287,8 @@ class Hub:
                 if not self.positions:
                     await asyncio.sleep(self.config.block_ms / 1000)
                     continue
-                reply = await self.redis.xread(
-                    dict(self.positions), block=self.config.block_ms, count=500
+                reply = await xread_async(
+                    self.redis, self.positions, block_ms=self.config.block_ms, count=500
                 )
             except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
                 self.redis_ok = False

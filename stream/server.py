@@ -53,6 +53,7 @@ from stream.transcript import (
     render_cues,
     transcript_cues,
 )
+from worker.cluster import connect_async
 from worker.queue import (
     CaptionEntry,
     EntryError,
@@ -72,7 +73,8 @@ class CaptionServer:
 
     def __init__(self, redis_url: str, config: ServerConfig | None = None) -> None:
         self.config = config or ServerConfig()
-        self.redis: Any = aioredis.Redis.from_url(redis_url, socket_timeout=None)
+        self.redis_url = redis_url
+        self.redis: Any = None  # connected by start(): one Redis or a cluster (worker/cluster.py)
         self.hub = Hub(self.redis, self.config)
         self._server: Server | None = None
         self._hub_task: asyncio.Task[None] | None = None
@@ -94,11 +96,8 @@ class CaptionServer:
     async def start(self) -> CaptionServer:
         tls = None
         if self.config.tls_cert is not None:
-            try:
-                tls = server_tls_context(self.config.tls_cert, self.config.tls_key)
-            except StreamError:
-                await self.redis.aclose()
-                raise
+            tls = server_tls_context(self.config.tls_cert, self.config.tls_key)
+        self.redis = self.hub.redis = await connect_async(self.redis_url, socket_timeout=None)
         await self.hub.refresh_sources()
         self.hub.redis_ok = True
         self._hub_task = asyncio.create_task(self.hub.run(), name="hub")
@@ -124,7 +123,8 @@ class CaptionServer:
             self._hub_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._hub_task
-        await self.redis.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
 
     async def __aenter__(self) -> CaptionServer:
         return await self.start()

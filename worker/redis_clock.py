@@ -24,6 +24,8 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
+from worker.cluster import redis_time, redis_time_async
+
 log = logging.getLogger("scenecast.clock")
 
 REFRESH_S = 60.0
@@ -67,7 +69,7 @@ class RedisClock:
         try:
             for _ in range(SAMPLES):
                 sent = self.local()
-                reply = client.time()
+                reply = redis_time(client)
                 samples.append(offset_of(sent, reply, self.local()))
         except ResponseError as exc:
             self._refused(exc)
@@ -80,7 +82,7 @@ class RedisClock:
         try:
             for _ in range(SAMPLES):
                 sent = self.local()
-                reply = await client.time()
+                reply = await redis_time_async(client)
                 samples.append(offset_of(sent, reply, self.local()))
         except ResponseError as exc:
             self._refused(exc)

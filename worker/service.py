@@ -14,16 +14,16 @@ import time
 from types import FrameType
 from typing import Any
 
-import redis
-
+from worker import cluster
 from worker.worker import CaptionFn, Worker, WorkerConfig, WorkerStats
 
 log = logging.getLogger("scenecast.worker")
 
 
-def connect(url: str) -> redis.Redis:
-    """A client for blocking reads: no socket timeout (reads block ≤ block_ms anyway)."""
-    return redis.Redis.from_url(
+def connect(url: str) -> Any:
+    """A client for blocking reads: no socket timeout (reads block ≤ block_ms anyway);
+    a ``RedisCluster`` when ``url`` names a cluster node (worker/cluster.py)."""
+    return cluster.connect(
         url, socket_timeout=None, socket_connect_timeout=5, health_check_interval=30
     )
 

@@ -31,6 +31,7 @@ import numpy as np
 import redis
 
 from captioner.hold import ShownCaptions
+from worker import cluster
 from worker.backoff import backoff_delays
 from worker.batching import BatchPolicy, MovingAverage, live_batch_cap, split_stale
 from worker.decode import decode_jpegs
@@ -407,8 +408,8 @@ class Worker:
     def _read(self, sources: Sequence[str], *, count: int, block_ms: int) -> list[_Pending]:
         streams: dict[Any, Any] = {frames_key(s): ">" for s in sources}
         try:
-            reply = self.redis.xreadgroup(
-                GROUP, self.config.consumer, streams, count=count, block=block_ms
+            reply = cluster.xreadgroup(
+                self.redis, GROUP, self.config.consumer, streams, count=count, block_ms=block_ms
             )
         except redis.ResponseError as exc:
             if "NOGROUP" not in str(exc):
@@ -495,11 +496,11 @@ class Worker:
             got: Any = self.redis.xrange(key, min=entry_id, max=entry_id, count=1)
             fields = dict(got[0][1]) if got else {}
         letter: dict[Any, Any] = {**fields, b"dead_reason": reason, b"frame_id": entry_id}
-        pipe = self.redis.pipeline(transaction=True)
+        pipe = self.redis.pipeline(transaction=True)  # one slot: the source's (worker/cluster.py)
         pipe.xadd(deadletter_key(source), letter, maxlen=1000, approximate=True)
         pipe.xack(key, GROUP, entry_id)
-        pipe.hincrby(METRICS_KEY, "deadlettered", 1)
         pipe.execute()
+        self._count(deadlettered=1)
         self.stats.deadlettered += 1
         log.warning("frame %s of %s dead-lettered: %s", entry_id, source, reason)
 
@@ -629,7 +630,7 @@ class Worker:
     def _publish_batch(self, done: _Captioned) -> None:
         """Each caption published and its frame acked atomically; counters in one trip."""
         started = time.perf_counter()
-        pipe = self.redis.pipeline(transaction=False)
+        calls = []
         for p, c in zip(done.frames, done.captions, strict=True):
             f = p.frame
             entry = caption_entry(
@@ -641,12 +642,10 @@ class Worker:
                 attention=self.config.attention,
             )
             maxlen = self.config.live_caption_maxlen if f.live else 0
-            keys, argv = publish_args(Publication(entry, p.entry_id, maxlen))
-            self._publish(keys=keys, args=argv, client=pipe)
+            calls.append((self._publish, *publish_args(Publication(entry, p.entry_id, maxlen))))
         for source, state in done.shown.items():
-            keys, argv = shown_args(source, state, self.config.model)
-            self._write_shown(keys=keys, args=argv, client=pipe)
-        results = pipe.execute()[: len(done.frames)]
+            calls.append((self._write_shown, *shown_args(source, state, self.config.model)))
+        results = cluster.run_scripts(self.redis, calls)[: len(done.frames)]
         published = sum(1 for r in results if r)
         seconds = {**done.seconds, "publish": time.perf_counter() - started}
         counters = self.redis.pipeline(transaction=False)
