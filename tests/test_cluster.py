@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,15 +19,20 @@ import redis
 from redis.cluster import RedisCluster
 from websockets.asyncio.client import connect as ws_connect
 
+from stream.cli import main
 from stream.embedded_redis import EmbeddedRedis, check_redis
+from stream.exceptions import StreamError
+from stream.source_keys import forget_sources
 from tests.conftest import TIMEOUT_FACTOR
-from tests.factories import save_tiny_checkpoint
+from tests.factories import save_tiny_checkpoint, tiny_captioner
 from tests.redis_cluster import redis_cluster
 from tests.test_pipeline import SCENES, _start_run, _stop
 from tests.videos import make_video
 from worker import cluster
+from worker.batching import BatchPolicy
 from worker.publish import PUBLISH_LUA, done_key
-from worker.queue import GROUP, captions_key, frames_key
+from worker.queue import GROUP, SOURCES_KEY, captions_key, frames_key
+from worker.worker import Worker, WorkerConfig
 
 T = 30.0 * TIMEOUT_FACTOR
 SOURCES = ("a", "b", "c")  # their hash slots fall on the three primaries: 15495, 3300, 7365
@@ -68,6 +74,17 @@ def test_connect_tells_a_cluster_from_one_redis(
     checked.close()
 
 
+def test_a_database_other_than_0_on_a_cluster_is_a_clear_error(
+    nodes: list[EmbeddedRedis],
+) -> None:
+    url = f"redis://127.0.0.1:{nodes[0].port}/2"
+    with pytest.raises(StreamError, match="only database 0, and the URL names database 2"):
+        check_redis(url)
+    checked = check_redis(f"redis://127.0.0.1:{nodes[0].port}/0")
+    assert cluster.is_cluster(checked)
+    checked.close()
+
+
 def test_sources_spread_over_the_nodes(client: Any, nodes: list[EmbeddedRedis]) -> None:
     for s in SOURCES:
         client.xadd(frames_key(s), {"x": 1})
@@ -75,6 +92,17 @@ def test_sources_spread_over_the_nodes(client: Any, nodes: list[EmbeddedRedis]) 
     held = [_node_of(nodes, frames_key(s)) for s in SOURCES]
     assert sorted(held) == [0, 1, 2]
     assert held == [_node_of(nodes, captions_key(s)) for s in SOURCES]  # a source's keys: one slot
+
+
+def test_forget_removes_a_sources_keys_on_its_node(client: Any) -> None:
+    for s in SOURCES:
+        client.hset(SOURCES_KEY, s, json.dumps({"state": "ended", "live": False}))
+        client.xadd(frames_key(s), {"x": 1})
+        client.xadd(captions_key(s), {"x": 1})
+    assert forget_sources(client, ["b"]) == [("b", 2)]
+    assert not client.exists(frames_key("b")) and not client.exists(captions_key("b"))
+    assert sorted(k.decode() for k in client.hkeys(SOURCES_KEY)) == ["a", "c"]
+    assert client.exists(frames_key("a"), captions_key("c")) == 2  # the others untouched
 
 
 def test_reading_streams_on_several_nodes(client: Any) -> None:
@@ -192,8 +220,14 @@ def test_three_file_jobs_through_a_cluster(
     )
     try:
         captions = asyncio.run(_collect_all(ws_url, 6))
+        metrics_url = ws_url.replace("ws://", "http://").removesuffix("/ws") + "/metrics"
+        with urllib.request.urlopen(metrics_url, timeout=T) as response:
+            metrics = response.read().decode()
     finally:
         _stop(proc)
+    assert "scenecast_up 1" in metrics.splitlines()
+    for s in SOURCES:  # the shared figures, read from all three nodes
+        assert f'scenecast_captions{{source="{s}"}} 6' in metrics.splitlines(), metrics
     for s in SOURCES:
         assert [c["seq"] for c in captions[s]] == [0, 1, 2, 3, 4, 5], s
         assert [c["t_start_ms"] for c in captions[s]] == [0, 1000, 2000, 3000, 4000, 5000]
@@ -210,3 +244,46 @@ def test_three_file_jobs_through_a_cluster(
     assert status.returncode == 0, status.stderr
     report = json.loads(status.stdout)
     assert {s["source"]: s["state"] for s in report["sources"]} == dict.fromkeys(SOURCES, "ended")
+
+
+def test_a_caption_job_through_a_cluster_gives_the_in_process_bytes(
+    nodes: list[EmbeddedRedis],
+    client: Any,
+    video: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`scenecast caption --redis-url` with a worker on the cluster: the job's frames,
+    captions and status go through the node of its slot, and the subtitles are the
+    bytes of the in-process run."""
+    captioner = tiny_captioner()
+    monkeypatch.setattr("stream.caption._load_captioner", lambda checkpoint, device, k: captioner)
+    monkeypatch.delenv("SCENECAST_REDIS_URL", raising=False)
+
+    def caption(images: Any, sources: Any, shown: Any) -> Any:
+        return captioner.caption(list(images), beam=1, sources=sources, shown=shown)
+
+    worker = Worker(
+        cluster.connect(nodes[0].url),
+        caption,
+        WorkerConfig(
+            policy=BatchPolicy(max_batch=4, max_wait_ms=20),
+            model=captioner.model_id,
+            sources_every_s=0.1,
+            block_ms=100,
+        ),
+    )
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    here, there = tmp_path / "here.vtt", tmp_path / "there.vtt"
+    try:
+        assert main(["caption", str(video), "-o", str(here), "--beam", "1"]) == 0
+        assert main(["caption", str(video), "-o", str(there), "--redis-url", nodes[2].url]) == 0
+    finally:
+        worker.stop()
+        thread.join(T)
+    assert "--> " in here.read_text()
+    assert here.read_bytes() == there.read_bytes()
+    assert worker.stats.captioned > 0  # the worker on the cluster did the work
+    capsys.readouterr()

@@ -32,6 +32,7 @@ import redis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
 POLL_MS = 10  # how often a cluster read asks again while nothing has arrived
 CLOCK_KEY = "scenecast:sources"  # the node holding this key's slot answers TIME
@@ -47,8 +48,15 @@ def connect(url: str, **kwargs: Any) -> Any:
     single = redis.Redis.from_url(url, **kwargs)
     try:
         enabled = _cluster_enabled(single.info("cluster"))
-    except redis.ResponseError:  # INFO renamed away: take it as one node
-        enabled = False
+    except redis.ResponseError as exc:
+        if "SELECT" in str(exc):  # the URL names a database, which a cluster has not
+            single.close()
+            db = single.get_connection_kwargs().get("db")
+            raise RedisClusterException(
+                f"a Redis Cluster has only database 0, and the URL names database {db}: "
+                "end the URL with /0 or with the port"
+            ) from None
+        enabled = False  # INFO renamed away: take it as one node
     except BaseException:
         single.close()
         raise
