@@ -203,7 +203,7 @@ class CaptionServer:
     ) -> Response:
         """A source's caption log as WebVTT, SRT or the websocket's caption messages."""
         try:
-            query = parse_qs(urlsplit(target).query)
+            query = parse_qs(urlsplit(target).query, keep_blank_values=True)
             start = range_start(query, now_ms=self.hub.clock.now_ms())  # ids: Redis's time
         except ValueError as exc:
             return connection.respond(http.HTTPStatus.BAD_REQUEST, f"{exc}\n")

@@ -94,6 +94,9 @@ def render_cues(fmt: TranscriptFormat, cues: Sequence[Cue]) -> str:
     raise ValueError(f"cues are written as vtt or srt, not {fmt!r}")
 
 
+QUERY_KEYS = ("since", "after", "token")  # token: read by stream/access.py
+
+
 def range_start(query: dict[str, list[str]], *, now_ms: float) -> str:
     """The ``XRANGE`` start for a transcript request's query: ``-`` (the whole log),
     ``(ID`` (``after=ID``: the captions after it) or ``MS-0`` (``since=SECONDS``: the
@@ -101,6 +104,17 @@ def range_start(query: dict[str, list[str]], *, now_ms: float) -> str:
     a bad one."""
     from stream.protocol import parse_stream_id
 
+    unknown = sorted(set(query) - set(QUERY_KEYS))
+    if unknown:  # a typo (?sinse=60) would otherwise serve the whole log unasked
+        raise ValueError(
+            f"unknown query parameter {unknown[0][:40]!r}; accepted: since=SECONDS or "
+            "after=ID (and token=TOKEN when the server has one)"
+        )
+    for key, values in query.items():
+        if len(values) > 1:
+            raise ValueError(f"{key}= is given {len(values)} times; give it once")
+        if not values[0]:
+            raise ValueError(f"{key}= has no value (e.g. since=3600, after=1763821203123-0)")
     since, after = query.get("since"), query.get("after")
     if since and after:
         raise ValueError("give since=SECONDS or after=ID, not both")

@@ -93,6 +93,9 @@ def test_transcript_paths_and_queries() -> None:
         ({"since": ["nan"]}, "positive number of seconds"),
         ({"after": ["yesterday"]}, "not a caption id"),
         ({"since": ["1"], "after": ["1-0"]}, "not both"),
+        ({"sinse": ["60"]}, "unknown query parameter 'sinse'; accepted: since=SECONDS"),
+        ({"since": [""]}, "since= has no value"),
+        ({"after": ["1-0", "2-0"]}, "after= is given 2 times"),
     ]:
         with pytest.raises(ValueError, match=message):
             range_start(query, now_ms=now)
@@ -172,5 +175,7 @@ def test_a_transcript_needs_the_token_like_everything_else(redis_server, redis_c
         assert (await asyncio.to_thread(_get, url))[0] == 401
         code, _, text = await asyncio.to_thread(_get, f"{url}?token={token}&since=60")
         assert code == 200 and "a dog runs" in text
+        code, _, text = await asyncio.to_thread(_get, f"{url}?token={token}&since=")
+        assert code == 400 and "since= has no value" in text  # not the whole log
 
     _run(redis_server.url, body, ServerConfig(port=0, block_ms=100, token=token))
