@@ -2,7 +2,8 @@
 
 - Files (job mode): every frame decoded in order, sampled on media time, every
   sampled frame published; no frame is trimmed before it is captioned. Backpressure:
-  while the consumer group has ``max_backlog`` frames undelivered or pending, capture
+  while the consumer group has ``max_backlog`` frames undelivered, pending or with
+  their caption parked (held back for an older frame, ``worker.publish``), capture
   waits; frames already captioned (acked) are trimmed but for the newest
   ``keep_captioned`` (viewers fetch those), so Redis holds at most about
   ``max_backlog + keep_captioned`` frames of a job however long the file.
@@ -49,6 +50,7 @@ from stream.sampler import FixedRateSampler, Sampler, SceneChangeSampler
 from stream.shrink import shrink
 from stream.sources import FileReader, Frame, LatestFrameReader, SourceSpec
 from worker.backoff import backoff_delays
+from worker.publish import parked_key
 from worker.queue import (
     GROUP,
     SOURCES_KEY,
@@ -344,13 +346,16 @@ class Capture:
         group = next((g for g in groups if _name(g["name"]) == GROUP), None)
         if group is None:
             return 0
+        # captions held back for an older frame still being captioned (worker.publish):
+        # their frames are acked, but they are not out yet
+        parked = int(self.redis.zcard(parked_key(self.spec.name)))
         last = _stream_id(_name(group["last-delivered-id"]))
         while self._published_ids and self._published_ids[0] <= last:
             self._published_ids.popleft()
         pending = int(group["pending"])
         if len(self._kept) > self.config.keep_captioned + self.config.max_backlog:
             self._trim_captioned(last, pending)
-        return len(self._published_ids) + pending
+        return len(self._published_ids) + pending + parked
 
     def _trim_captioned(self, last_delivered: tuple[int, int], pending: int) -> None:
         """Trim this job's captioned frames from Redis, but for the newest

@@ -9,7 +9,7 @@ from typing import Any
 
 from stream.exceptions import StreamError
 from stream.protocol import is_source_name
-from worker.publish import done_key
+from worker.publish import done_key, parked_key
 from worker.queue import (
     SOURCES_KEY,
     captions_key,
@@ -30,7 +30,7 @@ def source_keys(source: str) -> list[str]:
         f(source)
         for f in (
             frames_key, preview_key, captions_key, status_key, capture_key, owner_key,
-            deadletter_key, done_key, shown_key, seq_key,
+            deadletter_key, done_key, parked_key, shown_key, seq_key,
         )
     ]  # fmt: skip
 

@@ -9,7 +9,15 @@ import cv2
 import numpy as np
 import redis
 
-from worker.queue import GROUP, SOURCES_KEY, FrameEntry, StatusEntry, frames_key, status_key
+from worker.queue import (
+    GROUP,
+    SOURCES_KEY,
+    CaptionEntry,
+    FrameEntry,
+    StatusEntry,
+    frames_key,
+    status_key,
+)
 
 
 def jpeg(color: tuple[int, int, int], size: tuple[int, int] = (64, 48)) -> bytes:
@@ -74,11 +82,28 @@ def publish_caption(
     ``frame_data``: the new frame's JPEG; ``grid`` (h, w): attention maps, word ``i``
     looking at cell ``i`` only (row-major)."""
     from worker.publish import PUBLISH_LUA, Publication, publish_args
-    from worker.queue import CaptionEntry
 
     script = redis.Redis.register_script(client, PUBLISH_LUA)  # works for pipelines too
+    entry = caption(source, seq, text, pts_ms=pts_ms, grid=grid)
+    frame_id = frame_id or f"{seq + 1}-0"  # explicit, so that a pipeline can queue it
+    frame = {"seq": seq, "data": frame_data} if frame_data else {"seq": seq}
+    client.xadd(frames_key(source), frame, id=frame_id)  # type: ignore[arg-type]
+    keys, argv = publish_args(Publication(entry, frame_id))
+    result = script(keys=keys, args=argv, client=client)
+    return result.decode() if isinstance(result, bytes) else result
+
+
+def caption(
+    source: str,
+    seq: int,
+    text: str,
+    *,
+    pts_ms: float | None = None,
+    grid: tuple[int, int] = (0, 0),
+) -> CaptionEntry:
+    """A worker's caption of ``source``'s frame ``seq`` (a second each, from ``pts_ms``)."""
     start = seq * 1000.0 if pts_ms is None else pts_ms
-    entry = CaptionEntry(
+    return CaptionEntry(
         source=source,
         seq=seq,
         pts_ms=start,
@@ -93,12 +118,6 @@ def publish_caption(
         grid=grid,
         fit="letterbox",
     )
-    frame_id = frame_id or f"{seq + 1}-0"  # explicit, so that a pipeline can queue it
-    frame = {"seq": seq, "data": frame_data} if frame_data else {"seq": seq}
-    client.xadd(frames_key(source), frame, id=frame_id)  # type: ignore[arg-type]
-    keys, argv = publish_args(Publication(entry, frame_id))
-    result = script(keys=keys, args=argv, client=client)
-    return result.decode() if isinstance(result, bytes) else result
 
 
 def _one_cell_maps(words: int, grid: tuple[int, int]) -> bytes:

@@ -30,7 +30,7 @@ from tests.test_pipeline import SCENES, _start_run, _stop
 from tests.videos import make_video
 from worker import cluster
 from worker.batching import BatchPolicy
-from worker.publish import PUBLISH_LUA, done_key
+from worker.publish import PUBLISH_LUA, done_key, parked_key
 from worker.queue import GROUP, SOURCES_KEY, captions_key, frames_key
 from worker.worker import Worker, WorkerConfig
 
@@ -162,7 +162,7 @@ def test_scripts_run_alike_on_one_redis_and_on_a_cluster(
         calls = []
         for s in ("a", "b", "a"):  # the third is source a's seq 0 again: a duplicate
             frame = c.xadd(frames_key(s), {"x": 1}).decode()
-            keys = [captions_key(s), frames_key(s), done_key(s)]
+            keys = [captions_key(s), frames_key(s), done_key(s), parked_key(s)]
             calls.append((script, keys, [GROUP, frame, 0, "a dog", 0, 100]))
         results.append([bool(r) for r in cluster.run_scripts(c, calls)])
     assert results == [[True, True, False], [True, True, False]]

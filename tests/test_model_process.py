@@ -19,7 +19,7 @@ from tests.frames import add_frame, jpeg, register
 from worker.batching import BatchPolicy
 from worker.decode import decode_jpegs
 from worker.model_process import ModelProcess, ModelProcessError
-from worker.queue import GROUP, captions_key, decode_caption, frames_key
+from worker.queue import GROUP, captions_key, deadletter_key, decode_caption, frames_key
 from worker.worker import Worker, WorkerConfig
 
 COLORS = [(200, 30, 30), (30, 200, 30), (30, 30, 200)]
@@ -74,14 +74,16 @@ def test_the_worker_publishes_through_the_model_process(
         worker.step()
     captions = [decode_caption(f) for _, f in redis_client.xrange(captions_key("mp"))]
     assert [c.seq for c in captions] == [0, 2]
-    assert worker.stats.failed == 1
+    assert worker.stats.failed == worker.stats.deadlettered == 1  # at once: nothing held back
     # the call's time divides into the child's decoding, its captioning and the pipes
     inside = model.last_stages
     assert set(inside) == {"model_decode", "caption"} and all(s > 0 for s in inside.values())
     assert {"model_decode", "caption", "transfer"} <= set(worker.stats.seconds)
-    # the undecodable frame stays pending: retried, then dead-lettered (test_worker.py)
+    # the undecodable frame is in the dead letters, acked
     pending = redis_client.xpending_range(frames_key("mp"), GROUP, min="-", max="+", count=10)
-    assert len(pending) == 1
+    assert pending == []
+    (letter,) = redis_client.xrange(deadletter_key("mp"))
+    assert letter[1][b"seq"] == b"1" and letter[1][b"dead_reason"] == b"not a decodable JPEG"
 
 
 def test_a_model_that_does_not_load_raises_its_error_in_the_worker(tmp_path: Path) -> None:

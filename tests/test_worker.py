@@ -110,10 +110,37 @@ def test_stale_live_frames_are_skipped_counted_and_acked(redis_client, captioner
     assert _pending(redis_client, "cam") == 0
 
 
-def test_corrupt_frame_is_retried_then_dead_lettered(redis_client, captioner) -> None:  # type: ignore[no-untyped-def]
+def test_a_corrupt_frame_is_dead_lettered_at_once_and_holds_nothing_back(
+    redis_client, captioner
+) -> None:  # type: ignore[no-untyped-def]
     register(redis_client, "f", live=False)
     add_frame(redis_client, "f", 0, data=b"\xff\xd8 not a jpeg")
     add_frame(redis_client, "f", 1, data=jpeg(COLORS[1]))
+    worker = Worker(
+        redis_client,
+        _caption_fn(captioner),
+        WorkerConfig(policy=BatchPolicy(max_batch=4, max_wait_ms=20)),
+    )
+    worker.step()
+    assert worker.stats.deadlettered == worker.stats.failed == 1
+    assert int(redis_client.hget(METRICS_KEY, "failed")) == 1  # /metrics sees it
+    # the frame after it is published now, not once the corrupt one was given up on
+    assert [c.seq for c in _captions(redis_client, "f")] == [1]
+    letters = redis_client.xrange(deadletter_key("f"))
+    assert len(letters) == 1 and letters[0][1][b"dead_reason"] == b"not a decodable JPEG"
+    assert letters[0][1][b"seq"] == b"0" and letters[0][1][b"data"] == b"\xff\xd8 not a jpeg"
+    assert _pending(redis_client, "f") == 0
+
+
+def test_a_frame_delivered_too_often_is_dead_lettered(redis_client, captioner) -> None:  # type: ignore[no-untyped-def]
+    """A frame whose workers keep dying (it crashes them, say) is given up on when
+    reclaimed for the ``max_deliveries``-th time, and releases the captions behind it."""
+    register(redis_client, "poison", live=False)
+    for seq in range(2):
+        add_frame(redis_client, "poison", seq, data=jpeg(COLORS[seq]))
+    key = frames_key("poison")
+    ((_, ((poison, _),)),) = redis_client.xreadgroup(GROUP, "dead-1", {key: ">"}, count=1)
+    redis_client.xclaim(key, GROUP, "dead-2", 0, [poison])  # it killed a second worker
     worker = Worker(
         redis_client,
         _caption_fn(captioner),
@@ -124,18 +151,13 @@ def test_corrupt_frame_is_retried_then_dead_lettered(redis_client, captioner) ->
             max_deliveries=2,
         ),
     )
-    for _ in range(10):
+    while worker.stats.captioned < 1:
         worker.step()
-        if worker.stats.deadlettered:
-            break
-    assert worker.stats.deadlettered == 1
-    assert worker.stats.failed == 2  # delivered twice, failed twice, then given up
-    assert int(redis_client.hget(METRICS_KEY, "failed")) == 2  # /metrics sees both
-    assert [c.seq for c in _captions(redis_client, "f")] == [1]
-    letters = redis_client.xrange(deadletter_key("f"))
+    assert worker.stats.deadlettered == 1 and worker.stats.failed == 0
+    letters = redis_client.xrange(deadletter_key("poison"))
     assert len(letters) == 1 and letters[0][1][b"dead_reason"] == b"too many deliveries"
-    assert letters[0][1][b"seq"] == b"0"
-    assert _pending(redis_client, "f") == 0
+    assert [c.seq for c in _captions(redis_client, "poison")] == [1]
+    assert _pending(redis_client, "poison") == 0
 
 
 def test_dead_consumers_frames_are_reclaimed(redis_client, captioner) -> None:  # type: ignore[no-untyped-def]

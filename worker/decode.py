@@ -33,7 +33,9 @@ def decode_jpegs(
 
     CPU: OpenCV, arrays (H, W, 3). CUDA: ``torchvision.io.decode_jpeg(device='cuda')``
     on the whole batch, tensors (3, H, W) left on the GPU; a batch with a corrupt
-    frame falls back to one-by-one so the good frames still go through.
+    frame falls back to one-by-one so the good frames still go through, and a frame
+    nvJPEG refuses is decoded by OpenCV and moved to the GPU: ``None`` means that no
+    decoder can read it (the worker dead-letters it at once).
     """
     if device.partition(":")[0] == "cuda":
         return _decode_cuda(blobs, device)
@@ -76,17 +78,28 @@ def _decode_cuda(blobs: Sequence[bytes], device: str) -> list[np.ndarray | torch
         try:
             out.extend(decode_jpeg(data, mode=ImageReadMode.RGB, device=device))
         except RuntimeError:  # a corrupt frame: one by one, so the good ones go through
-            for d in data:
+            for blob, d in zip(blobs, data, strict=True):
                 try:
                     out.append(decode_jpeg(d, mode=ImageReadMode.RGB, device=device))
                 except RuntimeError as exc:
-                    log.warning("undecodable JPEG frame: %s", exc)
-                    out.append(None)
+                    log.warning("nvJPEG refused a frame (%s); decoding it with OpenCV", exc)
+                    out.append(_cpu_onto(blob, device))
     side.synchronize()
     for image in out:
         if isinstance(image, torch.Tensor):
             image.record_stream(consumer)
     return out
+
+
+def _cpu_onto(blob: bytes, device: str) -> torch.Tensor | None:
+    """OpenCV's decoding of ``blob`` as a (3, H, W) tensor on ``device``; None if it
+    cannot decode it either."""
+    import torch
+
+    image = _decode_cpu(blob)
+    if image is None:
+        return None
+    return torch.from_numpy(image).permute(2, 0, 1).contiguous().to(device)
 
 
 _side_streams: dict[str, torch.cuda.Stream] = {}

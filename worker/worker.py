@@ -3,14 +3,16 @@
 Per batch: discover sources → read frames (``XREADGROUP``) into a batch across all
 sources until it is full or its oldest frame waited ``max_wait_ms`` → decode JPEGs
 (on the GPU when there is one) → skip and ack stale live frames → caption the
-batch → publish each caption and ack its frame atomically (``worker.publish``).
+batch → publish each caption and ack its frame atomically, each source's captions in
+``seq`` order whichever worker finishes first (``worker.publish``).
 ``run()`` overlaps the stages in three threads (reader, model, publisher) so the
 model never waits on Redis or on decoding; ``step()`` does one batch in one thread.
 
 Recovery: every ``claim_every_s`` the worker takes over frames that another
 consumer left pending longer than ``claim_idle_ms`` (``XAUTOCLAIM``); a frame
-delivered ``max_deliveries`` times without success (a corrupt JPEG, say) goes to
-``deadletter:{src}`` and is acked. A ``NOGROUP`` error (Redis restarted without
+delivered ``max_deliveries`` times without success (one that kills the workers that
+take it, say) goes to ``deadletter:{src}`` and is acked, as does at once a frame that
+is malformed or whose JPEG does not decode. A ``NOGROUP`` error (Redis restarted without
 persistence) re-creates the group. ``stop()`` (SIGTERM) stops reading; the frames
 in hand are captioned, published and acked, then ``run()`` returns.
 """
@@ -37,7 +39,7 @@ from worker.batching import BatchPolicy, MovingAverage, live_batch_cap, split_st
 from worker.decode import decode_jpegs
 from worker.handoff import Handoff
 from worker.prefetch import BatchBuffer
-from worker.publish import PUBLISH_LUA, Publication, publish_args
+from worker.publish import FLUSH_LUA, PUBLISH_LUA, Publication, flush_args, outcome, publish_args
 from worker.queue import (
     CAPTION_CPU,
     GROUP,
@@ -135,6 +137,8 @@ class WorkerStats:
     captioned: int = 0
     stale: int = 0
     duplicates: int = 0
+    parked: int = 0  # file-job captions held back until older frames were captioned
+    late: int = 0  # live captions dropped: a newer one of the source was published first
     failed: int = 0
     deadlettered: int = 0
     claimed: int = 0
@@ -204,6 +208,7 @@ class Worker:
         self.stats = WorkerStats()
         self._stop = threading.Event()
         self._publish = client.register_script(PUBLISH_LUA)
+        self._flush = client.register_script(FLUSH_LUA)
         self._write_shown = client.register_script(SHOWN_LUA)
         self._shown = LocalShown()  # what this worker's sources show (model thread only)
         # what Redis said they show (other workers' captions), read with their frames
@@ -450,9 +455,12 @@ class Worker:
         return True
 
     def _reclaim(self) -> list[_Pending]:
-        """Take over frames idle in other (dead) consumers' pending lists."""
+        """Take over frames idle in other (dead) consumers' pending lists; release
+        parked captions that nothing holds back any more."""
         taken: list[_Pending] = []
-        for source in self.sources():
+        sources = self.sources()
+        self._release_parked(sources)
+        for source in sources:
             key = frames_key(source)
             try:
                 reply = self.redis.xautoclaim(
@@ -480,6 +488,12 @@ class Worker:
                     taken.append(p)
         return taken
 
+    def _release_parked(self, sources: Sequence[str]) -> None:
+        """Publish the parked captions of ``sources`` that no pending frame holds back
+        (``worker.publish``): after a frame left the group without a caption."""
+        if sources:
+            cluster.run_scripts(self.redis, [(self._flush, *flush_args(s)) for s in sources])
+
     def _deliveries(self, key: str, ids: Sequence[str]) -> dict[str, int]:
         out: dict[str, int] = {}
         for entry_id in ids:
@@ -500,8 +514,10 @@ class Worker:
         pipe.xadd(deadletter_key(source), letter, maxlen=1000, approximate=True)
         pipe.xack(key, GROUP, entry_id)
         pipe.execute()
+        self._release_parked([source])  # the captions this frame held back
         self._count(deadlettered=1)
-        self.stats.deadlettered += 1
+        with self._stats_lock:  # the reader and the model's thread both dead-letter
+            self.stats.deadlettered += 1
         log.warning("frame %s of %s dead-lettered: %s", entry_id, source, reason)
 
     # -- processing -------------------------------------------------------------------
@@ -533,7 +549,7 @@ class Worker:
 
     def _decode_fresh(self, frames: Sequence[_Pending]) -> list[_Decoded]:
         """The frames not stale yet, decoded (stale ones acked and counted, undecodable
-        ones counted and left pending: retried, then dead-lettered)."""
+        ones counted and dead-lettered)."""
         frames = [frames[i] for i in self._skip_stale(frames)]
         if not frames:
             return []
@@ -541,16 +557,21 @@ class Worker:
         if self.config.model_decodes:
             return [_Decoded(p, p.frame.jpeg) for p in frames]
         images = decode_jpegs([p.frame.jpeg for p in frames], device=self.config.device)
-        ok = [_Decoded(p, im) for p, im in zip(frames, images, strict=True) if im is not None]
-        self._count_failed(len(frames) - len(ok))
-        return ok
+        self._undecodable([p for p, im in zip(frames, images, strict=True) if im is None])
+        return [_Decoded(p, im) for p, im in zip(frames, images, strict=True) if im is not None]
 
-    def _count_failed(self, failed: int) -> None:
-        """Frames that did not decode: counted; left pending, retried, then dead-lettered."""
-        if failed:
-            with self._stats_lock:  # the reader and the model's thread both count
-                self.stats.failed += failed
-            self._count(failed=failed)
+    def _undecodable(self, frames: Sequence[_Pending]) -> None:
+        """Frames whose JPEG does not decode: counted and dead-lettered at once. The
+        bytes decode nowhere else either (what nvJPEG refuses is retried on the CPU), and
+        a frame left pending would hold back its file job's later captions."""
+        if not frames:
+            return
+        with self._stats_lock:  # the reader and the model's thread both count
+            self.stats.failed += len(frames)
+        self._count(failed=len(frames))
+        for p in frames:
+            fields: dict[Any, Any] = p.frame.encode()
+            self._dead_letter(p.frame.source, p.entry_id, fields, "not a decodable JPEG")
 
     def _caption_decoded(
         self,
@@ -581,7 +602,8 @@ class Worker:
         }
         self._shown.update(states)
         done = [(d.pending, c) for d, c in zip(fresh, captions, strict=True) if c is not None]
-        self._count_failed(len(fresh) - len(done))  # the model could not decode them
+        # the model could not decode them
+        self._undecodable([d.pending for d, c in zip(fresh, captions, strict=True) if c is None])
         if done:
             pending, kept = zip(*done, strict=True)
             done_ns = self.clock.now_ns()
@@ -645,8 +667,10 @@ class Worker:
             calls.append((self._publish, *publish_args(Publication(entry, p.entry_id, maxlen))))
         for source, state in done.shown.items():
             calls.append((self._write_shown, *shown_args(source, state, self.config.model)))
-        results = cluster.run_scripts(self.redis, calls)[: len(done.frames)]
-        published = sum(1 for r in results if r)
+        results = [outcome(r) for r in cluster.run_scripts(self.redis, calls)[: len(done.frames)]]
+        parked, late = results.count("parked"), results.count("late")
+        duplicates = results.count("duplicate")
+        captioned = len(results) - late - duplicates  # published now, or once in order
         seconds = {**done.seconds, "publish": time.perf_counter() - started}
         counters = self.redis.pipeline(transaction=False)
         for stage, value in seconds.items():
@@ -654,9 +678,18 @@ class Worker:
             self.stats.seconds[stage] = self.stats.seconds.get(stage, 0.0) + value
         counters.hincrbyfloat(METRICS_KEY, CAPTION_CPU, done.caption_cpu_s)
         self.stats.caption_cpu_s += done.caption_cpu_s
-        self._count(counters, captioned=published, duplicates=len(results) - published, batches=1)
-        self.stats.captioned += published
-        self.stats.duplicates += len(results) - published
+        self._count(
+            counters,
+            captioned=captioned,
+            duplicates=duplicates,
+            parked=parked,
+            late=late,
+            batches=1,
+        )
+        self.stats.captioned += captioned
+        self.stats.duplicates += duplicates
+        self.stats.parked += parked
+        self.stats.late += late
         self.stats.batches += 1
         self.stats.batch_sizes.append(len(done.frames))
         del self.stats.batch_sizes[:-1000]
