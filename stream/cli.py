@@ -217,17 +217,29 @@ def _capture_flags(p: argparse.ArgumentParser) -> None:
 def _worker_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", default=None, help="captioner checkpoint (default: bundled)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--beam", type=positive_int, default=SERVICE_BEAM)
+    p.add_argument(
+        "--beam", type=positive_int, default=SERVICE_BEAM, help="beam size (default %(default)s)"
+    )
     add_consensus_flag(p)
     add_ban_words_flag(p)
     add_hold_flag(p)
-    p.add_argument("--max-batch", type=positive_int, default=32)
-    p.add_argument("--max-wait-ms", type=non_negative_float, default=50.0)
+    p.add_argument(
+        "--max-batch",
+        type=positive_int,
+        default=32,
+        help="most frames captioned in one batch, across sources (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-wait-ms",
+        type=non_negative_float,
+        default=50.0,
+        help="longest a batch's first frame waits for more to fill it (default %(default)s)",
+    )
     p.add_argument(
         "--max-age-ms",
         type=positive_float,
         default=3000.0,
-        help="live frames older than this are skipped, never captioned late",
+        help="live frames older than this are skipped, never captioned late (default %(default)s)",
     )
     p.add_argument(
         "--model-process",
@@ -245,9 +257,24 @@ def _worker_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+SOURCE_NAME_HELP = (
+    "source name (default: from the source: a file's stem, cam0 for webcam 0, a URL's host "
+    "and path)"
+)
+
+
 def _server_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=port, default=8765)
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on; 0.0.0.0 for every interface (default %(default)s)",
+    )
+    p.add_argument(
+        "--port",
+        type=port,
+        default=8765,
+        help="port for /ws, the viewer and /metrics (default %(default)s)",
+    )
     p.add_argument(
         "--compression",
         choices=COMPRESSION,
@@ -323,7 +350,10 @@ def add_service_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentPar
         help="webcam index (0), rtsp://..., http(s)://... or a video file",
     )
     r.add_argument(
-        "--name", action="append", default=None, help="source name (once per source, in order)"
+        "--name",
+        action="append",
+        default=None,
+        help=f"{SOURCE_NAME_HELP}; once per source, in order",
     )
     _redis_url(r, required=False)
     _capture_flags(r)
@@ -333,7 +363,7 @@ def add_service_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentPar
 
     c = sub.add_parser("capture", help="read one source and publish sampled frames to Redis")
     c.add_argument("source", metavar="SOURCE")
-    c.add_argument("--name", default=None)
+    c.add_argument("--name", default=None, help=SOURCE_NAME_HELP)
     _redis_url(c, required=True)
     _capture_flags(c)
     c.set_defaults(func=cmd_capture)
@@ -352,7 +382,11 @@ def add_service_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     s.set_defaults(func=cmd_serve)
 
     listen = sub.add_parser("listen", help="print captions from a server as they arrive")
-    listen.add_argument("--url", default="ws://127.0.0.1:8765/ws")
+    listen.add_argument(
+        "--url",
+        default="ws://127.0.0.1:8765/ws",
+        help="the server's websocket (default %(default)s)",
+    )
     listen.add_argument("--source", action="append", default=None, help="repeatable; default all")
     listen.add_argument("--after", default=None, help="resume after this caption id")
     listen.add_argument("--json", action="store_true", help="one JSON message per line")
