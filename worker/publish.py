@@ -63,9 +63,8 @@ local function newest(captions)
   for i = 1, #fields, 2 do out[fields[i]] = fields[i + 1] end
   return out
 end
-local function append(captions, maxlen, frame, norm, fields)
+local function append(captions, maxlen, frame, norm, fields, last)
   local segment = 0
-  local last = newest(captions)
   if last and last['segment_id'] then
     segment = tonumber(last['segment_id'])
     if last['norm'] ~= norm then segment = segment + 1 end
@@ -81,8 +80,7 @@ local function append(captions, maxlen, frame, norm, fields)
   table.insert(args, 'frame'); table.insert(args, frame)
   return redis.call('XADD', unpack(args))
 end
-local function flush(captions, frames, parked, group)
-  local open = oldest_pending(frames, group)
+local function flush(captions, parked, open)
   local ids = {}
   while true do
     local head = redis.call('ZRANGE', parked, 0, 0)
@@ -92,7 +90,7 @@ local function flush(captions, frames, parked, group)
     redis.call('ZREMRANGEBYRANK', parked, 0, 0)
     local fields = {}
     for i = 3, #item do fields[#fields + 1] = item[i] end
-    ids[item[1]] = append(captions, 0, item[1], item[2], fields)
+    ids[item[1]] = append(captions, 0, item[1], item[2], fields, newest(captions))
   end
   return ids
 end
@@ -113,12 +111,16 @@ for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
 if maxlen > 0 then
   local last = newest(captions)
   if last and last['seq'] and tonumber(last['seq']) > tonumber(seq) then return 'late' end
-  return append(captions, maxlen, frame, norm, fields)
+  return append(captions, maxlen, frame, norm, fields, last)
+end
+local open = oldest_pending(frames, group)
+if redis.call('ZCARD', parked) == 0 and not (open and before(open, frame)) then
+  return append(captions, 0, frame, norm, fields, newest(captions))  -- nothing to wait for
 end
 local item = {frame, norm}
 for i = 1, #fields do item[#item + 1] = fields[i] end
 redis.call('ZADD', parked, seq, cmsgpack.pack(item))
-return flush(captions, frames, parked, group)[frame] or 'parked'
+return flush(captions, parked, open)[frame] or 'parked'
 """
 )
 
@@ -129,7 +131,7 @@ FLUSH_LUA = (
     _FUNCTIONS
     + """
 local n = 0
-for _ in pairs(flush(KEYS[1], KEYS[2], KEYS[3], ARGV[1])) do n = n + 1 end
+for _ in pairs(flush(KEYS[1], KEYS[3], oldest_pending(KEYS[2], ARGV[1]))) do n = n + 1 end
 return n
 """
 )
