@@ -21,12 +21,12 @@ from worker.queue import (
     CAPTION_CPU,
     METRICS_KEY,
     STAGE_PREFIX,
+    WORKER_SEEN_MS,
     WORKERS_KEY,
     captions_key,
     capture_key,
 )
 
-WORKER_SEEN_MS = 10_000  # a worker not heard from for longer is not counted alive
 CAPTURE_FRAME_KINDS = ("read", "sampled", "published", "overwritten")
 
 

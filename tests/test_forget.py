@@ -58,3 +58,43 @@ def test_forget_removes_a_source_and_its_keys_and_servers_stop_listing_it(
         assert main(["forget", *args, "--redis-url", redis_server.url]) == 2
         assert message in capsys.readouterr().err
     assert redis_client.hget(SOURCES_KEY, "door") is not None
+
+
+def test_forgetting_a_source_a_worker_is_reading_stops_nothing(
+    redis_server, redis_client: redis.Redis
+) -> None:  # type: ignore[no-untyped-def]
+    """The worker's blocking read of a stream that ``forget`` deletes fails
+    (``UNBLOCKED``); it carries on with the other sources and makes the forgotten
+    source's stream no more."""
+    import threading
+    import time
+
+    from tests.factories import tiny_captioner
+    from tests.frames import add_frame, jpeg
+    from worker.batching import BatchPolicy
+    from worker.queue import captions_key, frames_key
+    from worker.worker import Worker, WorkerConfig
+
+    for name in ("gone-cam", "door"):
+        register(redis_client, name, live=False)
+    cap = tiny_captioner()
+    worker = Worker(
+        redis_client,
+        lambda images, sources, shown: cap.caption(list(images), beam=1),
+        WorkerConfig(policy=BatchPolicy(max_batch=2, max_wait_ms=10), block_ms=2000),
+    )
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    time.sleep(0.5)  # blocked in its read of both streams
+    set_status(redis_client, "gone-cam", "ended", "taken down")
+    assert main(["forget", "gone-cam", "--redis-url", redis_server.url]) == 0
+    add_frame(redis_client, "door", 0, data=jpeg((200, 30, 30)))
+    deadline = time.monotonic() + 20
+    while redis_client.xlen(captions_key("door")) == 0 and time.monotonic() < deadline:
+        assert thread.is_alive(), "the worker died"
+        time.sleep(0.05)
+    worker.stop()
+    thread.join(10)
+    assert redis_client.xlen(captions_key("door")) == 1
+    assert redis_client.exists(frames_key("gone-cam")) == 0
+    assert worker.stats.reconnects == 0

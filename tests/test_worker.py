@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,12 +16,15 @@ from worker.batching import BatchPolicy
 from worker.queue import (
     GROUP,
     METRICS_KEY,
+    WORKER_SEEN_MS,
+    WORKERS_KEY,
     CaptionEntry,
     captions_key,
     deadletter_key,
     decode_caption,
     frames_key,
 )
+from worker.takeover import TAKEOVER_LUA, taken_entries
 from worker.worker import Worker, WorkerConfig
 
 COLORS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30)]
@@ -181,6 +185,90 @@ def test_dead_consumers_frames_are_reclaimed(redis_client, captioner) -> None:  
     assert _pending(redis_client, "r") == 0
 
 
+def _consumers(client: redis.Redis, source: str) -> dict[str, int]:
+    """The group's consumers → frames each holds."""
+    rows = client.xinfo_consumers(frames_key(source), GROUP)
+    return {row["name"].decode(): int(row["pending"]) for row in rows}
+
+
+def _beat(client: redis.Redis, consumer: str, *, age_ms: float) -> None:
+    """A worker's heartbeat ``age_ms`` ago on Redis's clock, as workers note theirs."""
+    seconds, micros = client.time()
+    client.hset(WORKERS_KEY, consumer, int(seconds * 1000 + micros / 1000 - age_ms))
+
+
+def test_a_gone_workers_frames_are_taken_over_without_waiting_for_claim_idle(
+    redis_client, captioner, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """A worker killed mid-batch: its frames are taken over once it has missed its
+    heartbeats for WORKER_SEEN_MS, not after claim_idle_ms (30 s) of a file job
+    standing still behind them; it leaves the group when it holds nothing."""
+    monkeypatch.setattr("worker.worker.TAKEOVER_IDLE_MS", 50)
+    register(redis_client, "job", live=False)
+    for seq in range(4):
+        add_frame(redis_client, "job", seq, data=jpeg(COLORS[seq]))
+    redis_client.xreadgroup(GROUP, "killed", {frames_key("job"): ">"}, count=2)
+    _beat(redis_client, "killed", age_ms=WORKER_SEEN_MS + 500)
+    time.sleep(0.1)  # idle longer than TAKEOVER_IDLE_MS
+    worker = Worker(
+        redis_client,
+        _caption_fn(captioner),
+        WorkerConfig(policy=BatchPolicy(max_batch=4, max_wait_ms=20), claim_every_s=0.0),
+    )
+    assert worker.config.claim_idle_ms == 30_000  # the slow path would wait that long
+    for _ in range(10):
+        worker.step()
+        if worker.stats.captioned == 4:
+            break
+    assert [c.seq for c in _captions(redis_client, "job")] == [0, 1, 2, 3]
+    assert worker.stats.claimed == 2
+    assert _pending(redis_client, "job") == 0
+    assert "killed" not in _consumers(redis_client, "job")
+
+
+def test_a_live_workers_frames_are_not_taken_over(redis_client, captioner, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A worker heard from lately keeps the frames it is captioning, however long
+    they have been pending (up to claim_idle_ms); the captions after them wait."""
+    monkeypatch.setattr("worker.worker.TAKEOVER_IDLE_MS", 50)
+    register(redis_client, "slow", live=False)
+    for seq in range(3):
+        add_frame(redis_client, "slow", seq, data=jpeg(COLORS[seq]))
+    redis_client.xreadgroup(GROUP, "busy", {frames_key("slow"): ">"}, count=1)
+    _beat(redis_client, "busy", age_ms=WORKER_SEEN_MS - 2000)
+    time.sleep(0.1)
+    worker = Worker(
+        redis_client,
+        _caption_fn(captioner),
+        WorkerConfig(policy=BatchPolicy(max_batch=4, max_wait_ms=20), claim_every_s=0.0),
+    )
+    while worker.stats.captioned < 2:
+        worker.step()
+    worker.step()  # a reclaim with nothing new to read
+    assert worker.stats.claimed == 0
+    assert _consumers(redis_client, "slow")["busy"] == 1
+    assert _captions(redis_client, "slow") == []  # 1 and 2 wait for frame 0 (parked)
+    assert worker.stats.parked == 2
+
+
+def test_two_workers_taking_over_one_gone_worker_split_nothing(redis_client) -> None:  # type: ignore[no-untyped-def]
+    """The takeover script claims only frames idle for its minimum: the second of two
+    workers finds them just claimed by the first; a deleted frame is acked."""
+    register(redis_client, "two", live=False)
+    ids = [add_frame(redis_client, "two", seq, data=jpeg(COLORS[seq])) for seq in range(3)]
+    key = frames_key("two")
+    redis_client.xreadgroup(GROUP, "killed", {key: ">"}, count=3)
+    redis_client.xdel(key, ids[2])  # trimmed away while pending
+    time.sleep(0.06)
+    script = redis_client.register_script(TAKEOVER_LUA)
+    first = taken_entries(script(keys=[key], args=[GROUP, "killed", "w1", 50, 10]))
+    second = taken_entries(script(keys=[key], args=[GROUP, "killed", "w2", 50, 10]))
+    assert [(eid, n) for eid, _, n in first] == [(ids[0], 2), (ids[1], 2)]
+    assert first[0][1][b"seq"] == b"0"  # the frame's fields, for the worker to caption
+    assert second == []
+    assert _consumers(redis_client, "two") == {"w1": 2}  # "killed" left; nothing of it lost
+    assert _pending(redis_client, "two") == 2
+
+
 def test_group_is_recreated_after_nogroup(redis_client, captioner) -> None:  # type: ignore[no-untyped-def]
     register(redis_client, "n", live=False)
     worker = Worker(
@@ -227,6 +315,8 @@ def test_run_publishes_in_order_while_the_next_batch_is_captioned(redis_client, 
     assert len(captions) == worker.stats.captioned >= 17
     assert _pending(redis_client, "p") == 0  # everything read was captioned and acked
     assert len(worker.stats.batch_sizes) == worker.stats.batches >= 6
+    # holding nothing, a stopped worker leaves the group: it lists the workers there are
+    assert _consumers(redis_client, "p") == {}
 
 
 def test_time_per_stage_is_counted_for_metrics(redis_client, captioner) -> None:  # type: ignore[no-untyped-def]

@@ -31,6 +31,9 @@ GROUP = "captioners"
 SOURCES_KEY = "scenecast:sources"
 METRICS_KEY = "scenecast:metrics"  # hash of worker counters, summed over all workers
 WORKERS_KEY = "scenecast:workers"  # hash: worker (consumer name) → last heartbeat, ms
+# a worker (heartbeat every 2 s) not heard from for longer is gone: not counted alive,
+# and its pending frames are taken over (worker/takeover.py)
+WORKER_SEEN_MS = 10_000
 STAGE_PREFIX = "seconds:"  # METRICS_KEY fields "seconds:{stage}": time spent per stage
 # METRICS_KEY field: CPU time of the thread that ran the model (with --model-process,
 # the child's), during the caption stage: against its seconds, what the model waited

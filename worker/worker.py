@@ -8,13 +8,15 @@ batch → publish each caption and ack its frame atomically, each source's capti
 ``run()`` overlaps the stages in three threads (reader, model, publisher) so the
 model never waits on Redis or on decoding; ``step()`` does one batch in one thread.
 
-Recovery: every ``claim_every_s`` the worker takes over frames that another
-consumer left pending longer than ``claim_idle_ms`` (``XAUTOCLAIM``); a frame
+Recovery: every ``claim_every_s`` the worker takes over the frames of a consumer
+whose heartbeat stopped (``worker.takeover``) and frames that another consumer left
+pending longer than ``claim_idle_ms`` (``XAUTOCLAIM``); a frame
 delivered ``max_deliveries`` times without success (one that kills the workers that
 take it, say) goes to ``deadletter:{src}`` and is acked, as does at once a frame that
 is malformed or whose JPEG does not decode. A ``NOGROUP`` error (Redis restarted without
 persistence) re-creates the group. ``stop()`` (SIGTERM) stops reading; the frames
-in hand are captioned, published and acked, then ``run()`` returns.
+in hand are captioned, published and acked, the worker leaves the groups where it
+holds nothing, then ``run()`` returns.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -46,6 +48,7 @@ from worker.queue import (
     METRICS_KEY,
     SOURCES_KEY,
     STAGE_PREFIX,
+    WORKER_SEEN_MS,
     WORKERS_KEY,
     CaptionEntry,
     EntryError,
@@ -66,6 +69,14 @@ from worker.shown import (
     newest_before,
     shown_args,
     shown_key,
+)
+from worker.takeover import (
+    LEAVE_LUA,
+    TAKEOVER_IDLE_MS,
+    TAKEOVER_LUA,
+    gone_consumers,
+    pending_by_consumer,
+    taken_entries,
 )
 
 log = logging.getLogger("scenecast.worker")
@@ -210,6 +221,8 @@ class Worker:
         self._publish = client.register_script(PUBLISH_LUA)
         self._flush = client.register_script(FLUSH_LUA)
         self._write_shown = client.register_script(SHOWN_LUA)
+        self._take_over = client.register_script(TAKEOVER_LUA)
+        self._leave = client.register_script(LEAVE_LUA)
         self._shown = LocalShown()  # what this worker's sources show (model thread only)
         # what Redis said they show (other workers' captions), read with their frames
         self._shared: dict[str, SeqShown | None] = {}
@@ -263,6 +276,7 @@ class Worker:
                 self._sources_at = 0.0
                 self._stop.wait(delay)
         with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
+            self._leave_groups()
             self.redis.hdel(WORKERS_KEY, self.config.consumer)  # gone: not one of the live
         log.info("worker %s stopped: %s", self.config.consumer, self.stats.as_dict())
         return self.stats
@@ -277,6 +291,14 @@ class Worker:
             self.clock.sync(self.redis)
         self.redis.hset(WORKERS_KEY, self.config.consumer, int(self.clock.now_ms()))
         self._beat_at = now
+
+    def _leave_groups(self) -> None:
+        """Leave each source's group where this worker holds nothing (``LEAVE_LUA``)."""
+        scripts = [
+            (self._leave, [frames_key(s)], [GROUP, self.config.consumer]) for s in self._sources
+        ]
+        if scripts:
+            cluster.run_scripts(self.redis, scripts)
 
     def _forget_gone_workers(self) -> None:
         """Drop the heartbeats of workers not heard from in an hour (killed ones leave
@@ -417,12 +439,16 @@ class Worker:
                 self.redis, GROUP, self.config.consumer, streams, count=count, block_ms=block_ms
             )
         except redis.ResponseError as exc:
-            if "NOGROUP" not in str(exc):
+            if "UNBLOCKED" in str(exc):  # a stream deleted while read: a forgotten source
+                log.info("a source's frames were deleted while read (forgotten?): %s", exc)
+            elif "NOGROUP" in str(exc):
+                log.warning("consumer group missing (Redis restarted?): re-creating")
+            else:
                 raise
-            log.warning("consumer group missing (Redis restarted?): re-creating")
+            # the registry as it is now: a forgotten source's stream is not made again
             self._groups.clear()
-            for s in sources:
-                self._ensure_group(s)
+            self._sources_at = 0.0
+            self.sources()
             return []
         frames = self._parse(list(reply or []))
         if any(p.frame.live for p in frames):
@@ -455,11 +481,13 @@ class Worker:
         return True
 
     def _reclaim(self) -> list[_Pending]:
-        """Take over frames idle in other (dead) consumers' pending lists; release
-        parked captions that nothing holds back any more."""
-        taken: list[_Pending] = []
+        """Take over the frames of consumers that are gone (``worker.takeover``) and
+        frames idle in any other consumer's pending list for ``claim_idle_ms``;
+        release parked captions that nothing holds back any more."""
         sources = self.sources()
         self._release_parked(sources)
+        taken = self._take_over_gone(sources)
+        seen = {p.entry_id for p in taken}
         for source in sources:
             key = frames_key(source)
             try:
@@ -476,17 +504,76 @@ class Worker:
                     self._groups.discard(source)
                     continue
                 raise
-            claimed = self._parse([(key, reply[1])])
-            if not claimed:
-                continue
-            self.stats.claimed += len(claimed)
-            deliveries = self._deliveries(key, [p.entry_id for p in claimed])
-            for p in claimed:
-                if deliveries.get(p.entry_id, 0) > self.config.max_deliveries:
-                    self._dead_letter(source, p.entry_id, None, "too many deliveries")
-                else:
-                    taken.append(p)
+            claimed = [p for p in self._parse([(key, reply[1])]) if p.entry_id not in seen]
+            if claimed:
+                deliveries = self._deliveries(key, [p.entry_id for p in claimed])
+                taken += self._keep_claimed(source, claimed, deliveries)
         return taken
+
+    def _take_over_gone(self, sources: Sequence[str]) -> list[_Pending]:
+        """The frames held by consumers not heard from for ``WORKER_SEEN_MS``: two
+        round trips (heartbeats, each source's pending summary), and one script per
+        gone consumer that holds frames."""
+        if not sources:
+            return []
+        beats: Any = self.redis.hgetall(WORKERS_KEY)
+        beats_ms = {_text(name): float(ms) for name, ms in beats.items()}
+        pipe = self.redis.pipeline(transaction=False)
+        for source in sources:
+            pipe.xpending(frames_key(source), GROUP)
+        summaries = pipe.execute(raise_on_error=False)
+        now_ms = self.clock.now_ms()
+        taken: list[_Pending] = []
+        for source, summary in zip(sources, summaries, strict=True):
+            if isinstance(summary, Exception):  # NOGROUP: the next read re-creates it
+                self._groups.discard(source)
+                continue
+            gone = gone_consumers(
+                pending_by_consumer(summary),
+                beats_ms,
+                now_ms=now_ms,
+                me=self.config.consumer,
+                seen_ms=WORKER_SEEN_MS,
+            )
+            key = frames_key(source)
+            for consumer in gone:
+                reply = self._take_over(
+                    keys=[key],
+                    args=[
+                        GROUP,
+                        consumer,
+                        self.config.consumer,
+                        TAKEOVER_IDLE_MS,
+                        self.config.policy.max_batch,
+                    ],
+                )
+                entries = taken_entries(reply)
+                if not entries:
+                    continue
+                log.warning(
+                    "worker %s is gone (not heard from for %d s): taking over %d frames of %s",
+                    consumer,
+                    WORKER_SEEN_MS // 1000,
+                    len(entries),
+                    source,
+                )
+                claimed = self._parse([(key, [(eid, fields) for eid, fields, _ in entries])])
+                deliveries = {eid: n for eid, _, n in entries}
+                taken += self._keep_claimed(source, claimed, deliveries)
+        return taken
+
+    def _keep_claimed(
+        self, source: str, claimed: Sequence[_Pending], deliveries: Mapping[str, int]
+    ) -> list[_Pending]:
+        """Claimed frames, but for those delivered too often: dead-lettered."""
+        self.stats.claimed += len(claimed)
+        kept = []
+        for p in claimed:
+            if deliveries.get(p.entry_id, 0) > self.config.max_deliveries:
+                self._dead_letter(source, p.entry_id, None, "too many deliveries")
+            else:
+                kept.append(p)
+        return kept
 
     def _release_parked(self, sources: Sequence[str]) -> None:
         """Publish the parked captions of ``sources`` that no pending frame holds back
