@@ -25,6 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -42,7 +43,7 @@ from stream.protocol import (
     iso_utc,
 )
 from stream.server_config import SERVER_NAME, ServerConfig
-from stream.subscription import Subscription
+from stream.subscription import PendingGap, Subscription
 from worker.cluster import xread_async
 from worker.queue import (
     SOURCES_KEY,
@@ -96,17 +97,29 @@ class Client:
 
     ws: ServerConnection
     queue_size: int
+    # the server's counters (Hub.metrics): "gaps", "dropped_captions"
+    counters: dict[str, int] = field(default_factory=dict)
     sub: Subscription = field(default_factory=Subscription)
-    captions: deque[str] = field(default_factory=deque)
+    # captions (JSON) in order, and a pause's gap message made when its turn comes
+    # (None: the client subscribed again meanwhile), so that it follows the captions
+    # queued before it and counts the drops until it is sent
+    captions: deque[str | Callable[[], str | None]] = field(default_factory=deque)
     control: deque[str] = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     room: asyncio.Event = field(default_factory=asyncio.Event)
     # per source being replayed: the live captions (id, JSON) that arrived meanwhile
     replaying: dict[str, list[tuple[str, Callable[[], str]]]] = field(default_factory=dict)
+    # sources whose replay buffer filled up (a client slower than the live captions):
+    # the replay reads on from the log instead, which holds all the buffer would have
+    replay_overflow: set[str] = field(default_factory=set)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     sent: int = 0
-    dropped: int = 0
     attention: bool = True  # the client wants attention grids (subscribe.attention)
+
+    @property
+    def dropped(self) -> int:
+        """Captions this client was not sent because its queue was full."""
+        return self.sub.dropped
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` (a replay) for this client; cancelled when it disconnects."""
@@ -122,15 +135,37 @@ class Client:
         """Queue a caption (``text()``: its JSON) if the subscription takes it; False
         when refused or dropped."""
         full = len(self.captions) >= self.queue_size
+        dropped = self.sub.dropped
         if not self.sub.offer(source, entry_id, room=not full):
-            if full and self.sub.paused(source):
-                self.dropped += 1
-            for gap in self.sub.take_gaps():
-                self.send_control(gap.to_json())
+            self._count("dropped_captions", self.sub.dropped - dropped)
+            for paused, gap in self.sub.new_gaps():
+                self.captions.append(partial(self._gap_json, paused, gap))
+                self._count("gaps", 1)
+                self.wake.set()
             return False
         self.captions.append(text())
         self.wake.set()
         return True
+
+    def buffer_live(self, source: str, entry_id: str, text: Callable[[], str]) -> bool:
+        """Keep a live caption for after ``source``'s replay; False when no replay runs.
+        A full buffer keeps nothing more: the replay reads on from the log instead."""
+        buffer = self.replaying.get(source)
+        if buffer is None:
+            return False
+        if len(buffer) < self.queue_size:
+            buffer.append((entry_id, text))
+        else:
+            self.replay_overflow.add(source)
+        return True
+
+    def _gap_json(self, source: str, gap: PendingGap) -> str | None:
+        message = self.sub.gap_message(source, gap)
+        return None if message is None else message.to_json()
+
+    def _count(self, name: str, n: int) -> None:
+        if n:
+            self.counters[name] = self.counters.get(name, 0) + n
 
 
 def encoded_once(
@@ -148,6 +183,15 @@ def encoded_once(
         return made[0]
 
     return text
+
+
+def _decoded(raw: Sequence[Any]) -> list[tuple[str, CaptionEntry]]:
+    """``XRANGE`` entries of a caption log → (id, caption); malformed ones left out."""
+    out = []
+    for entry_id, fields in raw:
+        with contextlib.suppress(EntryError):
+            out.append((entry_id.decode(), decode_caption(fields)))
+    return out
 
 
 def _state_of(fields: Any) -> dict[str, Any] | None:
@@ -172,6 +216,7 @@ class Hub:
             "messages_sent": 0,
             "bad_messages": 0,
             "gaps": 0,
+            "dropped_captions": 0,
             "frames_served": 0,
             "frames_missing": 0,
             "transcripts_served": 0,
@@ -218,8 +263,7 @@ class Hub:
         for client in self.clients:
             if client.sub.wants(source):
                 client.send_control(self.status_message(source))
-                if source not in client.replaying:
-                    client.spawn(self.replay(client, source, client.sub.cursor(source) or "0-0"))
+                self.start_replay(client, source, client.sub.cursor(source) or "0-0")
 
     def shown(self, source: str) -> dict[str, Any]:
         """A source's status as clients are told it: its capture's last word, unless
@@ -318,10 +362,7 @@ class Hub:
             try:
                 for client in self.clients:
                     text = with_grids if client.attention else text_only
-                    buffer = client.replaying.get(entry.source)
-                    if buffer is not None:
-                        buffer.append((eid, text))
-                    else:
+                    if not client.buffer_live(entry.source, eid, text):
                         client.offer(eid, entry.source, text)
             except ProtocolError as exc:  # a stored caption no message can carry
                 log.warning("skipping caption %s that breaks the protocol: %s", eid, exc)
@@ -358,41 +399,64 @@ class Hub:
 
     # -- replay -----------------------------------------------------------------------
 
-    async def replay(self, client: Client, source: str, after: str) -> None:
-        """Send ``captions:{source}`` after ``after``, then what arrived meanwhile."""
+    def start_replay(self, client: Client, source: str, after: str) -> None:
+        """Replay ``captions:{source}`` after ``after`` to ``client`` (unless one is
+        running), buffering the source's live captions from this moment: marked here,
+        not when the task first runs, or a live caption fanned out in between would
+        move the cursor past the whole replay and every replayed caption would be
+        refused as already sent."""
         if source in client.replaying:
             return
         client.replaying[source] = []
+        client.spawn(self._replay(client, source, after))
+
+    async def _replay(self, client: Client, source: str, after: str) -> None:
+        """Send ``captions:{source}`` after ``after``, then what arrived meanwhile."""
         try:
             start = after
             while True:
-                entries = await self.redis.xrange(
-                    captions_key(source), min=f"({start}", count=self.config.replay_chunk
-                )
-                decoded = []
-                for entry_id, fields in entries:
-                    with contextlib.suppress(EntryError):
-                        decoded.append((entry_id.decode(), decode_caption(fields)))
-                for i, (eid, entry) in enumerate(decoded):
-                    nxt = decoded[i + 1][1] if i + 1 < len(decoded) else None
-                    final = nxt is not None and nxt.segment_id != entry.segment_id
-                    while len(client.captions) >= client.queue_size:
-                        client.room.clear()
-                        await client.room.wait()
-                    client.offer(
-                        eid,
-                        source,
-                        encoded_once(
-                            eid,
-                            entry,
-                            is_final=final,
-                            attention=self.config.attention and client.attention,
-                        ),
-                    )
-                if len(entries) < self.config.replay_chunk:
+                start = await self._replay_log(client, source, start)
+                if source not in client.replay_overflow:
                     break
-                start = entries[-1][0].decode()
+                # live captions outran the client while it took the replay: what the
+                # buffer dropped is in the log, after the last caption sent
+                client.replay_overflow.discard(source)
+                client.replaying[source] = []
+                start = client.sub.cursor(source) or start
         finally:
             buffered = client.replaying.pop(source, [])
+            client.replay_overflow.discard(source)
         for eid, text in buffered:  # no await since the last read: nothing slips through
             client.offer(eid, source, text)
+
+    async def _replay_log(self, client: Client, source: str, after: str) -> str:
+        """Send the log after ``after`` to its end, as the client makes room; returns
+        the last id read. Each read takes one entry more than it sends, so the last
+        caption of a chunk knows whether the next one starts a new segment."""
+        chunk, start = self.config.replay_chunk, after
+        while True:
+            raw = await self.redis.xrange(captions_key(source), min=f"({start}", count=chunk + 1)
+            page, ahead = raw[:chunk], raw[chunk:]
+            decoded = _decoded(page)
+            following: list[CaptionEntry | None] = [entry for _, entry in decoded[1:]]
+            following.append(next((entry for _, entry in _decoded(ahead)), None))
+            for (eid, entry), nxt in zip(decoded, following, strict=True):
+                final = nxt is not None and nxt.segment_id != entry.segment_id
+                while len(client.captions) >= client.queue_size:
+                    client.room.clear()
+                    await client.room.wait()
+                client.offer(
+                    eid,
+                    source,
+                    encoded_once(
+                        eid,
+                        entry,
+                        is_final=final,
+                        attention=self.config.attention and client.attention,
+                    ),
+                )
+            if not page:
+                return start
+            start = str(page[-1][0].decode())
+            if not ahead:
+                return start

@@ -252,7 +252,7 @@ class CaptionServer:
     # -- websocket ----------------------------------------------------------------------
 
     async def _handle(self, ws: ServerConnection) -> None:
-        client = Client(ws=ws, queue_size=self.config.queue_size)
+        client = Client(ws=ws, queue_size=self.config.queue_size, counters=self.hub.metrics)
         self.hub.clients.add(client)
         writer = asyncio.create_task(self._write(client))
         try:
@@ -274,7 +274,7 @@ class CaptionServer:
                         for source, start in client.sub.start_ids(self.hub.sources).items():
                             client.send_control(self.hub.status_message(source))
                             if start != "$":
-                                client.spawn(self.hub.replay(client, source, start))
+                                self.hub.start_replay(client, source, start)
         except ConnectionClosed:
             pass
         finally:
@@ -291,8 +291,11 @@ class CaptionServer:
             await client.wake.wait()
             client.wake.clear()
             while client.control or client.captions:
-                text = client.control.popleft() if client.control else client.captions.popleft()
+                item = client.control.popleft() if client.control else client.captions.popleft()
                 client.room.set()
+                text = item if isinstance(item, str) else item()
+                if text is None:  # a gap the client has resumed from meanwhile
+                    continue
                 await client.ws.send(text)
                 client.sent += 1
                 self.hub.metrics["messages_sent"] += 1

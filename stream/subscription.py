@@ -20,8 +20,10 @@ from stream.protocol import (
 )
 
 
-@dataclass
-class _PendingGap:
+@dataclass(eq=False)
+class PendingGap:
+    """A source paused for a client: where it resumes, what was dropped since."""
+
     resume_after: str
     dropped: int = 0
     reported: bool = False
@@ -49,7 +51,8 @@ class Subscription:
         # Per-source cursor: the last id sent, or the `after` asked for; None = live tail.
         self._cursors: dict[str, StreamId | None] = {}
         self._default: StreamId | None = None  # cursor of sources not in _cursors (when _all)
-        self._gaps: dict[str, _PendingGap] = {}  # paused sources
+        self._gaps: dict[str, PendingGap] = {}  # paused sources
+        self.dropped = 0  # captions dropped while their source was paused, ever
 
     # -- what the client asked for
 
@@ -164,18 +167,32 @@ class Subscription:
             cursor = self._cursor_of(source)
             if cursor is None:
                 cursor = self._cursors[source] = parse_stream_id(id_before(id))
-            gap = self._gaps[source] = _PendingGap(resume_after=format_stream_id(cursor))
+            gap = self._gaps[source] = PendingGap(resume_after=format_stream_id(cursor))
         gap.dropped += 1
+        self.dropped += 1
         return False
 
     def paused(self, source: str) -> bool:
         return source in self._gaps
 
-    def take_gaps(self) -> list[Gap]:
-        """``gap`` messages not sent yet, once per pause, with the drops counted so far."""
+    def new_gaps(self) -> list[tuple[str, PendingGap]]:
+        """The pauses not reported yet (each once): send :meth:`gap_message` of each
+        after the captions queued before it, so that its ``resume_after`` is the last
+        caption the client got before it."""
         out = []
         for source, gap in self._gaps.items():
             if not gap.reported:
                 gap.reported = True
-                out.append(Gap(source=source, resume_after=gap.resume_after, dropped=gap.dropped))
+                out.append((source, gap))
         return out
+
+    def gap_message(self, source: str, gap: PendingGap) -> Gap | None:
+        """The ``gap`` message of that pause, with the drops counted so far; None when
+        the client has subscribed again since (it resumes: nothing to say)."""
+        if self._gaps.get(source) is not gap:
+            return None
+        return Gap(source=source, resume_after=gap.resume_after, dropped=max(1, gap.dropped))
+
+    def take_gaps(self) -> list[Gap]:
+        """``gap`` messages not sent yet, once per pause, with the drops counted so far."""
+        return [m for s, g in self.new_gaps() if (m := self.gap_message(s, g)) is not None]

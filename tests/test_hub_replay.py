@@ -1,0 +1,187 @@
+"""The hub's replays against a real redis-server, without sockets: what a client's
+queue receives when it subscribes with ``after`` while captions go on arriving."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+
+from stream.hub import Client, Hub
+from stream.protocol import Subscribe
+from stream.server_config import ServerConfig
+from tests.frames import publish_caption, register
+from worker.queue import captions_key
+
+
+def _publish(client: redis.Redis, source: str, seqs: range, text: str = "a cat") -> list[str]:
+    ids = []
+    for seq in seqs:
+        entry_id = publish_caption(client, source, seq, text)
+        assert entry_id is not None
+        ids.append(entry_id)
+    return ids
+
+
+def _hub_and_client(url: str, **config: Any) -> tuple[aioredis.Redis, Hub, Client]:
+    redis_async = aioredis.Redis.from_url(url)
+    hub = Hub(redis_async, ServerConfig(port=0, block_ms=100, **config))
+    client = Client(
+        ws=None,  # type: ignore[arg-type]
+        queue_size=config.get("queue_size", 256),
+        counters=hub.metrics,
+    )
+    hub.clients.add(client)
+    return redis_async, hub, client
+
+
+async def _replayed(client: Client) -> list[dict[str, Any]]:
+    while client.tasks:
+        await asyncio.gather(*client.tasks)
+    return [json.loads(text) for text in client.captions]
+
+
+def test_a_live_caption_fanned_out_before_the_replay_starts_loses_nothing(
+    redis_server, redis_client: redis.Redis
+) -> None:  # type: ignore[no-untyped-def]
+    """The replay task has not run yet when the next live caption is fanned out: it is
+    buffered for after the replay, not sent at once (that moved the cursor past the
+    whole replay, and every caption in it was refused as already sent)."""
+    register(redis_client, "cam", live=True)
+    ids = _publish(redis_client, "cam", range(6))
+
+    async def main() -> list[dict[str, Any]]:
+        redis_async, hub, client = _hub_and_client(redis_server.url)
+        try:
+            client.sub.apply(Subscribe(sources=("cam",), after=ids[0]))
+            hub.start_replay(client, "cam", ids[0])
+            live = redis_client.xrange(captions_key("cam"), min=ids[5], max=ids[5])
+            hub._fan_out_captions(live)  # before the replay's task first runs
+            return await _replayed(client)
+        finally:
+            await redis_async.aclose()
+
+    got = asyncio.run(main())
+    assert [m["seq"] for m in got] == [1, 2, 3, 4, 5]
+    assert [m["id"] for m in got] == ids[1:]
+
+
+async def _drain(client: Client, *, timeout_s: float = 10.0) -> list[dict[str, Any]]:
+    """What the server's writer would send, taken as fast as the replay queues it."""
+
+    async def take() -> list[dict[str, Any]]:
+        sent: list[dict[str, Any]] = []
+        while client.tasks or client.captions:
+            while client.captions:
+                item = client.captions.popleft()
+                text = item if isinstance(item, str) else item()
+                if text is not None:
+                    sent.append(json.loads(text))
+                client.room.set()
+            await asyncio.sleep(0)
+        return sent
+
+    return await asyncio.wait_for(take(), timeout_s)
+
+
+def test_a_gap_comes_after_the_captions_queued_before_it_and_counts_every_drop(
+    redis_server, redis_client: redis.Redis
+) -> None:  # type: ignore[no-untyped-def]
+    """Its resume_after is the last caption the client got before it, so resuming
+    from there (or from the last caption it got, the same id) repeats nothing."""
+    register(redis_client, "cam", live=True)
+    ids = _publish(redis_client, "cam", range(6))
+
+    async def main() -> tuple[list[Any], Hub, Client]:
+        redis_async, hub, client = _hub_and_client(redis_server.url, queue_size=3)
+        try:
+            client.sub.apply(Subscribe(sources=("cam",)))
+            hub._fan_out_captions(redis_client.xrange(captions_key("cam")))
+            return await _drain(client), hub, client
+        finally:
+            await redis_async.aclose()
+
+    sent, hub, client = asyncio.run(main())
+    assert [m["type"] for m in sent] == ["caption"] * 3 + ["gap"]
+    assert sent[3]["resume_after"] == sent[2]["id"] == ids[2]
+    assert sent[3]["dropped"] == 3  # every caption dropped before it went out
+    assert hub.metrics["gaps"] == 1 and hub.metrics["dropped_captions"] == 3
+    assert client.dropped == 3
+
+
+def test_a_gap_the_client_resumed_from_before_it_was_sent_is_not_sent(
+    redis_server, redis_client: redis.Redis
+) -> None:  # type: ignore[no-untyped-def]
+    register(redis_client, "cam", live=True)
+    ids = _publish(redis_client, "cam", range(3))
+
+    async def main() -> list[Any]:
+        redis_async, hub, client = _hub_and_client(redis_server.url, queue_size=1)
+        try:
+            client.sub.apply(Subscribe(sources=("cam",)))
+            hub._fan_out_captions(redis_client.xrange(captions_key("cam")))
+            # the client subscribes again (for its own reasons) before the gap is sent
+            client.sub.apply(Subscribe(sources=("cam",), after=ids[0]))
+            hub.start_replay(client, "cam", ids[0])
+            return await _drain(client)
+        finally:
+            await redis_async.aclose()
+
+    sent = asyncio.run(main())
+    assert [(m["type"], m.get("seq")) for m in sent] == [
+        ("caption", 0),
+        ("caption", 1),
+        ("caption", 2),
+    ]
+
+
+def test_live_captions_that_outrun_a_slow_replay_are_read_from_the_log(
+    redis_server, redis_client: redis.Redis
+) -> None:  # type: ignore[no-untyped-def]
+    """The live captions buffered for after a replay are bounded by the client's
+    queue; the ones the buffer had no room for come from the log: none lost, none
+    twice, no gap."""
+    register(redis_client, "cam", live=True)
+    ids = _publish(redis_client, "cam", range(10))
+
+    async def main() -> tuple[list[Any], int]:
+        redis_async, hub, client = _hub_and_client(redis_server.url, queue_size=2)
+        try:
+            client.sub.apply(Subscribe(sources=("cam",), after=ids[0]))
+            hub.start_replay(client, "cam", ids[0])
+            await asyncio.sleep(0.2)  # the replay has filled the queue and waits
+            new = _publish(redis_client, "cam", range(10, 16))
+            hub._fan_out_captions(redis_client.xrange(captions_key("cam"), min=new[0]))
+            buffered = len(client.replaying["cam"])
+            return await _drain(client), buffered
+        finally:
+            await redis_async.aclose()
+
+    sent, buffered = asyncio.run(main())
+    assert buffered == 2  # the queue's size, not the 6 that arrived
+    assert [m["type"] for m in sent] == ["caption"] * 15
+    assert [m["seq"] for m in sent] == list(range(1, 16))
+
+
+def test_a_replay_knows_is_final_across_its_chunks(redis_server, redis_client: redis.Redis) -> None:  # type: ignore[no-untyped-def]
+    register(redis_client, "cam", live=False)
+    texts = ["a dog", "a dog", "a dog", "a cat", "a cat", "a car", "a car"]
+    for seq, text in enumerate(texts):
+        publish_caption(redis_client, "cam", seq, text)
+
+    async def main() -> list[Any]:
+        redis_async, hub, client = _hub_and_client(redis_server.url, replay_chunk=3)
+        try:
+            client.sub.apply(Subscribe(sources=("cam",), after="0"))
+            hub.start_replay(client, "cam", "0")
+            return await _drain(client)
+        finally:
+            await redis_async.aclose()
+
+    sent = asyncio.run(main())
+    assert [m["segment_id"] for m in sent] == [0, 0, 0, 1, 1, 2, 2]
+    # seq 2 ends a chunk of 3 and its segment; the last caption's segment is open
+    assert [m["is_final"] for m in sent] == [False, False, True, False, True, False, False]
