@@ -138,14 +138,18 @@ class Client:
         dropped = self.sub.dropped
         if not self.sub.offer(source, entry_id, room=not full):
             self._count("dropped_captions", self.sub.dropped - dropped)
-            for paused, gap in self.sub.new_gaps():
-                self.captions.append(partial(self._gap_json, paused, gap))
-                self._count("gaps", 1)
-                self.wake.set()
+            self.offer_gaps()
             return False
         self.captions.append(text())
         self.wake.set()
         return True
+
+    def offer_gaps(self) -> None:
+        """Queue the gap message of each new pause, after the captions queued so far."""
+        for paused, gap in self.sub.new_gaps():
+            self.captions.append(partial(self._gap_json, paused, gap))
+            self._count("gaps", 1)
+            self.wake.set()
 
     def buffer_live(self, source: str, entry_id: str, text: Callable[[], str]) -> bool:
         """Keep a live caption for after ``source``'s replay; False when no replay runs.
@@ -415,7 +419,15 @@ class Hub:
         try:
             start = after
             while True:
-                start = await self._replay_log(client, source, start)
+                try:
+                    start = await self._replay_log(client, source, start)
+                except (aioredis.RedisError, OSError) as exc:
+                    # Redis went away mid-replay: what was not sent is still in the log
+                    log.warning("replay of %s failed (%s): the client gets a gap", source, exc)
+                    client.replaying.pop(source, None)
+                    client.sub.pause(source)
+                    client.offer_gaps()
+                    return
                 if source not in client.replay_overflow:
                     break
                 # live captions outran the client while it took the replay: what the

@@ -31,8 +31,8 @@ def format_line(message: dict[str, Any]) -> str | None:
         )
     if kind == "gap":
         return (
-            f"[{message['source']}] gap: {message['dropped']} dropped; "
-            f"resume after {message['resume_after']}"
+            f"[{message['source']}] gap: fell behind, {message['dropped']} captions not sent; "
+            f"catching up from the log after {message['resume_after']}"
         )
     if kind == "error":
         return f"error {message['code']}: {message['message']}"
@@ -40,6 +40,18 @@ def format_line(message: dict[str, Any]) -> str | None:
         names = ", ".join(f"{s['source']} ({s['state']})" for s in message.get("sources", []))
         return f"connected to {message.get('server')}; sources: {names or 'none yet'}"
     return None
+
+
+def resume_after_gap(gap: dict[str, Any]) -> dict[str, Any]:
+    """The subscribe that resumes a source a ``gap`` paused: its captions from the log
+    after the last one received (the gap's ``resume_after``), then the live tail."""
+    return {
+        "type": "subscribe",
+        "v": 1,
+        "sources": [gap["source"]],
+        "after": gap["resume_after"],
+        "attention": False,
+    }
 
 
 @dataclass
@@ -92,6 +104,8 @@ async def listen(
                 progress.last_ids[str(message["source"])] = str(message["id"])
                 if limit is not None and progress.captions >= limit:
                     return 0
+            elif message.get("type") == "gap":  # the source is paused until we resume it
+                await ws.send(json.dumps(resume_after_gap(message)))
         reason = ws.close_reason or "no reason given"
     print(f"scenecast: the server closed the connection ({reason}); "
           f"{progress.resume_hint()}", file=sys.stderr)  # fmt: skip

@@ -105,6 +105,7 @@ __all__ = [
     "StreamId",
     "Subscribe",
     "Unsubscribe",
+    "check_after_not_ahead",
     "format_stream_id",
     "frame_path",
     "id_after",
@@ -229,6 +230,26 @@ def parse_after(text: str) -> StreamId | None:
     if text == "0":
         return (0, 0)
     return parse_stream_id(text)
+
+
+AHEAD_SLACK_MS: Final = 5_000  # clock sync error allowed between server and Redis
+
+
+def check_after_not_ahead(after: str | Mapping[str, str] | None, *, now_ms: float) -> None:
+    """ProtocolError when an ``after`` id is later than ``now_ms`` (Redis's clock, which
+    caption ids count in): no caption has such an id yet, and a replay after it would
+    be silent until then — an id from elsewhere, or made up."""
+    values = [after] if isinstance(after, str) else list((after or {}).values())
+    for value in values:
+        cursor = parse_after(value)
+        if cursor is not None and cursor[0] > now_ms + AHEAD_SLACK_MS:
+            raise ProtocolError(
+                "bad_field",
+                f"subscribe.after {_preview(value)} is later than the server's time "
+                f"({int(now_ms)} ms on its Redis's clock): no caption has that id yet; "
+                'accepted: the id of a caption this server sent, "0" (the whole log) or '
+                '"$" (the live tail)',
+            )
 
 
 # -- validation helpers (shared by the dataclasses and the parsers) --------------------------

@@ -34,6 +34,7 @@ from stream.protocol import (
     ProtocolError,
     Subscribe,
     Unsubscribe,
+    check_after_not_ahead,
     parse_client_message,
     parse_frame_path,
 )
@@ -267,6 +268,13 @@ class CaptionServer:
                 if isinstance(message, Ping):
                     client.send_control(Pong(id=message.id).to_json())
                 elif isinstance(message, Subscribe | Unsubscribe):
+                    if isinstance(message, Subscribe):
+                        try:  # refused whole: the subscription stays as it was
+                            check_after_not_ahead(message.after, now_ms=self.hub.clock.now_ms())
+                        except ProtocolError as exc:
+                            self.hub.metrics["bad_messages"] += 1
+                            client.send_control(ErrorMessage.from_error(exc).to_json())
+                            continue
                     if isinstance(message, Subscribe) and message.attention is not None:
                         client.attention = message.attention
                     client.sub.apply(message)

@@ -172,6 +172,15 @@ class Subscription:
         self.dropped += 1
         return False
 
+    def pause(self, source: str) -> None:
+        """Pause ``source`` with a gap at its cursor (its replay could not be read):
+        the client resumes from the last caption it was sent, as after an overflow."""
+        if not self.wants(source) or source in self._gaps:
+            return
+        cursor = self._cursor_of(source)
+        self._cursors[source] = cursor = cursor if cursor is not None else (0, 0)
+        self._gaps[source] = PendingGap(resume_after=format_stream_id(cursor))
+
     def paused(self, source: str) -> bool:
         return source in self._gaps
 

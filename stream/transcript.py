@@ -102,7 +102,7 @@ def range_start(query: dict[str, list[str]], *, now_ms: float) -> str:
     ``(ID`` (``after=ID``: the captions after it) or ``MS-0`` (``since=SECONDS``: the
     captions published in the last SECONDS). ValueError, saying what is accepted, for
     a bad one."""
-    from stream.protocol import parse_stream_id
+    from stream.protocol import AHEAD_SLACK_MS, parse_stream_id
 
     unknown = sorted(set(query) - set(QUERY_KEYS))
     if unknown:  # a typo (?sinse=60) would otherwise serve the whole log unasked
@@ -120,12 +120,18 @@ def range_start(query: dict[str, list[str]], *, now_ms: float) -> str:
         raise ValueError("give since=SECONDS or after=ID, not both")
     if after:
         try:
-            parse_stream_id(after[0])
+            ms, _ = parse_stream_id(after[0])
         except ValueError:
             raise ValueError(
                 f"after={after[0][:40]!r} is not a caption id (accepted: a Redis stream id "
                 "such as 1763821203123-0, as a caption's 'id' field)"
             ) from None
+        if ms > now_ms + AHEAD_SLACK_MS:
+            raise ValueError(
+                f"after={after[0][:40]!r} is later than the server's time ({int(now_ms)} ms "
+                "on its Redis's clock): no caption has that id yet (accepted: the id of a "
+                "caption, as its 'id' field)"
+            )
         return f"({after[0]}"
     if since:
         try:

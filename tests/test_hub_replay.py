@@ -185,3 +185,43 @@ def test_a_replay_knows_is_final_across_its_chunks(redis_server, redis_client: r
     assert [m["segment_id"] for m in sent] == [0, 0, 0, 1, 1, 2, 2]
     # seq 2 ends a chunk of 3 and its segment; the last caption's segment is open
     assert [m["is_final"] for m in sent] == [False, False, True, False, True, False, False]
+
+
+def test_a_replay_that_redis_cuts_short_ends_in_a_gap_at_the_last_caption_sent(
+    redis_server, redis_client: redis.Redis
+) -> None:  # type: ignore[no-untyped-def]
+    """Not in silence with the live tail going on as if the rest had been sent: the
+    gap says where to resume once Redis is back."""
+    register(redis_client, "cam", live=True)
+    ids = _publish(redis_client, "cam", range(8))
+
+    async def main() -> list[Any]:
+        redis_async, hub, client = _hub_and_client(redis_server.url, replay_chunk=3)
+        xrange = redis_async.xrange
+        calls = 0
+
+        async def failing(*args: Any, **kwargs: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls > 1:
+                raise aioredis.ConnectionError("Connection reset by peer")
+            return await xrange(*args, **kwargs)
+
+        hub.redis.xrange = failing
+        try:
+            client.sub.apply(Subscribe(sources=("cam",), after=ids[0]))
+            hub.start_replay(client, "cam", ids[0])
+            sent = await _drain(client)
+            assert not client.replaying
+            return sent
+        finally:
+            await redis_async.aclose()
+
+    sent = asyncio.run(main())
+    assert [(m["type"], m.get("seq")) for m in sent] == [
+        ("caption", 1),
+        ("caption", 2),
+        ("caption", 3),
+        ("gap", None),
+    ]
+    assert sent[3]["resume_after"] == ids[3]

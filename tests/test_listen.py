@@ -140,3 +140,30 @@ def test_listen_exits_quietly_when_its_reader_goes_away() -> None:
         err = proc.stderr.read()
         proc.stderr.close()
     assert proc.returncode == 0 and err == "", err
+
+
+def test_after_a_gap_listen_resumes_the_source_from_the_log(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A gap pauses the source for this client until it subscribes again: listen does
+    so at once, from the gap's resume_after, and the captions go on in order."""
+    received: list[dict[str, object]] = []
+
+    async def after_captions(ws: ServerConnection) -> None:
+        await ws.send(json.dumps({
+            "type": "gap", "v": 1, "source": "cam", "resume_after": "1002-0", "dropped": 7,
+        }))  # fmt: skip
+        received.append(json.loads(await asyncio.wait_for(ws.recv(), T)))
+        for seq in range(3, 5):
+            await ws.send(_caption(seq))
+        await ws.close(1001, "going away")
+
+    with fake_server(after_captions) as url:
+        code = run_listen(url, sources=None, after=None, as_json=False)
+    out, _ = capsys.readouterr()
+    assert code == 0
+    assert received == [
+        {"type": "subscribe", "v": 1, "sources": ["cam"], "after": "1002-0", "attention": False}
+    ]
+    assert "gap: fell behind, 7 captions not sent; catching up from the log after 1002-0" in out
+    assert [f"a thing {seq}" in out for seq in range(5)] == [True] * 5

@@ -110,18 +110,26 @@ def test_bad_messages_get_errors_and_the_connection_lives(redis_server, redis_cl
                 ('{"type": "subscribe", "source": ["cam"]}', "bad_field"),
                 ('{"type": "subscribe", "after": "yesterday"}', "bad_field"),
                 ('{"type": "ping", "v": 9}', "unsupported_version"),
-            ]
+                # ids later than the server's time: a replay after one would be silent
+                ('{"type": "subscribe", "after": "99999999999999-0"}', "bad_field"),
+                (json.dumps({"type": "subscribe", "after": f"{2**64 - 1}-{2**64 - 1}"}),
+                 "bad_field"),
+                ('{"type": "subscribe", "sources": ["a"], "after": {"a": "99999999999999-5"}}',
+                 "bad_field"),
+            ]  # fmt: skip
             for text, code in cases:
                 await ws.send(text)
                 error = await _recv(ws, "error")
                 assert error["code"] == code, text
                 assert error["message"]
+                if "9999999" in text or "1844674" in text:
+                    assert "is later than the server's time" in error["message"], text
             await ws.send(b"\x00\x01")
             assert (await _recv(ws, "error"))["code"] == "bad_message"
             await ws.send(json.dumps({"type": "ping", "id": 7}))
             assert (await _recv(ws, "pong"))["id"] == 7
         text = await asyncio.to_thread(_get, f"http://127.0.0.1:{server.port}/metrics")
-        assert "scenecast_server_bad_messages_total 7" in text
+        assert "scenecast_server_bad_messages_total 10" in text
 
     _run(redis_server.url, body)
 

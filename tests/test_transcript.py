@@ -96,6 +96,8 @@ def test_transcript_paths_and_queries() -> None:
         ({"sinse": ["60"]}, "unknown query parameter 'sinse'; accepted: since=SECONDS"),
         ({"since": [""]}, "since= has no value"),
         ({"after": ["1-0", "2-0"]}, "after= is given 2 times"),
+        ({"after": [f"{int(now) + 60_000}-0"]}, "later than the server's time"),
+        ({"after": ["18446744073709551615-18446744073709551615"]}, "later than the server"),
     ]:
         with pytest.raises(ValueError, match=message):
             range_start(query, now_ms=now)
