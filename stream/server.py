@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import http
 import logging
 import time
@@ -38,6 +39,7 @@ from stream.protocol import (
     parse_client_message,
     parse_frame_path,
 )
+from stream.rate_limit import TokenBucket
 from stream.server_config import (
     COMPRESSION,
     MAX_MESSAGE_BYTES,
@@ -67,6 +69,8 @@ from worker.queue import (
 __all__ = ["COMPRESSION", "SERVER_NAME", "CaptionServer", "ServerConfig", "banner"]
 
 log = logging.getLogger("scenecast.server")
+
+CONTROL_LIMIT = 64  # replies (pong, error, status) queued for a client before it is read no more
 
 
 class CaptionServer:
@@ -141,8 +145,21 @@ class CaptionServer:
             self.refused[refusal.reason] += 1
             return _refused(refusal)
         path = request.path.split("?", 1)[0]
-        if path == "/ws":
+        if request.method == "GET" and path == "/ws":
             return None  # the websocket handshake goes on
+        if request.method not in ("GET", "HEAD") or path == "/ws":
+            return _response(
+                405, "Method Not Allowed",
+                f"{request.method[:20]} {path[:60]} is not served; accepted: GET and HEAD "
+                "(the websocket at /ws: GET with Upgrade: websocket)\n",
+                "text/plain; charset=utf-8", ("Allow", "GET" if path == "/ws" else "GET, HEAD"),
+            )  # fmt: skip
+        response = await self._get(connection, request, path)
+        if request.method == "HEAD":  # the same headers, Content-Length included; no body
+            response = dataclasses.replace(response, body=b"")
+        return response
+
+    async def _get(self, connection: ServerConnection, request: Request, path: str) -> Response:
         if path == "/healthz":
             ok = self.hub.redis_ok
             return connection.respond(
@@ -256,9 +273,15 @@ class CaptionServer:
         client = Client(ws=ws, queue_size=self.config.queue_size, counters=self.hub.metrics)
         self.hub.clients.add(client)
         writer = asyncio.create_task(self._write(client))
+        bucket = TokenBucket(rate=self.config.client_rate, burst=self.config.client_burst)
         try:
             client.send_control(self.hub.hello().to_json())
             async for raw in ws:
+                # a flood waits here: its socket fills, TCP slows the client down
+                await asyncio.sleep(bucket.wait_s(time.monotonic()))
+                while len(client.control) >= CONTROL_LIMIT:  # replies it does not read
+                    client.room.clear()
+                    await client.room.wait()
                 try:
                     message = parse_client_message(raw)
                 except ProtocolError as exc:

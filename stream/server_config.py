@@ -26,6 +26,9 @@ class ServerConfig:
     allow_hosts: tuple[str, ...] = ()  # names a loopback server answers to, besides its own
     tls_cert: str | None = None  # PEM chain: wss:// and https:// (stream/tls.py)
     tls_key: str | None = None  # its key, if not in the chain's file
+    # a client's messages read at most this fast (stream/rate_limit.py), after a burst
+    client_rate: float = 20.0
+    client_burst: float = 100.0
 
     @property
     def secure(self) -> bool:

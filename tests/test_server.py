@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
+import time
 import urllib.request
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -132,6 +134,34 @@ def test_bad_messages_get_errors_and_the_connection_lives(redis_server, redis_cl
         assert "scenecast_server_bad_messages_total 10" in text
 
     _run(redis_server.url, body)
+
+
+def test_a_client_flooding_messages_is_read_at_its_rate_and_loses_no_reply(
+    redis_server, redis_client
+) -> None:  # type: ignore[no-untyped-def]
+    """Past its burst, a client's messages are read at the configured rate (its socket
+    fills up meanwhile): each still answered, in order; another client is not held up
+    behind it for seconds as before (it gets its hello and pong)."""
+
+    async def body(server: CaptionServer) -> None:
+        async with connect(_url(server)) as flood, connect(_url(server)) as other:
+            await _recv(flood, "hello")
+            await _recv(other, "hello")
+            started = time.monotonic()
+            for i in range(40):
+                await flood.send(json.dumps({"type": "ping", "id": i}))
+            await other.send(json.dumps({"type": "ping", "id": "other"}))
+            assert (await _recv(other, "pong"))["id"] == "other"
+            pongs = [(await _recv(flood, "pong"))["id"] for _ in range(40)]
+            assert pongs == list(range(40))
+            # 10 at once, then 30 at 50 a second: 0.6 s at least, however fast the host
+            assert time.monotonic() - started >= 0.55
+
+    _run(
+        redis_server.url,
+        body,
+        ServerConfig(port=0, block_ms=100, client_rate=50.0, client_burst=10.0),
+    )
 
 
 def test_slow_client_gets_a_gap_then_resumes(redis_server, redis_client: redis.Redis) -> None:  # type: ignore[no-untyped-def]
@@ -279,6 +309,38 @@ def test_http_endpoints(redis_server, redis_client) -> None:  # type: ignore[no-
             await asyncio.to_thread(_get, base + "/nope")
         assert info.value.code == 404
         info.value.close()
+
+    _run(redis_server.url, body)
+
+
+def _request(port: int, method: str, path: str) -> tuple[int, dict[str, str], bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=T)
+    try:
+        connection.request(method, path)
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def test_http_methods_other_than_get_and_head_are_refused(redis_server) -> None:  # type: ignore[no-untyped-def]
+    async def body(server: CaptionServer) -> None:
+        port = server.port
+        for path in ("/healthz", "/", "/metrics", "/nope"):
+            got, head = await asyncio.gather(
+                asyncio.to_thread(_request, port, "GET", path),
+                asyncio.to_thread(_request, port, "HEAD", path),
+            )
+            assert head[0] == got[0], path  # the same answer, without its body
+            assert head[2] == b"" and got[2], path
+            if path != "/metrics":  # (its figures move between two requests)
+                assert head[1]["Content-Length"] == str(len(got[2])), path
+        for method, path in [("POST", "/metrics"), ("DELETE", "/"), ("PUT", "/captions/a.vtt")]:
+            status, headers, text = await asyncio.to_thread(_request, port, method, path)
+            assert status == 405 and headers["Allow"] == "GET, HEAD", (method, path)
+            assert f"{method} {path} is not served; accepted: GET and HEAD" in text.decode()
+        status, headers, _ = await asyncio.to_thread(_request, port, "HEAD", "/ws")
+        assert status == 405 and headers["Allow"] == "GET"
 
     _run(redis_server.url, body)
 
