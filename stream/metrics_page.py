@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from stream.metrics_help import with_help
 from worker.queue import (
     CAPTION_CPU,
     METRICS_KEY,
@@ -118,7 +119,7 @@ def exposition(own: ServerFigures, shared: SharedFigures | None, *, now_ms: floa
         lines += _capture_lines(shared.captures)
         alive = sum(1 for ms in shared.heartbeats_ms if heard_recently(ms, now_ms))
         lines += ["# TYPE scenecast_workers gauge", f"scenecast_workers {alive}"]
-    return "\n".join(lines) + "\n"
+    return "\n".join(with_help(lines)) + "\n"
 
 
 def _worker_lines(worker: Mapping[str, str]) -> list[str]:

@@ -51,3 +51,34 @@ def test_the_shared_figures_per_worker_stage_source_and_capture() -> None:
     assert values['scenecast_capture_reconnects_total{source="door"}'] == "1"
     assert 'scenecast_capture_bad_reads_total{source="door"}' not in values  # never counted
     assert values["scenecast_workers"] == "2"  # the third was last heard too long ago
+
+
+def test_every_family_says_what_it_counts() -> None:
+    """A # HELP line before each # TYPE line; every family the server and workers write
+    has its own text (the plain fallback is for names added without one)."""
+    from stream.metrics_help import HELP
+    from worker.worker import WorkerStats
+
+    worker_counters = {
+        name: "1" for name, value in vars(WorkerStats()).items() if isinstance(value, int)
+    }
+    worker_counters.pop("reconnects")  # counted in the worker's own log only
+    shared = SharedFigures(
+        worker={**worker_counters, "seconds:caption": "1.0", "cpu_seconds:caption": "1.0"},
+        heartbeats_ms=[0.0],
+        states={"door": "live"},
+        captions={"door": 1},
+        captures={"door": {"read": 1, "sampled": 1, "bad_reads": 1, "reconnects": 1}},
+    )
+    own = ServerFigures(**{
+        **OWN.__dict__,
+        "counters": dict.fromkeys(
+            ["messages_sent", "bad_messages", "gaps", "dropped_captions", "frames_served",
+             "frames_missing", "transcripts_served"], 0),
+    })  # fmt: skip
+    lines = exposition(own, shared, now_ms=0).splitlines()
+    types = [i for i, line in enumerate(lines) if line.startswith("# TYPE ")]
+    assert len(types) > 25
+    for i in types:
+        name = lines[i].split()[2]
+        assert lines[i - 1] == f"# HELP {name} {HELP[name]}", name

@@ -567,6 +567,7 @@ class Worker:
     ) -> list[_Pending]:
         """Claimed frames, but for those delivered too often: dead-lettered."""
         self.stats.claimed += len(claimed)
+        self._count(claimed=len(claimed))
         kept = []
         for p in claimed:
             if deliveries.get(p.entry_id, 0) > self.config.max_deliveries:
