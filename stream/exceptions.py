@@ -16,7 +16,13 @@ class SourceLostError(StreamError):
 
 
 ProtocolErrorCode = Literal[
-    "bad_json", "bad_message", "unknown_type", "bad_field", "too_large", "unsupported_version"
+    "bad_json",
+    "bad_message",
+    "unknown_type",
+    "bad_field",
+    "too_large",
+    "unsupported_version",
+    "unknown_source",  # subscribed anyway: a source may appear later (a camera not started)
 ]
 
 

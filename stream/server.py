@@ -301,6 +301,10 @@ class CaptionServer:
                     if isinstance(message, Subscribe) and message.attention is not None:
                         client.attention = message.attention
                     client.sub.apply(message)
+                    if isinstance(message, Subscribe) and message.sources is not None:
+                        unknown = [s for s in message.sources if s not in self.hub.sources]
+                        if unknown:  # a typo would otherwise be silence
+                            client.send_control(self._unknown_sources(unknown).to_json())
                     if isinstance(message, Subscribe):
                         for source, start in client.sub.start_ids(self.hub.sources).items():
                             client.send_control(self.hub.status_message(source))
@@ -316,6 +320,15 @@ class CaptionServer:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
                     await task
+
+    def _unknown_sources(self, names: Sequence[str]) -> ErrorMessage:
+        known = ", ".join(sorted(self.hub.sources)[:20]) or "none yet"
+        listed = ", ".join(repr(n) for n in names[:5]) + (" ..." if len(names) > 5 else "")
+        return ErrorMessage(
+            code="unknown_source",
+            message=f"no source named {listed} (yet); known: {known}. Subscribed anyway: "
+            "its captions come if it appears",
+        )
 
     async def _write(self, client: Client) -> None:
         while True:

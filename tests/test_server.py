@@ -164,6 +164,28 @@ def test_a_client_flooding_messages_is_read_at_its_rate_and_loses_no_reply(
     )
 
 
+def test_subscribing_to_an_unknown_source_says_so_and_waits_for_it(
+    redis_server, redis_client: redis.Redis
+) -> None:  # type: ignore[no-untyped-def]
+    """A typo would be silence: the client is told which sources there are; the
+    subscription stands, and a source that appears later is followed."""
+    register(redis_client, "cam", live=True)
+
+    async def body(server: CaptionServer) -> None:
+        async with connect(_url(server)) as ws:
+            await _recv(ws, "hello")
+            await ws.send(json.dumps({"type": "subscribe", "sources": ["door", "cam"]}))
+            error = await _recv(ws, "error")
+            assert error["code"] == "unknown_source"
+            assert error["message"].startswith("no source named 'door' (yet); known: cam.")
+            register(redis_client, "door", live=True)
+            publish_caption(redis_client, "door", 0, "a door")
+            caption = await _recv(ws, "caption")
+            assert (caption["source"], caption["text"]) == ("door", "a door")
+
+    _run(redis_server.url, body)
+
+
 def test_slow_client_gets_a_gap_then_resumes(redis_server, redis_client: redis.Redis) -> None:  # type: ignore[no-untyped-def]
     register(redis_client, "g", live=True)
 
