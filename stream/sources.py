@@ -52,6 +52,8 @@ READ_TIMEOUT_MS = 5_000
 # camera on a flaky link sends a broken JPEG part or packet) fails one read and the
 # next reads go on; a closed stream fails every read at once, so this costs no time.
 BAD_READS_LOST = 10
+# a file's failed grabs in a row (damaged packets) skipped before it counts as ended
+BAD_GRABS_SKIPPED = 25
 
 _SCHEMES: dict[str, SourceKind] = {
     "rtsp": "rtsp",
@@ -338,11 +340,30 @@ class FileReader:
         return self.frames()
 
     def frames(self, want: Callable[[int, float], bool] | None = None) -> Iterator[Frame]:
-        """Frames in order; with ``want``, only those for which ``want(index, pts_ms)``."""
+        """Frames in order; with ``want``, only those for which ``want(index, pts_ms)``.
+
+        A frame that cannot be read (a damaged packet) is skipped and counted, and the
+        frames after it are read: only ``BAD_GRABS_SKIPPED`` failures in a row (for
+        ``READ_TIMEOUT_MS`` at most), or one past the container's frame count, end
+        the file. Stopping at the first one cut a file's captions off there."""
+        failed, failing_since = 0, 0.0
         while self._capture is not None:
             if not self._capture.grab():
-                self.close()  # end of file (or unreadable from here on)
-                return
+                failed += 1
+                failing_since = failing_since or time.monotonic()
+                if not self._may_read_on(failed, time.monotonic() - failing_since):
+                    self.close()  # end of file (or unreadable from here on)
+                    return
+                continue
+            if failed:
+                log.warning(
+                    "%d frame(s) after frame %d could not be read; skipped",
+                    failed,
+                    self._next_index - 1,
+                )
+                self.decode_errors += failed
+                self._next_index += failed  # each failed grab was a frame of the file
+                failed, failing_since = 0, 0.0
             index = self._next_index
             self._next_index += 1
             reported = self._capture.get(cv2.CAP_PROP_POS_MSEC)
@@ -356,6 +377,12 @@ class FileReader:
                 log.warning("frame %d (%.0f ms) could not be decoded; skipped", index, pts)
                 continue
             yield Frame(index=index, pts_ms=pts, image=_as_image(image))
+
+    def _may_read_on(self, failed: int, failing_s: float) -> bool:
+        """Whether frames may follow ``failed`` failed grabs in a row."""
+        if self.frame_count is not None and self._next_index + failed > self.frame_count:
+            return False  # past the last frame the container lists: the end
+        return failed <= BAD_GRABS_SKIPPED and failing_s * 1000 < READ_TIMEOUT_MS
 
     def close(self) -> None:
         if self._capture is not None:

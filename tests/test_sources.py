@@ -19,6 +19,7 @@ import pytest
 from stream.exceptions import SourceError, SourceLostError, StreamError
 from stream.sampler import FixedRateSampler
 from stream.sources import (
+    BAD_GRABS_SKIPPED,
     BAD_READS_LOST,
     FileReader,
     LatestFrameReader,
@@ -297,8 +298,10 @@ class FakeCapture:
         fail_with: Exception | None = None,
         block: threading.Event | None = None,
         bad: frozenset[int] = frozenset(),
+        count: float = 0.0,
     ) -> None:
         self.frames = frames
+        self.count = count  # CAP_PROP_FRAME_COUNT (0: unknown)
         self.bad = bad  # reads that fail (corrupt frames) before the frames run out
         self.reports = reports or [0.0] * frames
         self.fps = fps
@@ -330,6 +333,8 @@ class FakeCapture:
             return self.reports[self.position - 1]
         if prop == cv2.CAP_PROP_FPS:
             return self.fps
+        if prop == cv2.CAP_PROP_FRAME_COUNT:
+            return self.count
         return 0.0
 
     def set(self, prop: int, value: float, /) -> bool:
@@ -337,6 +342,45 @@ class FakeCapture:
 
     def release(self) -> None:
         self.released.set()
+
+
+@pytest.mark.parametrize("count", [12.0, 0.0])  # the container's frame count, or none
+def test_a_file_reads_on_past_frames_that_cannot_be_read(count: float) -> None:
+    """Damaged packets fail their grab: skipped and counted, not taken for the end of
+    the file (which cut its captions off there)."""
+    capture = FakeCapture(12, bad=frozenset({3, 4, 9}), count=count, fps=10)
+    with FileReader(capture) as reader:
+        frames = list(reader)
+    assert [f.index for f in frames] == [0, 1, 2, 5, 6, 7, 8, 10, 11]
+    assert reader.decode_errors == 3
+    # the end: at once past the listed count; else after BAD_GRABS_SKIPPED failures
+    assert capture.position == 12
+
+
+def test_a_long_run_of_failed_grabs_ends_the_file() -> None:
+    bad = frozenset(range(5, 5 + BAD_GRABS_SKIPPED + 1))
+    with FileReader(FakeCapture(100, bad=bad, count=100, fps=10)) as reader:
+        frames = list(reader)
+    assert [f.index for f in frames] == [0, 1, 2, 3, 4]
+
+
+def test_a_damaged_packet_in_a_real_file_costs_one_frame(tmp_path: Path) -> None:
+    video = make_video(
+        tmp_path / "damaged.mp4",
+        scenes=[(RED, 2.0), (GREEN, 2.0), (BLUE, 2.0)],
+        fps=10,
+        noise=8.0,
+    )
+    data = bytearray(video.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 2048] = bytes(2048)  # a damaged stretch of the file
+    video.write_bytes(bytes(data))
+    with FileReader.open(video) as reader:
+        frames = list(reader)
+    assert 1 <= reader.decode_errors <= 3
+    assert len(frames) == 60 - reader.decode_errors
+    assert frames[-1].index == 59  # read to the end
+    assert frames[-1].image[-1, -1] == pytest.approx(np.array(BLUE), abs=30)
 
 
 def test_file_reader_repairs_missing_container_times() -> None:
