@@ -55,6 +55,9 @@ class Preprocess:
         )
 
 
+MIN_IMAGE_SIDE = 2  # pixels: an image's shorter side, at least
+
+
 def check_image(image: object, index: int = 0) -> np.ndarray:
     """An RGB uint8 array (H, W, 3), or a clear error naming what was given."""
     if not isinstance(image, np.ndarray):
@@ -68,8 +71,11 @@ def check_image(image: object, index: int = 0) -> np.ndarray:
         raise InvalidImageError(
             f"image {index}: expected shape (H, W, 3) RGB, got {tuple(image.shape)}"
         )
-    if image.shape[0] < 2 or image.shape[1] < 2:
-        raise InvalidImageError(f"image {index}: too small, {image.shape[1]}x{image.shape[0]}")
+    if image.shape[0] < MIN_IMAGE_SIDE or image.shape[1] < MIN_IMAGE_SIDE:
+        raise InvalidImageError(
+            f"image {index}: too small, {image.shape[1]}x{image.shape[0]} "
+            f"(accepted: at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} pixels)"
+        )
     return image
 
 

@@ -150,6 +150,7 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
     import cv2
 
     from stream.sources import capture_fps, is_recording, open_capture
+    from worker.decode import MIN_SIDE
 
     spec = video_spec(path)
     capture = open_capture(spec)
@@ -171,6 +172,13 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
                     "OpenCV/FFmpeg can decode, e.g. MP4/H.264, MKV, AVI, WebM)"
                 )
             raise SourceError(f"{spec.display}: the file has no video frames")
+        width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+        height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if 0 < min(width, height) < MIN_SIDE:
+            raise SourceError(
+                f"{spec.display}: its frames are {width}x{height}, too small to caption "
+                f"(accepted: at least {MIN_SIDE}x{MIN_SIDE} pixels)"
+            )
     finally:
         capture.release()
     return VideoInfo(spec=spec, fps=fps, frame_count=frame_count)

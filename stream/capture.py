@@ -135,7 +135,8 @@ def encode_jpeg(image: np.ndarray, *, max_side: int, quality: int) -> tuple[byte
     height, width = image.shape[:2]
     scale = min(1.0, max_side / max(height, width))
     if scale < 1.0:
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        # never below 2 px a side (the model's least): a 1024x4 frame stays 256x2
+        size = (max(2, round(width * scale)), max(2, round(height * scale)))
         image = shrink(image, size)
     ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:

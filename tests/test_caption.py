@@ -418,6 +418,15 @@ def _no_frames(d: Path) -> Path:
     return path
 
 
+def _one_pixel(d: Path) -> Path:
+    path = d / "dot.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 10, (1, 1))
+    for i in range(5):
+        writer.write(np.full((1, 1, 3), i * 40, np.uint8))
+    writer.release()
+    return path
+
+
 def _mjpg(d: Path) -> bytes:
     path = d / "mjpg.avi"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 10, (160, 90))
@@ -462,6 +471,7 @@ BAD_VIDEOS = {
     "undecodable": (_undecodable, "none of its 10 frames could be decoded"),
     "unknown codec": (_unknown_codec, "codec.avi: not a video"),
     "directory": (_a_directory, "not a regular file"),
+    "1x1 frames": (_one_pixel, "dot.avi: its frames are 1x1, too small to caption (accepted: at"),
 }
 
 

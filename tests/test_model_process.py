@@ -83,7 +83,10 @@ def test_the_worker_publishes_through_the_model_process(
     pending = redis_client.xpending_range(frames_key("mp"), GROUP, min="-", max="+", count=10)
     assert pending == []
     (letter,) = redis_client.xrange(deadletter_key("mp"))
-    assert letter[1][b"seq"] == b"1" and letter[1][b"dead_reason"] == b"not a decodable JPEG"
+    assert (
+        letter[1][b"seq"] == b"1"
+        and letter[1][b"dead_reason"] == b"not a decodable JPEG of at least 2x2 pixels"
+    )
 
 
 def test_a_model_that_does_not_load_raises_its_error_in_the_worker(tmp_path: Path) -> None:

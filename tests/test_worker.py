@@ -131,9 +131,35 @@ def test_a_corrupt_frame_is_dead_lettered_at_once_and_holds_nothing_back(
     # the frame after it is published now, not once the corrupt one was given up on
     assert [c.seq for c in _captions(redis_client, "f")] == [1]
     letters = redis_client.xrange(deadletter_key("f"))
-    assert len(letters) == 1 and letters[0][1][b"dead_reason"] == b"not a decodable JPEG"
+    assert (
+        len(letters) == 1
+        and letters[0][1][b"dead_reason"] == b"not a decodable JPEG of at least 2x2 pixels"
+    )
     assert letters[0][1][b"seq"] == b"0" and letters[0][1][b"data"] == b"\xff\xd8 not a jpeg"
     assert _pending(redis_client, "f") == 0
+
+
+def test_a_frame_too_small_for_the_model_is_dead_lettered_not_the_worker(
+    redis_client, captioner
+) -> None:  # type: ignore[no-untyped-def]
+    """A 1x1 frame (a broken camera, a degenerate file) decodes, but the model takes
+    at least 2x2: it goes to the dead letters, the worker and the other frames go on."""
+    register(redis_client, "dot", live=False)
+    add_frame(redis_client, "dot", 0, data=jpeg(COLORS[0], size=(1, 1)))
+    add_frame(redis_client, "dot", 1, data=jpeg(COLORS[1], size=(2, 2)))
+    add_frame(redis_client, "dot", 2, data=jpeg(COLORS[2]))
+    worker = Worker(
+        redis_client,
+        _caption_fn(captioner),
+        WorkerConfig(policy=BatchPolicy(max_batch=4, max_wait_ms=20)),
+    )
+    while worker.stats.captioned < 2:
+        worker.step()
+    assert [c.seq for c in _captions(redis_client, "dot")] == [1, 2]
+    letters = redis_client.xrange(deadletter_key("dot"))
+    assert [(f[b"seq"], f[b"dead_reason"]) for _, f in letters] == [
+        (b"0", b"not a decodable JPEG of at least 2x2 pixels")
+    ]
 
 
 def test_a_frame_delivered_too_often_is_dead_lettered(redis_client, captioner) -> None:  # type: ignore[no-untyped-def]

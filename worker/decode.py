@@ -16,6 +16,7 @@ log = logging.getLogger("scenecast.worker")
 
 
 DECODE_ON = ("device", "cpu")  # the worker's --decode choices
+MIN_SIDE = 2  # pixels: what the captioner takes (captioner.preprocess.MIN_IMAGE_SIDE)
 
 
 def decode_device(decode_on: str, model_device: str) -> str:
@@ -29,7 +30,8 @@ def decode_device(decode_on: str, model_device: str) -> str:
 def decode_jpegs(
     blobs: Sequence[bytes], *, device: str = "cpu"
 ) -> list[np.ndarray | torch.Tensor | None]:
-    """One RGB image per blob, ``None`` where the bytes are not a decodable JPEG.
+    """One RGB image per blob, ``None`` where the bytes are not a decodable JPEG (or
+    decode to an image under ``MIN_SIDE`` pixels a side, which the model cannot take).
 
     CPU: OpenCV, arrays (H, W, 3). CUDA: ``torchvision.io.decode_jpeg(device='cuda')``
     on the whole batch, tensors (3, H, W) left on the GPU; a batch with a corrupt
@@ -38,8 +40,16 @@ def decode_jpegs(
     decoder can read it (the worker dead-letters it at once).
     """
     if device.partition(":")[0] == "cuda":
-        return _decode_cuda(blobs, device)
-    return [_decode_cpu(b) for b in blobs]
+        images = _decode_cuda(blobs, device)
+    else:
+        images = [_decode_cpu(b) for b in blobs]
+    return [image if image is None or _usable(image) else None for image in images]
+
+
+def _usable(image: np.ndarray | torch.Tensor) -> bool:
+    """At least MIN_SIDE pixels a side: (H, W, 3) arrays, (3, H, W) tensors."""
+    height, width = image.shape[:2] if isinstance(image, np.ndarray) else image.shape[1:3]
+    return min(height, width) >= MIN_SIDE
 
 
 def _decode_cpu(blob: bytes) -> np.ndarray | None:

@@ -83,6 +83,7 @@ log = logging.getLogger("scenecast.worker")
 
 SHARED_KEEP = 4096  # sources whose state in Redis a worker remembers between reads
 HEARTBEAT_S = 2.0  # how often a worker notes in WORKERS_KEY that it is alive
+UNDECODABLE = "not a decodable JPEG of at least 2x2 pixels"  # a dead letter's reason
 LIVE_RECENT_S = 10.0  # live frames read this recently: batches kept to their deadline
 
 
@@ -659,7 +660,7 @@ class Worker:
         self._count(failed=len(frames))
         for p in frames:
             fields: dict[Any, Any] = p.frame.encode()
-            self._dead_letter(p.frame.source, p.entry_id, fields, "not a decodable JPEG")
+            self._dead_letter(p.frame.source, p.entry_id, fields, UNDECODABLE)
 
     def _caption_decoded(
         self,
