@@ -131,18 +131,20 @@ def video_spec(path: str | os.PathLike[str]) -> SourceSpec:
     """The ``SourceSpec`` of a video file, or of a recording at a URL
     (``https://host/clip.mp4``: ``probe_video`` refuses a live stream); ``SourceError``
     for anything else."""
-    from stream.sources import parse_source
+    from stream.sources import local_path, parse_source
 
     text = os.fspath(path)
     if _URL_RE.match(text.strip()):
         return parse_source(text, live=False)
-    if not os.path.exists(text):
+    found = local_path(text)
+    if found is None:
         raise SourceError(f"no such file: {text}")
-    if not os.path.isfile(text):
+    if not found.is_file():
         raise SourceError(f"not a regular file: {text} (accepted: a video file)")
-    if text.strip().isdigit():  # a file named "0", not webcam 0
-        text = os.path.join(".", text)
-    return parse_source(text, live=False)
+    target = os.fspath(found)
+    if target.isdigit():  # a file named "0", not webcam 0
+        target = os.path.join(".", target)
+    return parse_source(target, live=False)
 
 
 def probe_video(path: str | os.PathLike[str]) -> VideoInfo:

@@ -68,9 +68,10 @@ def _stem(video: str) -> str:
 
 def _check_distinct(jobs: list[Job]) -> None:
     by_output: dict[str, str] = {}
-    videos = {os.path.normpath(j.video) for j in jobs}
+    # the files themselves (links, "..", relative or absolute), not their spellings
+    videos = {os.path.realpath(j.video) for j in jobs if "://" not in j.video}
     for job in jobs:
-        key = os.path.normpath(job.output)
+        key = os.path.realpath(job.output) if job.output != STDOUT else STDOUT
         if job.output != STDOUT and key in videos:
             raise StreamError(
                 f"the output {job.output} is one of the videos: it would be overwritten"
@@ -79,7 +80,7 @@ def _check_distinct(jobs: list[Job]) -> None:
             other = by_output[key]
             what = (
                 "is given twice"
-                if os.path.normpath(other) == os.path.normpath(job.video)
+                if os.path.realpath(other) == os.path.realpath(job.video)
                 else (f"and {other} would both be written to {job.output}")
             )
             raise StreamError(f"{job.video} {what}; rename one, or caption them apart")

@@ -18,6 +18,7 @@ Reads top to bottom:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
@@ -110,7 +111,7 @@ def parse_source(text: str, *, name: str | None = None, live: bool | None = None
     URLs and False for files; a URL given ``live=False`` is read as a recording
     (e.g. https://host/clip.mp4: every frame, nothing dropped).
     """
-    text = text.strip()
+    raw, text = text, text.strip()
     if not text:
         raise SourceError(f"empty source (accepted: {ACCEPTED})")
     if name is not None:
@@ -133,12 +134,22 @@ def parse_source(text: str, *, name: str | None = None, live: bool | None = None
         if not parts.hostname:
             raise SourceError(f"no host in {redact_url(text)} (accepted: {ACCEPTED})")
         return SourceSpec(kind, text, name or _url_name(text), True if live is None else live)
-    path = Path(text).expanduser()
-    if not path.exists():
+    path = local_path(raw)
+    if path is None:
         raise SourceError(f"no such file: {text} (accepted: {ACCEPTED})")
     if not path.is_file():
         raise SourceError(f"not a regular file: {text} (accepted: {ACCEPTED})")
     return SourceSpec("file", path, name or _file_name(path), bool(live))
+
+
+def local_path(text: str) -> Path | None:
+    """The existing file or directory ``text`` names, None if none: as given (a name
+    may start or end with a space, or start with "~"), else without the spaces around
+    it, else with "~" expanded (a path quoted in a config file or a script)."""
+    candidates = [Path(text), Path(text.strip())]
+    with contextlib.suppress(RuntimeError):  # "~name" with no such user
+        candidates.append(Path(text.strip()).expanduser())
+    return next((p for p in candidates if p.exists()), None)
 
 
 def _check_name(name: str) -> None:
@@ -213,7 +224,10 @@ def open_capture(
             cv2.CAP_PROP_READ_TIMEOUT_MSEC,
             int(read_timeout_ms),
         ]
-        capture = cv2.VideoCapture(str(spec.target), cv2.CAP_FFMPEG, params)
+        # a file by its absolute path: FFmpeg reads "2024-05-01T12:30.mp4" as a
+        # protocol name ("2024-05-01T12") followed by a colon
+        target = spec.target.absolute() if isinstance(spec.target, Path) else spec.target
+        capture = cv2.VideoCapture(str(target), cv2.CAP_FFMPEG, params)
     if not capture.isOpened():
         capture.release()
         raise SourceError(f"could not open {spec.kind} source {spec.display}: {_why(spec)}")

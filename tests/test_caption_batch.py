@@ -5,6 +5,7 @@ work; a video that fails mid-batch costs only its own output."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,9 @@ def test_plan_outputs() -> None:
         ((["a.mp4", "./a.mp4"], None, "out", None), "is given twice"),
         ((["out/a.vtt"], None, "out", "vtt"), "is one of the videos"),
         ((["a.vtt"], "./a.vtt", None, None), "is one of the videos"),
+        # the same file spelled another way: absolute, through ".."
+        ((["a.vtt"], os.path.abspath("a.vtt"), None, None), "is one of the videos"),
+        ((["o/a.vtt"], "o/../o/a.vtt", None, None), "is one of the videos"),
         (([], None, None, None), "no video given"),
     ]
     for (videos, output, output_dir, fmt), message in refused:

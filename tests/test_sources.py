@@ -598,3 +598,18 @@ def test_backoff_jitter_bounds_and_reproducibility() -> None:
 def test_backoff_validation(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         next(backoff_delays(**kwargs))
+
+
+@pytest.mark.parametrize("name", ["2024-05-01T12:30:00.mp4", " spaced.mp4 ", "~home.mp4"])
+def test_files_with_odd_names_open_from_their_directory(
+    video: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """A colon (FFmpeg took "2024-05-01T12:" for a protocol), spaces around the name
+    (they were stripped, and the file was not found), a leading "~" (expanded: no such
+    user, a crash)."""
+    (tmp_path / name).write_bytes(video.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    spec = parse_source(name)
+    assert spec.kind == "file"
+    with FileReader.open(spec) as reader:
+        assert len(list(reader)) == 30
