@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import difflib
 import os
 import platform
 import signal
@@ -180,10 +181,29 @@ def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> argparse.Namespac
         for action in options[command].values():
             if action.dest in defaults:
                 action.required = False
-    args = parser.parse_args(rest)
+    args, unknown = parser.parse_known_args(rest)
+    if unknown:  # said by the command's parser: its usage, and the flag that was meant
+        (commands.get(command or "") or parser).error(
+            unrecognized(unknown, commands.get(command or ""))
+        )
     check_parsed(args)
     args.config = config_path
     return args
+
+
+def unrecognized(extra: Sequence[str], command: argparse.ArgumentParser | None) -> str:
+    """argparse's "unrecognized arguments" with, for a mistyped flag, the closest one
+    the command has (``--fsp`` → ``--fps``)."""
+    message = f"unrecognized arguments: {' '.join(extra)}"
+    if command is None:
+        return message
+    flags = [f for a in command._actions for f in a.option_strings if f.startswith("--")]
+    for token in extra:
+        if token.startswith("--"):
+            close = difflib.get_close_matches(token.split("=", 1)[0], flags, n=1, cutoff=0.6)
+            if close:
+                return f"{message} (did you mean {close[0]}?)"
+    return message
 
 
 def _redis_url(p: argparse.ArgumentParser, *, required: bool) -> None:

@@ -268,3 +268,23 @@ def test_the_commands_that_load_no_model_start_without_torch() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_mistyped_flag_is_named_by_its_command_with_the_flag_meant(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from stream.cli import main
+
+    cases = [
+        (["caption", "x.mp4", "--fsp", "2"], "scenecast caption: error: unrecognized arguments: "
+         "--fsp 2 (did you mean --fps?)"),
+        (["run", "x.mp4", "--max-bach=4"], "(did you mean --max-batch?)"),
+        (["worker", "--redis-url", "redis://h:1", "--zzz"], "unrecognized arguments: --zzz\n"),
+    ]  # fmt: skip
+    for argv, message in cases:
+        with pytest.raises(SystemExit) as caught:
+            main(argv)
+        assert caught.value.code == 2
+        err = capsys.readouterr().err
+        assert message in err, err
+        assert err.startswith(f"usage: scenecast {argv[0]} ")  # the command's usage
