@@ -469,7 +469,7 @@ def cmd_neighbours(args: argparse.Namespace) -> int:
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
-    from PIL import UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     from captioner.api import Captioner
     from captioner.sample_photos import load_rgb
@@ -484,6 +484,9 @@ def cmd_describe(args: argparse.Namespace) -> int:
                 "(accepted: JPEG, PNG, BMP, WebP, … files Pillow can open)",
                 file=sys.stderr,
             )
+            return 2
+        except Image.DecompressionBombError as exc:  # not an OSError: Pillow's own guard
+            print(f"scenecast: error: cannot read image {path}: {exc}", file=sys.stderr)
             return 2
     cap = Captioner.load(args.checkpoint, device=args.device)
     config = _search_config(args, cap.search_config)

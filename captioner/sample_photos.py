@@ -6,7 +6,7 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 
 def sample_paths() -> list[Path]:
@@ -15,9 +15,10 @@ def sample_paths() -> list[Path]:
 
 
 def load_rgb(path: Path) -> np.ndarray:
-    """An image file as RGB uint8 (H, W, 3)."""
+    """An image file as RGB uint8 (H, W, 3), upright: a photo stored sideways with an
+    EXIF orientation (as phones store them) is turned as a viewer shows it."""
     with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
+        return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
 
 
 def sample_images() -> list[np.ndarray]:

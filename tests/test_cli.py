@@ -100,6 +100,39 @@ def test_describe_captions_image_files(
     assert [line.split(":")[0] for line in lines] == [p.name for p in images]
 
 
+def _halves(path: Path) -> Path:
+    """A 64x32 JPEG, left half red and right half blue, stored with EXIF orientation 6
+    (a phone held upright: shown turned 90 degrees clockwise)."""
+    from PIL import Image
+
+    image = Image.new("RGB", (64, 32), (220, 20, 20))
+    image.paste((20, 20, 220), (32, 0, 64, 32))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation
+    image.save(path, exif=exif.tobytes(), quality=95)
+    return path
+
+
+def test_images_are_read_upright_as_their_exif_orientation_says(tmp_path: Path) -> None:
+    from captioner.sample_photos import load_rgb
+
+    rgb = load_rgb(_halves(tmp_path / "phone.jpg"))
+    assert rgb.shape == (64, 32, 3)  # turned: taller than wide
+    assert rgb[8, 16, 0] > 150 and rgb[56, 16, 2] > 150  # left half on top, right below
+
+
+def test_an_image_over_pillows_pixel_limit_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PIL import Image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)  # the 64x32 image is over twice it
+    code = main(["describe", str(_halves(tmp_path / "big.jpg"))])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("scenecast: error: cannot read image") and "big.jpg" in err
+
+
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "stream.cli", *args],
