@@ -847,6 +847,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (CaptionerError, StreamError) as exc:
             print(f"scenecast: error: {exc}", file=sys.stderr)
             return 2
+        except BrokenPipeError:  # `scenecast caption v.mp4 | head`: the reader is done
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # no second error flushing at exit
+            return 0
 
 
 @contextlib.contextmanager

@@ -633,6 +633,23 @@ def test_real_process_loads_the_checkpoint_and_matches_in_process(
     assert out.read_bytes() == here.read_bytes()
 
 
+def test_a_reader_of_stdout_that_leaves_ends_caption_quietly(video: Path, tmp_path: Path) -> None:
+    """`scenecast caption v.mp4 | head`: no BrokenPipeError traceback, exit code 0."""
+    checkpoint = save_tiny_checkpoint(tmp_path / "tiny.pt")
+    env = {k: v for k, v in os.environ.items() if k != "SCENECAST_REDIS_URL"}
+    argv = [sys.executable, "-m", "stream.cli", "caption", str(video), "--checkpoint"]
+    argv += [str(checkpoint), "--device", "cpu", "--quiet"]
+    reader_gone = subprocess.Popen(  # the reader's end is closed before anything is written
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    assert reader_gone.stdout is not None and reader_gone.stderr is not None
+    reader_gone.stdout.close()
+    with reader_gone.stderr:
+        err = reader_gone.stderr.read().decode()
+    assert reader_gone.wait(T) == 0, err
+    assert "Traceback" not in err and "BrokenPipe" not in err
+
+
 def test_a_job_whose_frames_went_with_a_restarted_redis_fails_clearly(redis_client) -> None:  # type: ignore[no-untyped-def]
     """Redis came back empty: the job's earlier frames are gone, so its captions can
     never all arrive; the job says so instead of waiting for ever."""
