@@ -24,6 +24,29 @@ def positive_int(text: str) -> int:
     return int(_number(text, int, "a positive integer", lambda v: v >= 1))
 
 
+MAX_BEAM = 100  # wider beams only cost: the neighbours' vote has plenty at 8
+
+
+def beam_size(text: str) -> int:
+    return int(_number(text, int, f"an integer from 1 to {MAX_BEAM}", lambda v: 1 <= v <= MAX_BEAM))
+
+
+def sample_rate(text: str) -> float:
+    """Samples per second: from one every ~3 hours to 1000 (more than any video's frames)."""
+    return _number(text, float, "a number from 0.0001 to 1000", lambda v: 1e-4 <= v <= 1000)
+
+
+def interval_s(text: str) -> float:
+    """A positive number of seconds, a day at most."""
+    return _number(
+        text, float, "a number of seconds above 0, at most 86400", lambda v: 0 < v <= 86400
+    )
+
+
+def length_penalty(text: str) -> float:
+    return _number(text, float, "a number from -10 to 10", lambda v: -10 <= v <= 10)
+
+
 def non_negative_int(text: str) -> int:
     return int(_number(text, int, "an integer >= 0", lambda v: v >= 0))
 
@@ -34,10 +57,6 @@ def port(text: str) -> int:
             text, int, "a TCP port 0..65535 (0: any free port)", lambda v: v <= 65535 and v >= 0
         )
     )
-
-
-def finite_float(text: str) -> float:
-    return _number(text, float, "a finite number", lambda v: True)
 
 
 def positive_float(text: str) -> float:

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from captioner.arg_types import (
     OFF,
-    finite_float,
+    beam_size,
     fraction,
+    length_penalty,
     margin_or_off,
     non_negative_float,
     non_negative_int,
@@ -46,10 +47,10 @@ DEFAULT_CACHE = (
 
 
 def add_search_flags(p: argparse.ArgumentParser, *, beam: int = 3) -> None:
-    p.add_argument("--beam", type=positive_int, default=beam, help="beam size; 1 = greedy")
+    p.add_argument("--beam", type=beam_size, default=beam, help="beam size; 1 = greedy")
     p.add_argument(
         "--length-penalty",
-        type=finite_float,
+        type=length_penalty,
         default=None,
         help="rank beams by score / length**P (default: the model's)",
     )

@@ -297,6 +297,7 @@ def caption_video(
         )
     tracker.report(done=True)
     tail_ms = sampling.max_interval_s * 1000.0 if sampling.scene_change else sampling.interval_ms
+    tail_ms = max(tail_ms, 1000.0 / info.fps)  # a sample lasts a frame at least (--fps 100)
     return CaptionedVideo(
         samples=[sample_caption(entry, seq=i) for i, entry in enumerate(entries)],
         tail_ms=tail_ms,
@@ -556,7 +557,7 @@ def _release_job(client: redis.Redis, name: str) -> None:
 
 def add_caption_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``scenecast caption``."""
-    from captioner.arg_types import positive_int
+    from captioner.arg_types import beam_size, positive_int
     from captioner.cli import add_ban_words_flag, add_consensus_flag, add_hold_flag
 
     p = sub.add_parser(
@@ -598,7 +599,7 @@ def add_caption_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentPars
     )
     add_sampling_flags(p)
     p.add_argument(
-        "--beam", type=positive_int, default=None, help=f"beam size (default {SERVICE_BEAM})"
+        "--beam", type=beam_size, default=None, help=f"beam size (default {SERVICE_BEAM})"
     )
     add_consensus_flag(p)
     add_ban_words_flag(p)

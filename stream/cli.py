@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from captioner.arg_types import (
+    beam_size,
     non_negative_float,
     non_negative_int,
     port,
@@ -93,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     bp.add_argument("--checkpoint", default=None, help="default: the bundled model")
     bp.add_argument("--device", default=None)
     bp.add_argument("--batch", type=positive_int, default=32)
-    bp.add_argument("--beam", type=positive_int, default=3)
+    bp.add_argument("--beam", type=beam_size, default=3)
     bp.add_argument("--frames", type=positive_int, default=192, help="frames in the file job")
     bp.add_argument("--live-seconds", type=positive_float, default=30.0)
     bp.add_argument("--rounds", type=positive_int, default=3, help="file-job rounds (median)")
@@ -130,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     bcap.add_argument("--checkpoint", default=None, help="default: the bundled model")
     bcap.add_argument("--device", default=None)
     bcap.add_argument("--minutes", type=positive_float, default=10.0)
-    bcap.add_argument("--beam", type=positive_int, default=3)
+    bcap.add_argument("--beam", type=beam_size, default=3)
     bcap.add_argument("--batch", type=positive_int, default=16)
     add_hold_flag(bcap)
     bcap.add_argument(
@@ -238,7 +239,7 @@ def _worker_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", default=None, help="captioner checkpoint (default: bundled)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument(
-        "--beam", type=positive_int, default=SERVICE_BEAM, help="beam size (default %(default)s)"
+        "--beam", type=beam_size, default=SERVICE_BEAM, help="beam size (default %(default)s)"
     )
     add_consensus_flag(p)
     add_ban_words_flag(p)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from captioner.arg_types import positive_float
+from captioner.arg_types import interval_s, sample_rate
 from stream.exceptions import StreamError
 
 if TYPE_CHECKING:
@@ -14,14 +14,14 @@ if TYPE_CHECKING:
 
 
 def add_sampling_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--fps", type=positive_float, default=1.0, help="samples per second (default 1)")
+    p.add_argument("--fps", type=sample_rate, default=1.0, help="samples per second (default 1)")
     p.add_argument(
         "--scene-change",
         action="store_true",
         help="sample when the picture changes (at most --fps, at least every --max-interval "
         "seconds) instead of at a fixed rate",
     )
-    p.add_argument("--max-interval", type=positive_float, default=10.0, help="with --scene-change")
+    p.add_argument("--max-interval", type=interval_s, default=10.0, help="with --scene-change")
 
 
 def sampling_config(args: argparse.Namespace, **more: Any) -> CaptureConfig:

@@ -323,6 +323,19 @@ def test_a_one_frame_video_lasts_one_frame(
     assert (record["t_start_ms"], record["t_end_ms"]) == (0, 100)
 
 
+def test_sampling_faster_than_the_frame_rate_still_lasts_to_the_end(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """--fps above the video's own rate: every frame is a sample, and the last one
+    lasts its frame (it lasted 1 ms at --fps 1000), so the captions reach the end."""
+    clip = make_video(tmp_path / "clip.mp4", scenes=[((0, 0, 200), 0.5)], fps=10)
+    code, out, _ = run(capsys, clip, "--beam", "1", "--fps", "1000")
+    assert code == 0
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["t_start_ms"] for r in records] == list(range(0, 500, 100))
+    assert records[-1]["t_end_ms"] == 500
+
+
 class _Counting:
     """A VideoCapture that counts the frames converted into images."""
 
@@ -546,8 +559,8 @@ def test_read_only_directory_exits_2(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--fps", "0"], "argument --fps: expected a positive number, got 0"),
-        (["--fps", "nan"], "argument --fps: expected a positive number, got nan"),
+        (["--fps", "0"], "argument --fps: expected a number from 0.0001 to 1000, got 0"),
+        (["--fps", "nan"], "argument --fps: expected a number from 0.0001 to 1000, got nan"),
         (["--scene-change", "--fps", "1", "--max-interval", "0.5"], "--max-interval"),
         (["--device", "tpu"], "unsupported device"),
     ],
