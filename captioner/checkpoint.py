@@ -97,7 +97,13 @@ def load_checkpoint(path: Path) -> Checkpoint:
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for a bad file
-        raise CheckpointError(f"{path}: not a readable checkpoint ({exc})") from exc
+        # torch's own text runs to a page, with advice (weights_only=False) that would
+        # run whatever code the file holds; what the user needs is what is accepted
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint (torch.load found no tensors and plain "
+            f"data in it: {type(exc).__name__}); accepted: a .pt file written by "
+            "scenecast train, or no --checkpoint for the bundled model"
+        ) from exc
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise CheckpointError(
             f"{path}: not a scenecast captioner checkpoint (no format {FORMAT!r})"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import PurePath, PurePosixPath
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from stream.exceptions import StreamError
 from stream.subtitles import STDOUT, OutputFormat, output_format
@@ -61,8 +61,8 @@ def _stem(video: str) -> str:
     """A video's name without its extension: a file's, or a URL path's last part
     (``https://host/talks/clip.mp4?sig=…`` → ``clip``; the host when it has none)."""
     if "://" in video:
-        parts = urlsplit(video)
-        return PurePosixPath(parts.path).stem or parts.hostname or "video"
+        parts = urlsplit(video)  # the path's name as a person reads it: %20 is a space
+        return PurePosixPath(unquote(parts.path)).stem or parts.hostname or "video"
     return PurePath(video).stem
 
 

@@ -78,8 +78,10 @@ def test_bad_checkpoints_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path / "missing.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+    with pytest.raises(CheckpointError, match="not a readable checkpoint") as caught:
         load_checkpoint(tmp_path / "junk.pt")
+    assert "accepted: a .pt file written by scenecast train" in str(caught.value)
+    assert "weights_only" not in str(caught.value)  # torch's advice to run the file's code
     torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not a scenecast captioner checkpoint"):
         load_checkpoint(tmp_path / "other.pt")

@@ -41,6 +41,10 @@ def test_plan_outputs() -> None:
         Job("x/a.mp4", "out/a.vtt", "vtt"),
         Job("y/b.mov", "out/b.vtt", "vtt"),
     ]
+    url = "https://host/talks/odd%20name%E5%90%8D.mp4?sig=x"  # the name a person reads
+    assert plan_outputs([url], output=None, output_dir="out", fmt=None) == [
+        Job(url, "out/odd name名.vtt", "vtt")
+    ]
     assert plan_outputs(["a.mp4"], output=None, output_dir="out", fmt="jsonl") == [
         Job("a.mp4", "out/a.jsonl", "jsonl")
     ]
