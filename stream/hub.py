@@ -112,6 +112,7 @@ class Client:
     # sources whose replay buffer filled up (a client slower than the live captions):
     # the replay reads on from the log instead, which holds all the buffer would have
     replay_overflow: set[str] = field(default_factory=set)
+    replay_tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     sent: int = 0
     attention: bool = True  # the client wants attention grids (subscribe.attention)
@@ -121,11 +122,35 @@ class Client:
         """Captions this client was not sent because its queue was full."""
         return self.sub.dropped
 
-    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+    def spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run ``work`` (a replay) for this client; cancelled when it disconnects."""
         task = asyncio.create_task(work)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        return task
+
+    def stop_replay(self, source: str) -> None:
+        """Cancel ``source``'s replay, if one runs, with the live captions it kept."""
+        task = self.replay_tasks.pop(source, None)
+        if task is not None:
+            task.cancel()
+        self.replaying.pop(source, None)
+        self.replay_overflow.discard(source)
+
+    def drop_queued(self, sources: Sequence[str] | None) -> None:
+        """Unqueue what waits to be sent of ``sources`` (None: of every source): an
+        unsubscribed source says nothing more, not another queue's worth."""
+        gone = None if sources is None else set(sources)
+        kept: deque[str | Callable[[], str | None]] = deque()
+        for item in self.captions:
+            if isinstance(item, str):
+                source = json.loads(item)["source"]
+            else:  # a gap's message: partial(Client._gap_json, source, gap)
+                source = item.args[0] if isinstance(item, partial) else None
+            if gone is not None and source not in gone:
+                kept.append(item)
+        self.captions = kept
+        self.room.set()
 
     def send_control(self, text: str) -> None:
         self.control.append(text)
@@ -403,19 +428,32 @@ class Hub:
 
     # -- replay -----------------------------------------------------------------------
 
-    def start_replay(self, client: Client, source: str, after: str) -> None:
-        """Replay ``captions:{source}`` after ``after`` to ``client`` (unless one is
-        running), buffering the source's live captions from this moment: marked here,
-        not when the task first runs, or a live caption fanned out in between would
-        move the cursor past the whole replay and every replayed caption would be
-        refused as already sent."""
+    def start_replay(
+        self, client: Client, source: str, after: str, *, restart: bool = False
+    ) -> None:
+        """Replay ``captions:{source}`` after ``after`` to ``client``, buffering the
+        source's live captions from this moment: marked here, not when the task first
+        runs, or a live caption fanned out in between would move the cursor past the
+        whole replay and every replayed caption would be refused as already sent. A
+        replay already running goes on, unless ``restart`` (the client subscribed
+        again, from where it says now)."""
         if source in client.replaying:
-            return
-        client.replaying[source] = []
-        client.spawn(self._replay(client, source, after))
+            if not restart:
+                return
+            client.stop_replay(source)
+        buffer: list[tuple[str, Callable[[], str]]] = []
+        client.replaying[source] = buffer
+        client.replay_tasks[source] = client.spawn(self._replay(client, source, after, buffer))
 
-    async def _replay(self, client: Client, source: str, after: str) -> None:
-        """Send ``captions:{source}`` after ``after``, then what arrived meanwhile."""
+    async def _replay(
+        self,
+        client: Client,
+        source: str,
+        after: str,
+        buffer: list[tuple[str, Callable[[], str]]],
+    ) -> None:
+        """Send ``captions:{source}`` after ``after``, then what arrived meanwhile
+        (``buffer``: this replay's; a later replay of the source has its own)."""
         try:
             start = after
             while True:
@@ -424,7 +462,7 @@ class Hub:
                 except (aioredis.RedisError, OSError) as exc:
                     # Redis went away mid-replay: what was not sent is still in the log
                     log.warning("replay of %s failed (%s): the client gets a gap", source, exc)
-                    client.replaying.pop(source, None)
+                    buffer.clear()
                     client.sub.pause(source)
                     client.offer_gaps()
                     return
@@ -433,12 +471,14 @@ class Hub:
                 # live captions outran the client while it took the replay: what the
                 # buffer dropped is in the log, after the last caption sent
                 client.replay_overflow.discard(source)
-                client.replaying[source] = []
+                buffer.clear()
                 start = client.sub.cursor(source) or start
         finally:
-            buffered = client.replaying.pop(source, [])
-            client.replay_overflow.discard(source)
-        for eid, text in buffered:  # no await since the last read: nothing slips through
+            if client.replaying.get(source) is buffer:  # not a later replay's
+                del client.replaying[source]
+                client.replay_overflow.discard(source)
+                client.replay_tasks.pop(source, None)
+        for eid, text in buffer:  # no await since the last read: nothing slips through
             client.offer(eid, source, text)
 
     async def _replay_log(self, client: Client, source: str, after: str) -> str:

@@ -301,15 +301,29 @@ class CaptionServer:
                     if isinstance(message, Subscribe) and message.attention is not None:
                         client.attention = message.attention
                     client.sub.apply(message)
+                    if isinstance(message, Unsubscribe):
+                        for source in message.sources or list(client.replaying):
+                            client.stop_replay(source)
+                        client.drop_queued(message.sources)
                     if isinstance(message, Subscribe) and message.sources is not None:
                         unknown = [s for s in message.sources if s not in self.hub.sources]
                         if unknown:  # a typo would otherwise be silence
                             client.send_control(self._unknown_sources(unknown).to_json())
+                    if isinstance(message, Subscribe) and message.after is not None:
+                        # from where it says now: what was queued from before is resent
+                        restarted = (
+                            list(message.sources or self.hub.sources)
+                            if isinstance(message.after, str)
+                            else list(message.after)
+                        )
+                        client.drop_queued(restarted)
                     if isinstance(message, Subscribe):
                         for source, start in client.sub.start_ids(self.hub.sources).items():
                             client.send_control(self.hub.status_message(source))
-                            if start != "$":
-                                self.hub.start_replay(client, source, start)
+                            if start == "$":  # the live tail from now: no replay
+                                client.stop_replay(source)
+                            else:
+                                self.hub.start_replay(client, source, start, restart=True)
         except ConnectionClosed:
             pass
         finally:

@@ -225,3 +225,29 @@ def test_a_replay_that_redis_cuts_short_ends_in_a_gap_at_the_last_caption_sent(
         ("gap", None),
     ]
     assert sent[3]["resume_after"] == ids[3]
+
+
+def test_an_unsubscribed_sources_queued_captions_and_gap_are_not_sent(
+    redis_server, redis_client: redis.Redis
+) -> None:  # type: ignore[no-untyped-def]
+    for source in ("a", "b"):
+        register(redis_client, source, live=True)
+        _publish(redis_client, source, range(3))
+
+    async def main() -> tuple[list[str], list[str]]:
+        redis_async, hub, client = _hub_and_client(redis_server.url, queue_size=4)
+        try:
+            client.sub.apply(Subscribe())
+            for source in ("a", "b"):
+                hub._fan_out_captions(redis_client.xrange(captions_key(source)))
+            assert len(client.captions) == 5  # 4 captions and b's gap
+            client.drop_queued(["b"])
+            kept = [json.loads(t)["source"] for t in client.captions if isinstance(t, str)]
+            remaining = len(client.captions)
+            client.drop_queued(None)
+            return kept, [str(remaining), str(len(client.captions))]
+        finally:
+            await redis_async.aclose()
+
+    kept, counts = asyncio.run(main())
+    assert kept == ["a", "a", "a"] and counts == ["3", "0"]

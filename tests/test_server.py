@@ -186,6 +186,35 @@ def test_subscribing_to_an_unknown_source_says_so_and_waits_for_it(
     _run(redis_server.url, body)
 
 
+def test_a_later_subscribe_replaces_a_replay_and_unsubscribe_ends_it(
+    redis_server, redis_client: redis.Redis
+) -> None:  # type: ignore[no-untyped-def]
+    """after "0" then at once after "$": the live tail only, not the whole log first;
+    then after an id: from there, once each; unsubscribe: nothing more of it."""
+    register(redis_client, "cam", live=True)
+    ids = [publish_caption(redis_client, "cam", seq, f"x {seq}") for seq in range(300)]
+
+    async def body(server: CaptionServer) -> None:
+        async with connect(_url(server)) as ws:
+            await _recv(ws, "hello")
+            for after in ("0", "$"):
+                await ws.send(json.dumps({"type": "subscribe", "sources": ["cam"], "after": after}))
+            await asyncio.sleep(0.3)
+            publish_caption(redis_client, "cam", 300, "live")
+            assert (await _recv(ws, "caption"))["seq"] == 300  # nothing of the replay first
+            await ws.send(json.dumps({"type": "subscribe", "sources": ["cam"], "after": ids[289]}))
+            got = [(await _recv(ws, "caption"))["seq"] for _ in range(11)]
+            assert got == list(range(290, 301))
+            await ws.send(json.dumps({"type": "unsubscribe", "sources": ["cam"]}))
+            await ws.send(json.dumps({"type": "ping", "id": "after"}))
+            assert (await _recv(ws, "pong"))["id"] == "after"
+            publish_caption(redis_client, "cam", 301, "not wanted")
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(_recv(ws, "caption"), 0.5)
+
+    _run(redis_server.url, body, ServerConfig(port=0, block_ms=100, queue_size=5))
+
+
 def test_slow_client_gets_a_gap_then_resumes(redis_server, redis_client: redis.Redis) -> None:  # type: ignore[no-untyped-def]
     register(redis_client, "g", live=True)
 
