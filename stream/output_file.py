@@ -39,7 +39,12 @@ class OutputFile:
                 self._fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
             except FileExistsError:
                 continue
-            except FileNotFoundError:
+            except FileNotFoundError as exc:
+                if directory.is_dir():  # /proc, /sys: a directory that takes no new files
+                    raise StreamError(
+                        f"cannot write {self.target}: {directory} takes no new files "
+                        f"({exc.strerror})"
+                    ) from None
                 raise StreamError(
                     f"cannot write {self.target}: directory {directory} does not exist"
                 ) from None

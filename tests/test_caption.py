@@ -609,6 +609,15 @@ def test_a_failure_midway_keeps_the_existing_file(
 # -- the real command -----------------------------------------------------------------------------
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_a_directory_that_takes_no_files_is_not_called_missing() -> None:
+    from stream.exceptions import StreamError
+    from stream.output_file import OutputFile
+
+    with pytest.raises(StreamError, match=r"cannot write /proc/x\.vtt: /proc takes no new"):
+        OutputFile("/proc/x.vtt").open()
+
+
 def _subprocess(*args: str | Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "SCENECAST_REDIS_URL"}
     return subprocess.run(
