@@ -652,8 +652,16 @@ def _run_caption(args: argparse.Namespace) -> int:
         from captioner.api import resolve_device
 
         resolve_device(args.device)  # captioner.DeviceError: exit 2, before any work
-    if args.output_dir is not None:
-        _make_dir(args.output_dir)
+    created = args.output_dir is not None and _make_dir(args.output_dir)
+    try:
+        return _caption_jobs(args, jobs, sampling)
+    finally:  # a run that wrote nothing leaves no empty directory of its own behind
+        if created:
+            with contextlib.suppress(OSError):
+                os.rmdir(args.output_dir)  # only if empty
+
+
+def _caption_jobs(args: argparse.Namespace, jobs: list[Job], sampling: CaptureConfig) -> int:
     if args.skip_existing:
         done = [job for job in jobs if job.output != STDOUT and os.path.exists(job.output)]
         if done and not args.quiet:
@@ -698,13 +706,17 @@ def _run_caption(args: argparse.Namespace) -> int:
     return 0
 
 
-def _make_dir(path: str) -> None:
+def _make_dir(path: str) -> bool:
+    """Make ``path`` (with its parents) if it is not there; True when it was made."""
+    if os.path.isdir(path):
+        return False
     try:
-        os.makedirs(path, exist_ok=True)
+        os.makedirs(path)
     except FileExistsError:
         raise StreamError(f"--output-dir {path}: not a directory") from None
     except OSError as exc:
         raise StreamError(f"--output-dir {path}: cannot create it: {exc.strerror}") from None
+    return True
 
 
 def _captioner_for(args: argparse.Namespace) -> Captioner | None:

@@ -163,3 +163,16 @@ def test_skip_existing_resumes_a_batch(
     assert vtt_cues(out / "b.vtt")
     code, _, err = run(capsys, *videos, "--output-dir", out, "--skip-existing")
     assert code == 0 and "2 of 2 outputs exist" in err
+
+
+def test_a_run_that_writes_nothing_leaves_no_output_dir_of_its_own(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    missing = tmp_path / "missing.mp4"
+    out = tmp_path / "subs"
+    code, _, err = run(capsys, missing, tmp_path / "also-missing.mp4", "--output-dir", out)
+    assert code == 2 and "no such file" in err
+    assert not out.exists()
+    out.mkdir()  # one that was there stays, empty or not
+    code, _, _ = run(capsys, missing, tmp_path / "also-missing.mp4", "--output-dir", out)
+    assert code == 2 and out.is_dir()
