@@ -168,10 +168,13 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
         fps = capture_fps(capture)
         if not capture.grab():
             if frame_count:
+                why = "a damaged file or an unsupported codec"
+                if spec.kind == "http":  # FFmpeg seeks to an MP4's index at its end
+                    why += ", or a server that does not answer Range requests"
                 raise SourceError(
                     f"{spec.display}: none of its {frame_count} frames could be decoded "
-                    "(a damaged file or an unsupported codec; accepted: video files "
-                    "OpenCV/FFmpeg can decode, e.g. MP4/H.264, MKV, AVI, WebM)"
+                    f"({why}; accepted: video files OpenCV/FFmpeg can decode, e.g. "
+                    "MP4/H.264, MKV, AVI, WebM)"
                 )
             raise SourceError(f"{spec.display}: the file has no video frames")
         width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))

@@ -343,13 +343,16 @@ class Capture:
         Undelivered = the ids this capture published after the group's last delivered
         id (kept here, so no frame data travels back from Redis to count them).
         """
-        groups = self.redis.xinfo_groups(frames_key(self.spec.name))
+        pipe = self.redis.pipeline(transaction=False)  # one round trip; one slot
+        pipe.xinfo_groups(frames_key(self.spec.name))
+        # captions held back for an older frame still being captioned (worker.publish):
+        # their frames are acked, but they are not out yet
+        pipe.zcard(parked_key(self.spec.name))
+        groups, parked_count = pipe.execute()
         group = next((g for g in groups if _name(g["name"]) == GROUP), None)
         if group is None:
             return 0
-        # captions held back for an older frame still being captioned (worker.publish):
-        # their frames are acked, but they are not out yet
-        parked = int(self.redis.zcard(parked_key(self.spec.name)))
+        parked = int(parked_count)
         last = _stream_id(_name(group["last-delivered-id"]))
         while self._published_ids and self._published_ids[0] <= last:
             self._published_ids.popleft()
