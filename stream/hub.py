@@ -491,7 +491,8 @@ class Hub:
             page, ahead = raw[:chunk], raw[chunk:]
             decoded = _decoded(page)
             following: list[CaptionEntry | None] = [entry for _, entry in decoded[1:]]
-            following.append(next((entry for _, entry in _decoded(ahead)), None))
+            if decoded:  # the last one's next: the first of the entry read ahead, if any
+                following.append(next((entry for _, entry in _decoded(ahead)), None))
             for (eid, entry), nxt in zip(decoded, following, strict=True):
                 final = nxt is not None and nxt.segment_id != entry.segment_id
                 while len(client.captions) >= client.queue_size:

@@ -251,3 +251,35 @@ def test_an_unsubscribed_sources_queued_captions_and_gap_are_not_sent(
 
     kept, counts = asyncio.run(main())
     assert kept == ["a", "a", "a"] and counts == ["3", "0"]
+
+
+def test_a_replay_with_nothing_to_send_ends_and_hands_on_the_live_captions(
+    redis_server, redis_client: redis.Redis
+) -> None:  # type: ignore[no-untyped-def]
+    """Nothing after the id asked for (a reconnect), or an empty log (a viewer opened
+    before the first caption): the replay ends cleanly and the live tail follows."""
+    register(redis_client, "cam", live=True)
+    register(redis_client, "empty", live=True)
+    ids = _publish(redis_client, "cam", range(2))
+
+    async def main() -> list[tuple[str, int]]:
+        redis_async, hub, client = _hub_and_client(redis_server.url)
+        try:
+            client.sub.apply(Subscribe(sources=("cam",), after=ids[1]))
+            client.sub.apply(Subscribe(sources=("empty",), after="0"))
+            hub.start_replay(client, "cam", ids[1])
+            hub.start_replay(client, "empty", "0")
+            for source, seq in (("cam", 2), ("empty", 0)):
+                (new,) = _publish(redis_client, source, range(seq, seq + 1))
+                live = redis_client.xrange(captions_key(source), min=new)
+                # read by the hub, then gone from the log before the replay reads it:
+                # the replay finds nothing, and the caption is in its buffer only
+                redis_client.xdel(captions_key(source), new)
+                hub._fan_out_captions(live)
+            sent = await _drain(client)
+            assert not client.tasks and not client.replaying
+            return sorted((m["source"], m["seq"]) for m in sent)
+        finally:
+            await redis_async.aclose()
+
+    assert asyncio.run(main()) == [("cam", 2), ("empty", 0)]
