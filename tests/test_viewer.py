@@ -262,6 +262,9 @@ def test_the_viewer_of_a_server_with_a_token_takes_it_from_its_address(
         assert href == f"/captions/cam.vtt?token={token}"
         got = page.request.get(f"http://127.0.0.1:{port}{href}")
         assert got.status == 200 and got.text().count("-->") == 2 and "a cat" in got.text()
+    # the server comes back with another token: the open page says why it cannot connect
+    with serving(redis_server.url, port=port, token="another-token-0123456789"):
+        page.locator("#notice").get_by_text("the server refused this page's token").wait_for()
 
 
 def test_the_viewer_over_tls_uses_wss(
@@ -290,3 +293,75 @@ def test_the_viewer_over_tls_uses_wss(
             assert sockets == [f"wss://127.0.0.1:{port}/ws?token={token}"]
     finally:
         context.close()
+
+
+def test_the_viewer_says_what_the_server_refused_and_asks_only_for_usable_names(
+    redis_server, redis_client: redis.Redis, page: Any
+) -> None:  # type: ignore[no-untyped-def]
+    """A typo (?source=Cam) or a name no source can have was silence; the page says so,
+    and follows the names that can be sources."""
+    register(redis_client, "cam", live=True)
+    publish_caption(redis_client, "cam", 0, "a red car")
+    with serving(redis_server.url) as port:
+        page.goto(f"http://127.0.0.1:{port}/?source=Cam&source=bad%20name&source=cam")
+        notice = page.locator("#notice")
+        notice.get_by_text("no source named 'Cam' (yet); known: cam").wait_for()
+        assert '?source="bad name" is not a source name' in notice.text_content()
+        page.wait_for_function("document.querySelector('.card[data-source=\"cam\"]')"
+                               "?.dataset.captions === '1'")  # fmt: skip
+
+
+def test_a_keyboard_user_stays_on_a_word_as_captions_come(
+    redis_server, redis_client: redis.Redis, page: Any
+) -> None:  # type: ignore[no-untyped-def]
+    register(redis_client, "cam", live=True)
+    picture = jpeg((40, 40, 40), size=(64, 48))
+    publish_caption(redis_client, "cam", 0, "a red car", frame_data=picture, grid=(2, 2))
+    with serving(redis_server.url) as port:
+        page.goto(f"http://127.0.0.1:{port}/")
+        card = page.locator('.card[data-source="cam"]')
+        page.wait_for_function("document.querySelector('.card')?.dataset.shownSeq === '0'")
+        card.locator(".now button").nth(1).focus()
+        publish_caption(redis_client, "cam", 1, "a red bus", frame_data=picture, grid=(2, 2))
+        page.wait_for_function("document.querySelector('.card').dataset.shownSeq === '1'")
+        assert page.evaluate("document.activeElement.textContent") == "red"
+        assert page.evaluate("cards.get('cam').word") == 1  # its attention is drawn
+
+
+def test_a_history_reaching_before_any_caption_replays_the_whole_log(
+    redis_server, redis_client: redis.Redis, page: Any
+) -> None:  # type: ignore[no-untyped-def]
+    """?history=1e10 (more seconds than since 1970) and fractions: ids the server takes."""
+    register(redis_client, "cam", live=True)
+    for seq in range(2):
+        publish_caption(redis_client, "cam", seq, f"a cat {seq}")
+    with serving(redis_server.url) as port:
+        for history in ("1e10", "3600.0001"):
+            page.goto(f"http://127.0.0.1:{port}/?history={history}")
+            page.wait_for_function("document.querySelector('.card')?.dataset.captions === '2'")
+            assert page.locator("#notice").is_hidden()
+
+
+def test_a_new_caption_log_starts_new_lines_and_long_names_fit_a_phone(
+    redis_server, redis_client: redis.Redis, browser: Any
+) -> None:  # type: ignore[no-untyped-def]
+    """Redis restarted empty under a running server: segment ids start again at 0, and
+    the new captions got written into the old lines (old texts, stretched times)."""
+    name = "a" * 30 + "." + "b" * 33  # 64 characters, the longest a name may be
+    register(redis_client, name, live=True)
+    for seq, text in enumerate(["a dog", "a cat"]):
+        publish_caption(redis_client, name, seq, text)
+    page = browser.new_page(viewport={"width": 375, "height": 700})
+    try:
+        with serving(redis_server.url) as port:
+            page.goto(f"http://127.0.0.1:{port}/?history=60")
+            card = page.locator(".card")
+            page.wait_for_function("document.querySelector('.card')?.dataset.captions === '2'")
+            assert page.evaluate("document.documentElement.scrollWidth") <= 375
+            redis_client.flushdb()  # what a restart without persistence leaves
+            register(redis_client, name, live=True)
+            publish_caption(redis_client, name, 0, "a car")
+            page.wait_for_function("document.querySelector('.card').dataset.captions === '3'")
+            assert [text for _, text, _ in _history(card)] == ["a car", "a cat", "a dog"]
+    finally:
+        page.close()
