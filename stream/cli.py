@@ -638,9 +638,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     check_redis(args.redis_url).close()
 
     async def main() -> None:
+        # SIGTERM (docker stop, systemd, Kubernetes) as Ctrl+C: the server closes each
+        # connection as going away (1001), not with an internal error (1011) from a
+        # SystemExit raised inside the event loop
+        stop = asyncio.Event()
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # main thread
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                asyncio.get_running_loop().add_signal_handler(sig, stop.set)
         async with CaptionServer(args.redis_url, config) as s:
             announce(config, s.port)
-            await asyncio.Future()
+            await stop.wait()
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())

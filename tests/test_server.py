@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import redis
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from stream.server import CaptionServer, ServerConfig
 from tests.conftest import TIMEOUT_FACTOR
@@ -508,3 +509,40 @@ def test_a_port_in_use_is_a_clear_error(redis_server) -> None:  # type: ignore[n
             assert server._hub_task is not None and server._hub_task.done()  # nothing left
 
         asyncio.run(start())
+
+
+def test_sigterm_to_serve_closes_each_client_as_going_away(redis_server) -> None:  # type: ignore[no-untyped-def]
+    """docker stop, systemd and Kubernetes send SIGTERM: clients are told the server is
+    going away (1001), as with Ctrl+C, not an internal error (1011); exit code 0."""
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "stream.cli", "serve", "--redis-url", redis_server.url,
+         "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert serve.stdout is not None
+        banner = serve.stdout.readline()
+        port = int(re.search(r"ws://127\.0\.0\.1:(\d+)/ws", banner).group(1))  # type: ignore[union-attr]
+
+        async def body() -> int | None:
+            async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
+                await _recv(ws, "hello")
+                serve.send_signal(signal.SIGTERM)
+                with pytest.raises(ConnectionClosed):
+                    while True:
+                        await asyncio.wait_for(ws.recv(), T)
+                return ws.close_code
+
+        assert asyncio.run(body()) == 1001
+        assert serve.wait(T) == 0
+    finally:
+        serve.kill()
+        serve.wait()
+        for stream in (serve.stdout, serve.stderr):
+            if stream is not None:
+                stream.close()
