@@ -565,11 +565,25 @@ def cmd_capture(args: argparse.Namespace) -> int:
     (spec,) = _sources(args, [args.source], [args.name] if args.name else None)
     config = _capture_config(args)  # a bad flag is told before Redis is tried
     capture = Capture(check_redis(args.redis_url), spec, config)
-    signal.signal(signal.SIGTERM, lambda *_: capture.stop())
+    signals = 0
+
+    def on_signal(signum: int, frame: object) -> None:
+        """Ctrl+C as SIGTERM: stop, so the last state said is "ended" (interrupted
+        here, the capture said "live" to the end and was then shown as gone silent);
+        a second one: at once."""
+        nonlocal signals
+        signals += 1
+        if signals > 1:
+            raise KeyboardInterrupt
+        capture.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     try:
         capture.run()
     except KeyboardInterrupt:
         capture.stop()
+        return 130
     return 0
 
 

@@ -321,3 +321,43 @@ def test_a_mistyped_flag_is_named_by_its_command_with_the_flag_meant(
         err = capsys.readouterr().err
         assert message in err, err
         assert err.startswith(f"usage: scenecast {argv[0]} ")  # the command's usage
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_stopped_capture_says_ended_ctrl_c_or_sigterm(redis_server, sig: str) -> None:  # type: ignore[no-untyped-def]
+    """Ctrl+C left the source "live" (then shown as a capture gone silent)."""
+    import json
+    import signal
+    import time
+
+    import redis
+
+    from worker.queue import SOURCES_KEY
+
+    client = redis.Redis.from_url(redis_server.url)
+    name = f"stopped-{sig.lower()}"
+    video = Path(__file__).parents[1] / "stream" / "assets" / "demo.mp4"
+    capture = subprocess.Popen(
+        [sys.executable, "-m", "stream.cli", "capture", str(video), "--name", name, "--live",
+         "--loop", "--redis-url", redis_server.url],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+    def state() -> str | None:
+        raw = client.hget(SOURCES_KEY, name)
+        return None if raw is None else str(json.loads(raw)["state"])
+
+    try:
+        deadline = time.monotonic() + 30
+        while state() != "live" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert state() == "live"
+        capture.send_signal(getattr(signal, sig))
+        assert capture.wait(30) == 0
+        assert state() == "ended"
+    finally:
+        capture.kill()
+        capture.wait()
+        assert capture.stderr is not None
+        capture.stderr.close()
+        client.close()
