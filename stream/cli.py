@@ -591,6 +591,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import logging
 
     from captioner.api import Captioner, resolve_device
+    from stream.embedded_redis import check_redis
     from worker.batching import BatchPolicy
     from worker.decode import decode_device
     from worker.model_process import ModelProcess
@@ -599,6 +600,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     device = resolve_device(args.device)
+    check_redis(args.redis_url).close()  # before the model loads: a clear error, exit 2
     policy = BatchPolicy(
         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_age_ms=args.max_age_ms
     )
@@ -854,6 +856,13 @@ def cmd_bench_caption(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl+C before a command's own handling (imports, probes)
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     import cv2
 
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # our errors say it better
@@ -868,6 +877,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return code
         except (CaptionerError, StreamError) as exc:
             print(f"scenecast: error: {exc}", file=sys.stderr)
+            return 2
+        except Exception as exc:
+            import redis  # not at the top: the CLI's start stays light
+
+            if not isinstance(exc, redis.ConnectionError):
+                raise
+            # Redis gone between a command's check and its use (a worker's model load)
+            print(f"scenecast: error: lost Redis: {exc}", file=sys.stderr)
             return 2
         except BrokenPipeError:  # `scenecast caption v.mp4 | head`: the reader is done
             devnull = os.open(os.devnull, os.O_WRONLY)

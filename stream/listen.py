@@ -106,6 +106,11 @@ async def listen(
                     return 0
             elif message.get("type") == "gap":  # the source is paused until we resume it
                 await ws.send(json.dumps(resume_after_gap(message)))
+            elif message.get("type") == "error" and message.get("code") != "unknown_source":
+                # our subscribe was refused (a bad --after): nothing would ever come
+                print(f"scenecast: error: the server refused the subscription: "
+                      f"{message.get('message')}", file=sys.stderr)  # fmt: skip
+                return 2
         reason = ws.close_reason or "no reason given"
     print(f"scenecast: the server closed the connection ({reason}); "
           f"{progress.resume_hint()}", file=sys.stderr)  # fmt: skip

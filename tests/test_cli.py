@@ -361,3 +361,27 @@ def test_a_stopped_capture_says_ended_ctrl_c_or_sigterm(redis_server, sig: str) 
         assert capture.stderr is not None
         capture.stderr.close()
         client.close()
+
+
+def test_a_worker_that_cannot_reach_redis_says_so_before_loading_its_model(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def load(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was loaded first")
+
+    monkeypatch.setattr("captioner.api.Captioner.load", load)
+    code = main(["worker", "--redis-url", "redis://127.0.0.1:1/0", "--device", "cpu"])
+    assert code == 2
+    assert (
+        "scenecast: error: cannot reach Redis at redis://127.0.0.1:1/0" in capsys.readouterr().err
+    )
+
+
+def test_ctrl_c_before_a_command_handles_it_is_exit_130_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def interrupted(argv: object) -> int:
+        raise KeyboardInterrupt  # e.g. while torch is imported
+
+    monkeypatch.setattr("stream.cli._main", interrupted)
+    assert main(["run", "x.mp4"]) == 130

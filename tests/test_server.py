@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import io
 import json
 import time
 import urllib.request
@@ -488,6 +489,22 @@ def test_listen_prints_captions_as_json_lines(redis_server, redis_client: redis.
         lines = [json.loads(line) for line in out.decode().splitlines()]
         captions = [m for m in lines if m["type"] == "caption"]
         assert [c["text"] for c in captions] == ["a thing 0", "a thing 1"]
+
+    _run(redis_server.url, body)
+
+
+def test_listen_whose_subscribe_is_refused_says_so_and_exits_2(redis_server) -> None:  # type: ignore[no-untyped-def]
+    """A bad --after (an id later than the server's time) was an error line and then
+    silence for ever."""
+    from stream.listen import listen
+
+    async def body(server: CaptionServer) -> None:
+        out = io.StringIO()
+        code = await asyncio.wait_for(
+            listen(_url(server), sources=None, after="99999999999999-0", as_json=False, out=out),
+            T,
+        )
+        assert code == 2
 
     _run(redis_server.url, body)
 
