@@ -120,6 +120,11 @@ class EmbeddedRedis:
         client.close()
         return self
 
+    def exit_code(self) -> int | None:
+        """The server's exit code once it has exited (killed, out of memory); None
+        while it runs (or before it was started)."""
+        return None if self._proc is None else self._proc.poll()
+
     def stop(self, timeout: float = 5.0) -> None:
         """terminate → wait → kill: never leaves an orphan."""
         proc, self._proc = self._proc, None

@@ -86,7 +86,9 @@ class Runner:
         except Exception as exc:  # reported as an error status; the others go on
             log.error("capture of %s failed: %s", capture.spec.name, exc)
 
-    async def serve(self, url: str) -> None:
+    async def serve(self, url: str, redis_server: EmbeddedRedis | None = None) -> None:
+        """The service until a signal; ``redis_server``: the embedded Redis, watched
+        like the worker (nothing would ever bring it back)."""
         loop = asyncio.get_running_loop()
         self.stop_event = asyncio.Event()
         signals = 0
@@ -109,17 +111,29 @@ class Runner:
                 self.port = server.port
                 announce(self.config.server, server.port)
                 self._start_captures(url)
-                while not self.stop_event.is_set():
-                    if worker.poll() is not None:
-                        raise StreamError(f"the worker exited with code {worker.returncode}")
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.stop_event.wait(), 0.5)
-                for capture in self.captures:
-                    capture.stop()
-                for thread in self.threads:
-                    await asyncio.to_thread(thread.join, 10.0)
+                try:
+                    while not self.stop_event.is_set():
+                        self._check_parts(worker, redis_server)
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self.stop_event.wait(), 0.5)
+                finally:  # also when a part died: each source says it ended
+                    for capture in self.captures:
+                        capture.stop()
+                    for thread in self.threads:
+                        await asyncio.to_thread(thread.join, 10.0)
         finally:
             await asyncio.to_thread(stop_worker, worker, self.config.worker_timeout_s)
+
+    @staticmethod
+    def _check_parts(worker: subprocess.Popen[bytes], redis_server: EmbeddedRedis | None) -> None:
+        if worker.poll() is not None:
+            raise StreamError(f"the worker exited with code {worker.returncode}")
+        code = None if redis_server is None else redis_server.exit_code()
+        if code is not None:
+            raise StreamError(
+                f"the embedded redis-server exited (code {code}); the frames and captions "
+                "it held are gone: start scenecast run again (or give it --redis-url)"
+            )
 
     def run(self) -> int:
         if self.config.redis_url:
@@ -128,5 +142,5 @@ class Runner:
             return 0
         with EmbeddedRedis() as server:
             print(f"scenecast: embedded Redis at {server.url} (no persistence)", flush=True)
-            asyncio.run(self.serve(server.url))
+            asyncio.run(self.serve(server.url, server))
         return 0

@@ -153,6 +153,23 @@ async def _collect(url: str, n: int) -> tuple[list[dict[str, Any]], list[dict[st
     return captions, statuses
 
 
+def test_run_whose_embedded_redis_dies_says_so_and_stops(video: Path, checkpoint: Path) -> None:
+    """Nothing would bring the embedded Redis back: run stayed up for good, its server
+    answering 503 and retrying once a second. Now it stops, its parts with it."""
+    proc, children = _live_run(video, checkpoint)
+    try:
+        (redis_proc,) = [c for c in children if "redis-server" in " ".join(c.cmdline())]
+        redis_proc.kill()
+        output, _ = proc.communicate(timeout=T)
+        assert proc.returncode == 2, output
+        assert "the embedded redis-server exited" in output
+        _gone, alive = psutil.wait_procs(children, timeout=T)
+        assert not alive, f"orphans left behind: {alive}"
+    finally:
+        proc.kill()
+        proc.communicate()
+
+
 @pytest.mark.parametrize("extra", [[], ["--model-process"]], ids=["in-process", "model-process"])
 def test_file_job_end_to_end(video: Path, checkpoint: Path, extra: list[str]) -> None:
     proc, url = _start_run(

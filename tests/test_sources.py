@@ -587,8 +587,8 @@ def test_backoff_jitter_bounds_and_reproducibility() -> None:
     plain = take(200, backoff_delays(jitter=0.0))
     assert all(b >= a for a, b in itertools.pairwise(plain))
     for d, p in zip(delays, plain, strict=True):
-        assert 0.8 * p <= d <= 1.2 * p
-    assert len({round(d, 6) for d in delays[10:]}) > 100  # jittered at the cap too
+        assert 0.8 * p <= d <= min(1.2 * p, 30.0)  # capped: never above 30 s
+    assert len({round(d, 6) for d in delays[10:]}) > 50  # jittered at the cap too
 
 
 @pytest.mark.parametrize(

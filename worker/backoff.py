@@ -21,7 +21,8 @@ def backoff_delays(
 
     The un-jittered delay ``d = min(cap, base·factorⁿ)`` never decreases; the delay
     given is ``d·(1 + u)`` with ``u`` uniform in [−jitter, +jitter], so sources that
-    failed together do not reconnect together. Start a new generator after a success.
+    failed together do not reconnect together, and never more than ``cap`` (at the
+    cap the jitter only shortens). Start a new generator after a success.
     """
     if not (base > 0 and math.isfinite(base)):
         raise ValueError(f"base must be a positive number of seconds, got {base}")
@@ -34,5 +35,5 @@ def backoff_delays(
     rng = rng or random.Random()
     delay = base
     while True:
-        yield delay * (1.0 + rng.uniform(-jitter, jitter))
+        yield min(cap, delay * (1.0 + rng.uniform(-jitter, jitter)))
         delay = min(cap, delay * factor)
