@@ -878,6 +878,10 @@ def _main(argv: Sequence[str] | None) -> int:
         except (CaptionerError, StreamError) as exc:
             print(f"scenecast: error: {exc}", file=sys.stderr)
             return 2
+        except BrokenPipeError:  # `scenecast caption v.mp4 | head`: the reader is done
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # no second error flushing at exit
+            return 0
         except Exception as exc:
             import redis  # not at the top: the CLI's start stays light
 
@@ -886,10 +890,6 @@ def _main(argv: Sequence[str] | None) -> int:
             # Redis gone between a command's check and its use (a worker's model load)
             print(f"scenecast: error: lost Redis: {exc}", file=sys.stderr)
             return 2
-        except BrokenPipeError:  # `scenecast caption v.mp4 | head`: the reader is done
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())  # no second error flushing at exit
-            return 0
 
 
 @contextlib.contextmanager
