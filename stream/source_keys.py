@@ -7,10 +7,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import redis
+
 from stream.exceptions import StreamError
 from stream.protocol import is_source_name
 from worker.publish import done_key, parked_key
 from worker.queue import (
+    GROUP,
     SOURCES_KEY,
     captions_key,
     capture_key,
@@ -49,11 +52,27 @@ def forget_sources(client: Any, sources: Sequence[str]) -> list[tuple[str, int]]
                 f"{source} is being captured ({holder.decode()}): stop that capture first "
                 "(one that died lets go within 10 s)"
             )
+        held = _frames_in_hand(client, source)
+        if held:  # their captions would make the source's caption log anew, unlisted
+            raise StreamError(
+                f"{source}: workers still hold {held} of its frames (a file job being "
+                "captioned): wait until they are done, or stop the workers first"
+            )
         if source not in known and not client.exists(*source_keys(source)):
             raise StreamError(
                 f"no source named {source!r}; known: {', '.join(sorted(known)) or 'none'}"
             )
     return [(source, forget_source(client, source)) for source in sources]
+
+
+def _frames_in_hand(client: Any, source: str) -> int:
+    """Frames of ``source`` a worker has read and not yet captioned (0: none, or no
+    stream or group)."""
+    try:
+        summary = client.xpending(frames_key(source), GROUP)
+    except redis.ResponseError:  # NOGROUP: no stream, or nobody ever read it
+        return 0
+    return int(summary.get("pending") or 0)
 
 
 def forget_source(client: Any, source: str) -> int:

@@ -48,6 +48,14 @@ def test_forget_removes_a_source_and_its_keys_and_servers_stop_listing_it(
     assert redis_client.exists(*source_keys("old-cam")) == 0
     assert redis_client.exists(*source_keys("door")) > 0  # the other untouched
 
+    # refused, and nothing forgotten: a job whose frames workers still hold (their
+    # captions would make its log anew, listed nowhere)
+    register(redis_client, "job", live=False)
+    redis_client.xadd("frames:{job}", {"seq": 0})
+    redis_client.xreadgroup("captioners", "w1", {"frames:{job}": ">"}, count=1)
+    assert main(["forget", "job", "--redis-url", redis_server.url]) == 2
+    assert "job: workers still hold 1 of its frames" in capsys.readouterr().err
+    assert redis_client.hget(SOURCES_KEY, "job") is not None
     # refused, and nothing forgotten: an unknown name, a source a capture holds
     redis_client.set(owner_key("door"), "cam-host:7:abc", px=60_000)
     for args, message in [
