@@ -217,7 +217,20 @@ class Capture:
         if self.lease_taken_by is not None:
             return  # the source is another capture's now: its states are the ones shown
         if not self._redis_lost:
-            self._attempt(lambda: self._send_status(state, detail))
+            self._attempt(lambda: self._send_status_if_ours(state, detail))
+
+    def _send_status_if_ours(self, state: str, detail: str) -> None:
+        """Send a state unless another capture has taken the source meanwhile: the
+        heartbeat notices within 2 s, but a capture paused past its lease (SIGSTOP, a
+        frozen VM) said "reconnecting: stalled" over the new owner's "live" first."""
+        if self.lease_id:
+            holder: Any = self.redis.get(owner_key(self.spec.name))
+            if holder is not None and holder.decode() != self.lease_id:
+                self.lease_taken_by = holder.decode()
+                log.error("%s", taken_message(self.spec.name, self.lease_taken_by))
+                self._stop.set()
+                return
+        self._send_status(state, detail)
 
     # -- Redis outages ----------------------------------------------------------------
     #
@@ -252,7 +265,7 @@ class Capture:
         self._published_ids.clear()  # ids of a lost stream would count as backlog forever
         self._kept.clear()
         self._backlog_bound = 0
-        self._send_status(*self._state)
+        self._send_status_if_ours(*self._state)
         self._redis_lost, self._redis_delays = False, None
         log.info("%s: Redis reachable again", self.spec.name)
 

@@ -102,3 +102,25 @@ def test_a_capture_whose_source_was_taken_over_stops_without_a_word(
     assert "another capture took this source over (new-host:2:def)" in str(error)
     assert describe_sources(client)["door"]["state"] == "live"  # no 'ended' over the new one's
     assert client.get(owner_key("door")) == b"new-host:2:def"  # not released: not its own
+
+
+def test_a_capture_taken_over_says_nothing_over_the_new_owner_before_its_heartbeat(
+    client: redis.Redis,
+    video: Path,  # noqa: F811
+) -> None:
+    """Paused past its lease (SIGSTOP, a frozen VM), a capture's stall check said
+    "reconnecting" before its heartbeat noticed the takeover, over the new owner's
+    "live", for good. A state is sent only while the lease is still its own."""
+    capture, thread, errors = _capture(client, video)
+    thread.start()
+    try:
+        _wait_for(lambda: capture.published >= 3, "frames")
+        client.set(owner_key("door"), "new-host:2:def")
+        capture.status("reconnecting", "no frame for 5 s (stalled)")  # before a heartbeat
+        assert capture.lease_taken_by == "new-host:2:def"
+        assert describe_sources(client)["door"]["state"] == "live"
+        thread.join(T)
+    finally:
+        capture.stop()
+        thread.join(T)
+    assert "another capture took this source over" in str(errors[0])
