@@ -88,7 +88,9 @@ async def listen(
     if after:
         subscribe["after"] = after
     headers = {"Authorization": f"Bearer {token}"} if token else None
-    async with connect(url, max_size=2**22, additional_headers=headers) as ws:
+    # close_timeout: at --limit, captions of a replay still fill the socket and the
+    # server's close frame waits behind them: leave after 1 s, not websockets' 10 s
+    async with connect(url, max_size=2**22, additional_headers=headers, close_timeout=1) as ws:
         progress.connected = True
         await ws.send(json.dumps(subscribe))
         async for raw in ws:

@@ -162,7 +162,8 @@ def test_run_whose_embedded_redis_dies_says_so_and_stops(video: Path, checkpoint
         redis_proc.kill()
         output, _ = proc.communicate(timeout=T)
         assert proc.returncode == 2, output
-        assert "the embedded redis-server exited" in output
+        # (killed before its captures started, it is their check that finds it gone)
+        assert "the embedded redis-server exited" in output or "cannot reach Redis" in output
         _gone, alive = psutil.wait_procs(children, timeout=T)
         assert not alive, f"orphans left behind: {alive}"
     finally:
