@@ -65,6 +65,8 @@ def test_batches_shrink_while_a_camera_shares_the_worker_with_a_file_job(
     job_thread = threading.Thread(target=job.run, daemon=True)
     job_thread.start()
     deadline = time.monotonic() + T
+    while job.published < 64 and time.monotonic() < deadline:  # a backlog to fill batches
+        time.sleep(0.02)
     # the job alone first: its backlog fills whole batches
     worker.run(until=lambda: len(sizes) >= 2 or time.monotonic() > deadline)
     assert len(sizes) >= 2 and {n for n, _ in sizes} == {32}  # (and what it had read ahead)
