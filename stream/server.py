@@ -284,46 +284,18 @@ class CaptionServer:
                     await client.room.wait()
                 try:
                     message = parse_client_message(raw)
+                    if isinstance(message, Subscribe):  # refused whole: nothing changes
+                        check_after_not_ahead(message.after, now_ms=self.hub.clock.now_ms())
                 except ProtocolError as exc:
                     self.hub.metrics["bad_messages"] += 1
                     client.send_control(ErrorMessage.from_error(exc).to_json())
                     continue
                 if isinstance(message, Ping):
                     client.send_control(Pong(id=message.id).to_json())
-                elif isinstance(message, Subscribe | Unsubscribe):
-                    if isinstance(message, Subscribe):
-                        try:  # refused whole: the subscription stays as it was
-                            check_after_not_ahead(message.after, now_ms=self.hub.clock.now_ms())
-                        except ProtocolError as exc:
-                            self.hub.metrics["bad_messages"] += 1
-                            client.send_control(ErrorMessage.from_error(exc).to_json())
-                            continue
-                    if isinstance(message, Subscribe) and message.attention is not None:
-                        client.attention = message.attention
-                    client.sub.apply(message)
-                    if isinstance(message, Unsubscribe):
-                        for source in message.sources or list(client.replaying):
-                            client.stop_replay(source)
-                        client.drop_queued(message.sources)
-                    if isinstance(message, Subscribe) and message.sources is not None:
-                        unknown = [s for s in message.sources if s not in self.hub.sources]
-                        if unknown:  # a typo would otherwise be silence
-                            client.send_control(self._unknown_sources(unknown).to_json())
-                    if isinstance(message, Subscribe) and message.after is not None:
-                        # from where it says now: what was queued from before is resent
-                        restarted = (
-                            list(message.sources or self.hub.sources)
-                            if isinstance(message.after, str)
-                            else list(message.after)
-                        )
-                        client.drop_queued(restarted)
-                    if isinstance(message, Subscribe):
-                        for source, start in client.sub.start_ids(self.hub.sources).items():
-                            client.send_control(self.hub.status_message(source))
-                            if start == "$":  # the live tail from now: no replay
-                                client.stop_replay(source)
-                            else:
-                                self.hub.start_replay(client, source, start, restart=True)
+                elif isinstance(message, Subscribe):
+                    self._subscribe(client, message)
+                else:
+                    self._unsubscribe(client, message)
         except ConnectionClosed:
             pass
         finally:
@@ -334,6 +306,36 @@ class CaptionServer:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
                     await task
+
+    def _subscribe(self, client: Client, message: Subscribe) -> None:
+        if message.attention is not None:
+            client.attention = message.attention
+        client.sub.apply(message)
+        if message.sources is not None:
+            unknown = [s for s in message.sources if s not in self.hub.sources]
+            if unknown:  # a typo would otherwise be silence
+                client.send_control(self._unknown_sources(unknown).to_json())
+        if message.after is not None:
+            # from where it says now: what was queued from before is resent
+            restarted = (
+                list(message.sources or self.hub.sources)
+                if isinstance(message.after, str)
+                else list(message.after)
+            )
+            client.drop_queued(restarted)
+        for source, start in client.sub.start_ids(self.hub.sources).items():
+            client.send_control(self.hub.status_message(source))
+            if start == "$":  # the live tail from now: no replay
+                client.stop_replay(source)
+            else:
+                self.hub.start_replay(client, source, start, restart=True)
+
+    @staticmethod
+    def _unsubscribe(client: Client, message: Unsubscribe) -> None:
+        client.sub.apply(message)
+        for source in message.sources or list(client.replaying):
+            client.stop_replay(source)
+        client.drop_queued(message.sources)
 
     def _unknown_sources(self, names: Sequence[str]) -> ErrorMessage:
         known = ", ".join(sorted(self.hub.sources)[:20]) or "none yet"

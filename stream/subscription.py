@@ -155,7 +155,7 @@ class Subscription:
         False when the client does not want it, already had it, or it is dropped:
         ``room=False`` (the client's queue is full) pauses the source and opens a gap,
         and captions of a paused source are counted as dropped until the client
-        subscribes again. Send what :meth:`take_gaps` returns.
+        subscribes again. Send the gap of each :meth:`new_gaps` (:meth:`gap_message`).
         """
         if not self.wants(source) or not self._is_new(source, id):
             return False
@@ -201,7 +201,3 @@ class Subscription:
         if self._gaps.get(source) is not gap:
             return None
         return Gap(source=source, resume_after=gap.resume_after, dropped=max(1, gap.dropped))
-
-    def take_gaps(self) -> list[Gap]:
-        """``gap`` messages not sent yet, once per pause, with the drops counted so far."""
-        return [m for s, g in self.new_gaps() if (m := self.gap_message(s, g)) is not None]

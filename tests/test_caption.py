@@ -431,21 +431,22 @@ def _no_frames(d: Path) -> Path:
     return path
 
 
-def _one_pixel(d: Path) -> Path:
-    path = d / "dot.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 10, (1, 1))
-    for i in range(5):
-        writer.write(np.full((1, 1, 3), i * 40, np.uint8))
+def _mjpg_avi(path: Path, *, size: tuple[int, int], frames: int, step: int) -> Path:
+    """An MJPEG AVI of ``frames`` grey frames of ``size`` (w, h), ``step`` brighter each."""
+    width, height = size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 10, size)
+    for i in range(frames):
+        writer.write(np.full((height, width, 3), i * step, np.uint8))
     writer.release()
     return path
 
 
+def _one_pixel(d: Path) -> Path:
+    return _mjpg_avi(d / "dot.avi", size=(1, 1), frames=5, step=40)
+
+
 def _mjpg(d: Path) -> bytes:
-    path = d / "mjpg.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 10, (160, 90))
-    for i in range(10):
-        writer.write(np.full((90, 160, 3), i * 20, np.uint8))
-    writer.release()
+    path = _mjpg_avi(d / "mjpg.avi", size=(160, 90), frames=10, step=20)
     data = path.read_bytes()
     path.unlink()
     return data

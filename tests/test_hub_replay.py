@@ -4,7 +4,9 @@ queue receives when it subscribes with ``after`` while captions go on arriving."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import redis
@@ -26,7 +28,9 @@ def _publish(client: redis.Redis, source: str, seqs: range, text: str = "a cat")
     return ids
 
 
-def _hub_and_client(url: str, **config: Any) -> tuple[aioredis.Redis, Hub, Client]:
+@contextlib.asynccontextmanager
+async def _hub_and_client(url: str, **config: Any) -> AsyncIterator[tuple[Hub, Client]]:
+    """A hub on its own Redis client and one client of it, without a socket."""
     redis_async = aioredis.Redis.from_url(url)
     hub = Hub(redis_async, ServerConfig(port=0, block_ms=100, **config))
     client = Client(
@@ -35,7 +39,10 @@ def _hub_and_client(url: str, **config: Any) -> tuple[aioredis.Redis, Hub, Clien
         counters=hub.metrics,
     )
     hub.clients.add(client)
-    return redis_async, hub, client
+    try:
+        yield hub, client
+    finally:
+        await redis_async.aclose()
 
 
 async def _replayed(client: Client) -> list[dict[str, Any]]:
@@ -54,15 +61,12 @@ def test_a_live_caption_fanned_out_before_the_replay_starts_loses_nothing(
     ids = _publish(redis_client, "cam", range(6))
 
     async def main() -> list[dict[str, Any]]:
-        redis_async, hub, client = _hub_and_client(redis_server.url)
-        try:
+        async with _hub_and_client(redis_server.url) as (hub, client):
             client.sub.apply(Subscribe(sources=("cam",), after=ids[0]))
             hub.start_replay(client, "cam", ids[0])
             live = redis_client.xrange(captions_key("cam"), min=ids[5], max=ids[5])
             hub._fan_out_captions(live)  # before the replay's task first runs
             return await _replayed(client)
-        finally:
-            await redis_async.aclose()
 
     got = asyncio.run(main())
     assert [m["seq"] for m in got] == [1, 2, 3, 4, 5]
@@ -96,13 +100,10 @@ def test_a_gap_comes_after_the_captions_queued_before_it_and_counts_every_drop(
     ids = _publish(redis_client, "cam", range(6))
 
     async def main() -> tuple[list[Any], Hub, Client]:
-        redis_async, hub, client = _hub_and_client(redis_server.url, queue_size=3)
-        try:
+        async with _hub_and_client(redis_server.url, queue_size=3) as (hub, client):
             client.sub.apply(Subscribe(sources=("cam",)))
             hub._fan_out_captions(redis_client.xrange(captions_key("cam")))
             return await _drain(client), hub, client
-        finally:
-            await redis_async.aclose()
 
     sent, hub, client = asyncio.run(main())
     assert [m["type"] for m in sent] == ["caption"] * 3 + ["gap"]
@@ -119,16 +120,13 @@ def test_a_gap_the_client_resumed_from_before_it_was_sent_is_not_sent(
     ids = _publish(redis_client, "cam", range(3))
 
     async def main() -> list[Any]:
-        redis_async, hub, client = _hub_and_client(redis_server.url, queue_size=1)
-        try:
+        async with _hub_and_client(redis_server.url, queue_size=1) as (hub, client):
             client.sub.apply(Subscribe(sources=("cam",)))
             hub._fan_out_captions(redis_client.xrange(captions_key("cam")))
             # the client subscribes again (for its own reasons) before the gap is sent
             client.sub.apply(Subscribe(sources=("cam",), after=ids[0]))
             hub.start_replay(client, "cam", ids[0])
             return await _drain(client)
-        finally:
-            await redis_async.aclose()
 
     sent = asyncio.run(main())
     assert [(m["type"], m.get("seq")) for m in sent] == [
@@ -148,8 +146,7 @@ def test_live_captions_that_outrun_a_slow_replay_are_read_from_the_log(
     ids = _publish(redis_client, "cam", range(10))
 
     async def main() -> tuple[list[Any], int]:
-        redis_async, hub, client = _hub_and_client(redis_server.url, queue_size=2)
-        try:
+        async with _hub_and_client(redis_server.url, queue_size=2) as (hub, client):
             client.sub.apply(Subscribe(sources=("cam",), after=ids[0]))
             hub.start_replay(client, "cam", ids[0])
             await asyncio.sleep(0.2)  # the replay has filled the queue and waits
@@ -157,8 +154,6 @@ def test_live_captions_that_outrun_a_slow_replay_are_read_from_the_log(
             hub._fan_out_captions(redis_client.xrange(captions_key("cam"), min=new[0]))
             buffered = len(client.replaying["cam"])
             return await _drain(client), buffered
-        finally:
-            await redis_async.aclose()
 
     sent, buffered = asyncio.run(main())
     assert buffered == 2  # the queue's size, not the 6 that arrived
@@ -173,13 +168,10 @@ def test_a_replay_knows_is_final_across_its_chunks(redis_server, redis_client: r
         publish_caption(redis_client, "cam", seq, text)
 
     async def main() -> list[Any]:
-        redis_async, hub, client = _hub_and_client(redis_server.url, replay_chunk=3)
-        try:
+        async with _hub_and_client(redis_server.url, replay_chunk=3) as (hub, client):
             client.sub.apply(Subscribe(sources=("cam",), after="0"))
             hub.start_replay(client, "cam", "0")
             return await _drain(client)
-        finally:
-            await redis_async.aclose()
 
     sent = asyncio.run(main())
     assert [m["segment_id"] for m in sent] == [0, 0, 0, 1, 1, 2, 2]
@@ -196,26 +188,23 @@ def test_a_replay_that_redis_cuts_short_ends_in_a_gap_at_the_last_caption_sent(
     ids = _publish(redis_client, "cam", range(8))
 
     async def main() -> list[Any]:
-        redis_async, hub, client = _hub_and_client(redis_server.url, replay_chunk=3)
-        xrange = redis_async.xrange
-        calls = 0
+        async with _hub_and_client(redis_server.url, replay_chunk=3) as (hub, client):
+            xrange = hub.redis.xrange
+            calls = 0
 
-        async def failing(*args: Any, **kwargs: Any) -> Any:
-            nonlocal calls
-            calls += 1
-            if calls > 1:
-                raise aioredis.ConnectionError("Connection reset by peer")
-            return await xrange(*args, **kwargs)
+            async def failing(*args: Any, **kwargs: Any) -> Any:
+                nonlocal calls
+                calls += 1
+                if calls > 1:
+                    raise aioredis.ConnectionError("Connection reset by peer")
+                return await xrange(*args, **kwargs)
 
-        hub.redis.xrange = failing
-        try:
+            hub.redis.xrange = failing
             client.sub.apply(Subscribe(sources=("cam",), after=ids[0]))
             hub.start_replay(client, "cam", ids[0])
             sent = await _drain(client)
             assert not client.replaying
             return sent
-        finally:
-            await redis_async.aclose()
 
     sent = asyncio.run(main())
     assert [(m["type"], m.get("seq")) for m in sent] == [
@@ -235,8 +224,7 @@ def test_an_unsubscribed_sources_queued_captions_and_gap_are_not_sent(
         _publish(redis_client, source, range(3))
 
     async def main() -> tuple[list[str], list[str]]:
-        redis_async, hub, client = _hub_and_client(redis_server.url, queue_size=4)
-        try:
+        async with _hub_and_client(redis_server.url, queue_size=4) as (hub, client):
             client.sub.apply(Subscribe())
             for source in ("a", "b"):
                 hub._fan_out_captions(redis_client.xrange(captions_key(source)))
@@ -246,8 +234,6 @@ def test_an_unsubscribed_sources_queued_captions_and_gap_are_not_sent(
             remaining = len(client.captions)
             client.drop_queued(None)
             return kept, [str(remaining), str(len(client.captions))]
-        finally:
-            await redis_async.aclose()
 
     kept, counts = asyncio.run(main())
     assert kept == ["a", "a", "a"] and counts == ["3", "0"]
@@ -263,8 +249,7 @@ def test_a_replay_with_nothing_to_send_ends_and_hands_on_the_live_captions(
     ids = _publish(redis_client, "cam", range(2))
 
     async def main() -> list[tuple[str, int]]:
-        redis_async, hub, client = _hub_and_client(redis_server.url)
-        try:
+        async with _hub_and_client(redis_server.url) as (hub, client):
             client.sub.apply(Subscribe(sources=("cam",), after=ids[1]))
             client.sub.apply(Subscribe(sources=("empty",), after="0"))
             hub.start_replay(client, "cam", ids[1])
@@ -279,7 +264,5 @@ def test_a_replay_with_nothing_to_send_ends_and_hands_on_the_live_captions(
             sent = await _drain(client)
             assert not client.tasks and not client.replaying
             return sorted((m["source"], m["seq"]) for m in sent)
-        finally:
-            await redis_async.aclose()
 
     assert asyncio.run(main()) == [("cam", 2), ("empty", 0)]
