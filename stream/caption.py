@@ -478,7 +478,7 @@ def _collect(
     """Read ``captions:{job}`` until every frame the capture published has its caption."""
     import redis
 
-    from worker.queue import captions_key, deadletter_key, decode_caption
+    from worker.queue import as_str, captions_key, deadletter_key, decode_caption
 
     name = capture.spec.name
     key = captions_key(name)
@@ -501,7 +501,7 @@ def _collect(
             raise StreamError(f"lost the connection to Redis ({exc}); no output written") from exc
         for _key, entries in reply or []:
             for entry_id, fields in entries:
-                last_id = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+                last_id = as_str(entry_id)
                 caption = decode_caption(fields)
                 received.setdefault(caption.seq, caption)  # at-least-once: drop repeats
         if failure:
@@ -529,17 +529,13 @@ def _collect(
 def _has_consumers(client: redis.Redis, name: str) -> bool:
     import redis
 
-    from worker.queue import GROUP, frames_key
+    from worker.queue import GROUP, as_str, frames_key
 
     try:
         groups: Any = client.xinfo_groups(frames_key(name))
     except redis.ResponseError:  # no stream yet
         return False
-    return any(
-        (g["name"].decode() if isinstance(g["name"], bytes) else g["name"]) == GROUP
-        and int(g["consumers"]) > 0
-        for g in groups
-    )
+    return any(as_str(g["name"]) == GROUP and int(g["consumers"]) > 0 for g in groups)
 
 
 def _release_job(client: redis.Redis, name: str) -> None:

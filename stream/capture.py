@@ -49,6 +49,7 @@ from stream.read_ahead import read_ahead
 from stream.sampler import FixedRateSampler, Sampler, SceneChangeSampler
 from stream.shrink import shrink
 from stream.sources import FileReader, Frame, LatestFrameReader, SourceSpec
+from stream.stoppable_call import call_unless_stopped
 from worker.backoff import backoff_delays
 from worker.publish import parked_key
 from worker.queue import (
@@ -56,6 +57,7 @@ from worker.queue import (
     SOURCES_KEY,
     FrameEntry,
     StatusEntry,
+    as_str,
     capture_key,
     frames_key,
     owner_key,
@@ -69,6 +71,11 @@ log = logging.getLogger("scenecast.capture")
 
 ENCODE_THREADS = 2  # JPEG encoders working ahead of publication in file jobs
 LOOKAHEAD = 4 * ENCODE_THREADS  # file jobs: frames decoded ahead of publication
+DATA_LOST = (
+    "Redis restarted without its data during the job: the frames not yet captioned and "
+    "the captions it held went with it (a Redis with persistence, e.g. appendonly yes, "
+    "keeps jobs through restarts); run the job again for all of them"
+)
 
 
 @dataclass(frozen=True)
@@ -324,13 +331,13 @@ class Capture:
         pipe.set(seq_key(self.spec.name), self._seq + len(frames))
         *entry_ids, _ = pipe.execute()
         if not self.spec.live:
-            ids = [_stream_id(_name(i)) for i in entry_ids]
+            ids = [_stream_id(as_str(i)) for i in entry_ids]
             self._published_ids.extend(ids)
             self._kept.extend(ids)
         self._seq += len(frames)
         self.counts.add("published", len(frames))
         if self.spec.live and self.config.preview_side:
-            self._publish_previews([f for f, _ in frames], [_name(i) for i in entry_ids])
+            self._publish_previews([f for f, _ in frames], [as_str(i) for i in entry_ids])
 
     def _publish_previews(self, frames: Sequence[Frame], entry_ids: Sequence[str]) -> None:
         """The frames at the viewer's size, under their frame entry ids. Only for a frame
@@ -362,11 +369,11 @@ class Capture:
         # their frames are acked, but they are not out yet
         pipe.zcard(parked_key(self.spec.name))
         groups, parked_count = pipe.execute()
-        group = next((g for g in groups if _name(g["name"]) == GROUP), None)
+        group = next((g for g in groups if as_str(g["name"]) == GROUP), None)
         if group is None:
             return 0
         parked = int(parked_count)
-        last = _stream_id(_name(group["last-delivered-id"]))
+        last = _stream_id(as_str(group["last-delivered-id"]))
         while self._published_ids and self._published_ids[0] <= last:
             self._published_ids.popleft()
         pending = int(group["pending"])
@@ -383,7 +390,7 @@ class Capture:
         # says; with none pending, everything up to the last delivered id is acked
         oldest = self.redis.xpending(key, GROUP)["min"] if pending else None
         if oldest:
-            first_open = _stream_id(_name(oldest))
+            first_open = _stream_id(as_str(oldest))
         else:
             first_open = (last_delivered[0], last_delivered[1] + 1)
         captioned = 0
@@ -516,6 +523,9 @@ class Capture:
         detail = f"{self.published} frames sampled"
         if reader.decode_errors:
             detail += f", {reader.decode_errors} undecodable frames skipped"
+        if self.redis_data_lost:
+            detail += f"; {DATA_LOST}"
+            log.error("%s: %s", self.spec.name, DATA_LOST)
         self.status("ended", detail)
         while self._redis_lost and not self._stop.is_set():  # a job's end must get through
             self._redis_pause()
@@ -545,26 +555,35 @@ class Capture:
     def _run_live(self) -> None:
         sampler = self.config.sampler()
         delays = backoff_delays(cap=self.config.reconnect_cap_s, rng=random.Random())
-        state = "connecting"
         started = time.monotonic()  # media time: since the start of capture, across reconnects
+        self.status("connecting", self.spec.display)  # then one per failed attempt: reconnecting
+
+        def open_reader() -> LatestFrameReader:
+            return LatestFrameReader.open(
+                self.spec,
+                open_timeout_ms=self.config.open_timeout_ms,
+                read_timeout_ms=self.config.read_timeout_ms,
+                loop=self.config.loop,
+                # a sampler that needs no pixels picks frames in the reader's thread,
+                # so the frames it skips are never converted to BGR
+                want=None if sampler.needs_image else lambda pts: sampler.want(pts, _NO_IMAGE),
+                clock_start=started,
+            )
+
         while not self._stop.is_set():
-            self.status(state, self.spec.display)
             try:
-                reader = LatestFrameReader.open(
-                    self.spec,
-                    open_timeout_ms=self.config.open_timeout_ms,
-                    read_timeout_ms=self.config.read_timeout_ms,
-                    loop=self.config.loop,
-                    # a sampler that needs no pixels picks frames in the reader's
-                    # thread, so the frames it skips are never converted to BGR
-                    want=None if sampler.needs_image else lambda pts: sampler.want(pts, _NO_IMAGE),
-                    clock_start=started,
-                )
+                # in a thread of its own: a stop (Ctrl+C) does not wait out the open
+                # timeout of a camera that froze (stream/stoppable_call.py)
+                reader = call_unless_stopped(
+                    open_reader, self._stop, discard=LatestFrameReader.close,
+                    name=f"open-{self.spec.name}",
+                )  # fmt: skip
+                if reader is None:
+                    break  # stopped while opening
             except SourceError as exc:
-                state = "reconnecting"
                 self.counts.add("reconnects")
                 delay = next(delays)
-                self.status(state, f"{exc}; retrying in {delay:.1f}s")
+                self.status("reconnecting", f"{exc}; retrying in {delay:.1f}s")
                 self._stop.wait(delay)
                 continue
             delays = backoff_delays(cap=self.config.reconnect_cap_s, rng=random.Random())
@@ -577,11 +596,10 @@ class Capture:
                 self.status("ended", f"{self.published} frames sampled")
                 return
             if not self._stop.is_set():
-                state = "reconnecting"
                 self.counts.add("reconnects")
                 delay = next(delays)
                 error = reader.error or SourceLostError("stream lost")
-                self.status(state, f"{error}; retrying in {delay:.1f}s")
+                self.status("reconnecting", f"{error}; retrying in {delay:.1f}s")
                 self._stop.wait(delay)
         self.status("ended", "stopped")
 
@@ -624,11 +642,7 @@ def _stream_id(text: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-def _name(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def describe_sources(client: redis.Redis) -> dict[str, dict[str, object]]:
     """Every known source's latest status, from ``scenecast:sources``."""
     raw = client.hgetall(SOURCES_KEY)
-    return {_name(k): json.loads(v) for k, v in raw.items()}
+    return {as_str(k): json.loads(v) for k, v in raw.items()}

@@ -466,9 +466,20 @@ def probe(spec: Any) -> bool:
     """Open a source once before starting: a bad file or URL is an error now, not a
     reconnect loop later (a live source that fails after a good start is retried).
     Returns whether it is a recording (``stream.sources.is_recording``)."""
-    from stream.sources import is_recording, open_capture
+    import threading
 
-    capture = open_capture(spec, open_timeout_ms=5000, read_timeout_ms=5000)
+    from stream.sources import is_recording, open_capture
+    from stream.stoppable_call import call_unless_stopped
+
+    # in a thread: Ctrl+C (KeyboardInterrupt in the wait) need not wait out the open
+    # timeout of a camera that takes the connection and sends nothing
+    capture = call_unless_stopped(
+        lambda: open_capture(spec, open_timeout_ms=5000, read_timeout_ms=5000),
+        threading.Event(),  # never set: only an interrupt leaves early
+        discard=lambda c: c.release(),
+        name="probe",
+    )
+    assert capture is not None
     try:
         if spec.kind == "file" and not capture.grab():
             raise StreamError(
@@ -584,7 +595,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         capture.stop()
         return 130
-    return 0
+    return 1 if capture.redis_data_lost and not spec.live else 0  # said in the log
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

@@ -202,12 +202,42 @@ def test_capture_reconnects_to_a_camera_that_went_away_and_media_time_goes_on(
             decode_status(f) for _, f in client.xrange(status_key("door"))
             if decode_status(f).state == "reconnecting"
         ]  # fmt: skip
-        assert "retrying in" in reconnecting[0].detail
+        # one status per failed attempt, saying when the next one comes (each attempt
+        # sent a second, bare "reconnecting" too)
+        assert all("retrying in" in r.detail for r in reconnecting), reconnecting
         # what capture counted, for /metrics: sent at its end, nothing lost or doubled
         counts = {k.decode(): int(v) for k, v in client.hgetall(capture_key("door")).items()}
         assert counts["published"] == counts["sampled"] == len(after)  # nothing trimmed
         assert counts["read"] > 3 * counts["sampled"]  # 20 fps read, 5 sampled
-        assert counts["reconnects"] == sum("retrying in" in r.detail for r in reconnecting)
+        assert counts["reconnects"] == len(reconnecting)
+    client.close()
+
+
+def test_a_capture_stops_at_once_while_a_frozen_camera_keeps_it_opening(redis_server) -> None:  # type: ignore[no-untyped-def]
+    """A camera that takes connections and sends nothing holds OpenCV's open for its
+    whole open timeout, and Ctrl+C (a stop) waited it out: it stops at once now, says
+    "ended", and the open abandoned in its thread ends with the camera."""
+    client = redis.Redis.from_url(redis_server.url)
+    with MjpegCamera(fps=20) as camera:
+        camera.freeze()
+        spec = parse_source(camera.url, name="frozen-door")
+        config = CaptureConfig(fps=5, open_timeout_ms=600_000, read_timeout_ms=600_000)
+        capture = Capture(client, spec, config)
+        thread = threading.Thread(target=capture.run, daemon=True)
+        thread.start()
+        _until(lambda: camera.clients == 1)  # connected, and FFmpeg waits for a frame
+        states = [decode_status(f).state for _, f in client.xrange(status_key("frozen-door"))]
+        assert states == ["connecting"]
+        capture.stop()
+        thread.join(T)  # a wait for the open would last the 10 minutes of its timeout
+        assert not thread.is_alive()
+        states = [decode_status(f).state for _, f in client.xrange(status_key("frozen-door"))]
+        assert states == ["connecting", "ended"]
+        opening = [t for t in threading.enumerate() if t.name == "open-frozen-door"]
+        assert len(opening) == 1  # still in OpenCV
+    for t in opening:  # the camera gone, the open fails and its thread ends
+        t.join(T)
+        assert not t.is_alive()
     client.close()
 
 

@@ -412,7 +412,8 @@ def _wait_for(condition: Any, what: str, timeout: float = 30.0) -> None:
 
 def test_file_job_waits_out_a_redis_restart_and_goes_on(video: Path) -> None:
     """Redis restarts empty in the middle of a file job: capture waits, registers the
-    source again, numbers on (no seq reused), publishes the frames it held, and ends."""
+    source again, numbers on (no seq reused), publishes the frames it held, and ends
+    saying that the frames before went with the old Redis."""
     from stream.capture import describe_sources
     from stream.embedded_redis import EmbeddedRedis, free_port
     from worker.queue import frames_key
@@ -443,7 +444,10 @@ def test_file_job_waits_out_a_redis_restart_and_goes_on(video: Path) -> None:
         assert not thread.is_alive()
         seqs = [decode_caption(f).seq for _, f in client.xrange(captions_key("restart"))]
         assert seqs == list(range(5, 60))  # the first 5 went with the old Redis; none twice
-        assert describe_sources(client)["restart"]["state"] == "ended"
+        ended = describe_sources(client)["restart"]
+        assert ended["state"] == "ended"  # and says what went with the old Redis:
+        assert "Redis restarted without its data" in str(ended["detail"])
+        assert capture.redis_data_lost
     finally:
         capture.stop()
         thread.join(T)

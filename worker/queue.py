@@ -91,9 +91,14 @@ def deadletter_key(source: str) -> str:
     return f"deadletter:{{{check_source(source)}}}"
 
 
+def as_str(value: object) -> str:
+    """A name or id as redis-py returns it (bytes, or str with decode_responses) → str."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def source_of_key(key: str | bytes) -> str:
     """``frames:{cam0}`` → ``cam0``."""
-    text = key.decode() if isinstance(key, bytes) else key
+    text = as_str(key)
     start, end = text.find("{"), text.rfind("}")
     if start < 0 or end < start:
         raise EntryError(f"not a scenecast stream key: {text!r}")

@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from worker.queue import as_str
+
 # A frame is taken over only when it was not delivered in the last TAKEOVER_IDLE_MS:
 # of two workers taking over the same gone consumer at once, the second finds the
 # frames just claimed by the first (their idle time reset) and leaves them.
@@ -90,7 +92,7 @@ def gone_consumers(
 
 def pending_by_consumer(summary: Mapping[str, Any]) -> dict[str, int]:
     """redis-py's ``XPENDING`` summary → consumer → frames it holds."""
-    return {_text(c["name"]): int(c["pending"]) for c in summary.get("consumers") or ()}
+    return {as_str(c["name"]): int(c["pending"]) for c in summary.get("consumers") or ()}
 
 
 def taken_entries(reply: Sequence[Any]) -> list[tuple[str, dict[bytes, bytes], int]]:
@@ -98,9 +100,5 @@ def taken_entries(reply: Sequence[Any]) -> list[tuple[str, dict[bytes, bytes], i
     out = []
     for entry_id, flat, deliveries in reply:
         fields = {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
-        out.append((_text(entry_id), fields, int(deliveries)))
+        out.append((as_str(entry_id), fields, int(deliveries)))
     return out
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

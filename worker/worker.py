@@ -53,6 +53,7 @@ from worker.queue import (
     CaptionEntry,
     EntryError,
     FrameEntry,
+    as_str,
     deadletter_key,
     decode_frame,
     frames_key,
@@ -190,10 +191,6 @@ def caption_entry(
         grid=(maps.shape[1], maps.shape[2]) if attention and maps.ndim == 3 else (0, 0),
         fit=fit if attention else "",
     )
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 @dataclass
@@ -381,7 +378,7 @@ class Worker:
     def sources(self) -> list[str]:
         now = time.monotonic()
         if now - self._sources_at >= self.config.sources_every_s:
-            names = sorted(_text(k) for k in self.redis.hkeys(SOURCES_KEY))
+            names = sorted(as_str(k) for k in self.redis.hkeys(SOURCES_KEY))
             for name in names:
                 if name not in self._groups:
                     self._ensure_group(name)
@@ -460,7 +457,7 @@ class Worker:
         out = []
         for key, entries in reply:
             for entry_id, fields in entries:
-                eid = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+                eid = as_str(entry_id)
                 if not fields:  # trimmed away (MAXLEN) while pending
                     self.redis.xack(key, GROUP, eid)
                     continue
@@ -518,7 +515,7 @@ class Worker:
         if not sources:
             return []
         beats: Any = self.redis.hgetall(WORKERS_KEY)
-        beats_ms = {_text(name): float(ms) for name, ms in beats.items()}
+        beats_ms = {as_str(name): float(ms) for name, ms in beats.items()}
         pipe = self.redis.pipeline(transaction=False)
         for source in sources:
             pipe.xpending(frames_key(source), GROUP)
