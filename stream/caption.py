@@ -71,6 +71,7 @@ if TYPE_CHECKING:
     import redis
 
     from captioner.api import Captioner
+    from captioner.hold import ShownCaptions
     from stream.capture import Capture, CaptureConfig
     from stream.sampler import Image, Sampler
     from stream.sources import FileReader, SourceSpec
@@ -369,9 +370,10 @@ def _frame_entries(
 
 
 def _caption_entries(
-    frames: Sequence[FrameEntry], captioner: Captioner, *, beam: int
+    frames: Sequence[FrameEntry], captioner: Captioner, *, beam: int, shown: ShownCaptions
 ) -> list[CaptionEntry]:
-    """Decode and caption one batch as a worker does; entries as a worker publishes them."""
+    """Decode and caption one batch as a worker does; entries as a worker publishes them.
+    ``shown``: the job's own caption-hold memory."""
     from worker.decode import decode_jpegs
     from worker.queue import decode_caption
     from worker.worker import caption_entry
@@ -383,6 +385,7 @@ def _caption_entries(
         [im for im in images if im is not None],
         beam=beam,
         sources=[f.source for f in frames],
+        shown=shown,
     )
     out = []
     for f, c in zip(frames, captions, strict=True):
@@ -402,8 +405,13 @@ def _caption_here(
     batch: int,
     tracker: _Tracker,
 ) -> list[CaptionEntry]:
+    from captioner.hold import ShownCaptions
     from stream.sources import FileReader
 
+    # each job holds its own captions: with the captioner's memory, a video of a batch
+    # whose name cleans up to an earlier one's ("x y.mp4", "x-y.mp4") began with the
+    # earlier video's last caption held (and lost "same file, same bytes")
+    shown = ShownCaptions()
     reader = FileReader.open(
         info.spec, open_timeout_ms=config.open_timeout_ms, read_timeout_ms=config.read_timeout_ms
     )
@@ -416,12 +424,12 @@ def _caption_here(
             for frame in ahead:
                 pending.append(frame)
                 if len(pending) == batch:
-                    entries += _caption_entries(pending, captioner, beam=beam)
+                    entries += _caption_entries(pending, captioner, beam=beam, shown=shown)
                     pending.clear()
                     tracker.captioned = len(entries)
                 tracker.report()
             if pending:
-                entries += _caption_entries(pending, captioner, beam=beam)
+                entries += _caption_entries(pending, captioner, beam=beam, shown=shown)
                 tracker.captioned = len(entries)
     return entries
 

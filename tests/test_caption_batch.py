@@ -176,3 +176,35 @@ def test_a_run_that_writes_nothing_leaves_no_output_dir_of_its_own(
     out.mkdir()  # one that was there stays, empty or not
     code, _, _ = run(capsys, missing, tmp_path / "also-missing.mp4", "--output-dir", out)
     assert code == 2 and out.is_dir()
+
+
+def test_each_video_of_a_batch_starts_with_nothing_held(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """ "x y.mp4" and "x-y.mp4" clean up to the same source name: with the captioner's
+    own hold memory, the second video began holding the first one's last caption, and
+    its output differed from its output alone."""
+    from captioner.api import Captioner
+
+    default = Captioner.load(device="cpu")  # the bundled model holds captions; the tiny not
+    monkeypatch.setattr("stream.caption._load_captioner", lambda checkpoint, device, k: default)
+    (tmp_path / "in").mkdir()
+    first = make_video(tmp_path / "in" / "x y.mp4", scenes=SCENES_A, fps=10)
+    second = make_video(tmp_path / "in" / "x-y.mp4", scenes=SCENES_B, fps=10)
+    calls: list[tuple[list[str], bool]] = []  # sources, and whether one was held already
+    real = default.caption
+
+    def spy(images: Any, **kwargs: Any) -> Any:
+        shown = kwargs.get("shown") or default.shown
+        sources = list(kwargs["sources"])
+        calls.append((sources, any(shown.get(s) is not None for s in sources)))
+        return real(images, **kwargs)
+
+    monkeypatch.setattr(default, "caption", spy)
+    code, _, err = run(capsys, first, second, "--output-dir", tmp_path / "out", "--quiet")
+    assert code == 0, err
+    assert [sources for sources, _ in calls] == [["x-y", "x-y"]] * 2  # one name
+    assert [held for _, held in calls] == [False, False]  # each job from nothing
+    assert len(default.shown) == 0  # the captioner's own memory is not used
