@@ -405,11 +405,18 @@ def add_service_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     listen = sub.add_parser("listen", help="print captions from a server as they arrive")
     listen.add_argument(
         "--url",
-        default="ws://127.0.0.1:8765/ws",
+        default="ws://127.0.0.1:8765/ws",  # stream.listen.DEFAULT_URL
         help="the server's websocket (default %(default)s)",
     )
     listen.add_argument("--source", action="append", default=None, help="repeatable; default all")
-    listen.add_argument("--after", default=None, help="resume after this caption id")
+    listen.add_argument(
+        "--after",
+        action="append",
+        default=None,
+        metavar="[SOURCE=]ID",
+        help="resume after this caption id: ID for every source, SOURCE=ID for one "
+        "(repeatable); default: the live tail",
+    )
     listen.add_argument("--json", action="store_true", help="one JSON message per line")
     listen.add_argument("--limit", type=positive_int, default=None, help="exit after N captions")
     _token_flag(listen, "the server's access token, if it has one (better: SCENECAST_TOKEN)")
@@ -682,12 +689,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
-    from stream.listen import run_listen
+    from stream.listen import After, run_listen
 
     return run_listen(
         args.url,
         sources=args.source,
-        after=args.after,
+        after=After.parse(args.after),
         as_json=args.json,
         limit=args.limit,
         token=args.token,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import ssl
 import sys
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from typing import Any, TextIO
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedError, InvalidHandshake, InvalidStatus, InvalidURI
 
+from stream.exceptions import StreamError
 from stream.redact import redact_url
 
 
@@ -54,6 +56,60 @@ def resume_after_gap(gap: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+DEFAULT_URL = "ws://127.0.0.1:8765/ws"
+
+
+@dataclass(frozen=True)
+class After:
+    """Where ``listen`` starts: ``default`` for every source (None: the live tail),
+    ``by_source`` for the sources it names (``--after ID``, ``--after SRC=ID``)."""
+
+    default: str | None = None
+    by_source: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, values: list[str] | None) -> After:
+        """``--after`` values: one bare ``ID`` at most, and ``SRC=ID`` pairs."""
+        default: str | None = None
+        by_source: dict[str, str] = {}
+        for value in values or []:
+            source, sep, stream_id = value.rpartition("=")
+            if not sep:
+                if default is not None:
+                    raise StreamError(
+                        f"--after {default} and --after {value}: one bare caption id at most "
+                        "(for every source); name the others: --after SOURCE=ID"
+                    )
+                default = value
+            elif not source or source in by_source:
+                raise StreamError(
+                    f"--after {value!r}: expected ID (for every source) or SOURCE=ID, each "
+                    "source once"
+                )
+            else:
+                by_source[source] = stream_id
+        return cls(default, by_source)
+
+    def subscribes(self, sources: list[str] | None) -> list[dict[str, Any]]:
+        """The subscribe messages that start there: one, or with both a default and
+        named sources, the default for all and then the named ones (an explicit
+        ``after`` replaces a source's position)."""
+        first: dict[str, Any] = {"type": "subscribe", "v": 1, "attention": False}
+        if sources:
+            first["sources"] = sources
+        if not self.by_source:
+            return [first | ({"after": self.default} if self.default else {})]
+        if sources and not set(self.by_source) <= set(sources):
+            extra = ", ".join(sorted(set(self.by_source) - set(sources)))
+            raise StreamError(f"--after names {extra}, not among the --source given")
+        if self.default is None:  # one map; sources it does not name: the live tail
+            return [first | {"after": self.by_source}]
+        return [
+            first | {"after": self.default},
+            first | {"sources": list(self.by_source), "after": self.by_source},
+        ]
+
+
 @dataclass
 class Progress:
     """What a listener has received: enough to resume without loss or repeats."""
@@ -61,19 +117,40 @@ class Progress:
     captions: int = 0
     last_ids: dict[str, str] = field(default_factory=dict)  # source → last caption id
     connected: bool = False
+    # the command line that resumes (resume_hint)
+    url: str = DEFAULT_URL
+    sources: list[str] | None = None
+    after: After = field(default_factory=After)
+    as_json: bool = False
+    token: bool = False
 
     def resume_hint(self) -> str:
-        if not self.last_ids:
+        ids = self.after.by_source | self.last_ids
+        if not ids and self.after.default is None:
             return "no caption received yet"
-        commands = [f"scenecast listen --source {s} --after {i}" for s, i in self.last_ids.items()]
-        return "to resume: " + " ; ".join(commands)
+        argv = ["scenecast", "listen"]
+        shown = redact_url(self.url)
+        if self.url != DEFAULT_URL:
+            argv += ["--url", shown]
+        for source in self.sources or []:
+            argv += ["--source", source]
+        if self.after.default is not None:  # still where the sources not heard from start
+            argv += ["--after", self.after.default]
+        for source, stream_id in ids.items():
+            argv += ["--after", f"{source}={stream_id}"]
+        if self.as_json:
+            argv.append("--json")
+        hint = "to resume: " + shlex.join(argv)
+        if self.token or shown != self.url:
+            hint += " (with the same token)"  # never printed
+        return hint
 
 
 async def listen(
     url: str,
     *,
     sources: list[str] | None,
-    after: str | None,
+    after: str | After | None,
     as_json: bool,
     limit: int | None = None,
     token: str | None = None,
@@ -82,17 +159,17 @@ async def listen(
 ) -> int:
     out = out or sys.stdout  # looked up now: the caller may have redirected it
     progress = progress if progress is not None else Progress()
-    subscribe: dict[str, Any] = {"type": "subscribe", "v": 1, "attention": False}
-    if sources:
-        subscribe["sources"] = sources
-    if after:
-        subscribe["after"] = after
+    start = after if isinstance(after, After) else After(default=after)
+    progress.url, progress.sources, progress.after = url, sources, start
+    progress.as_json, progress.token = as_json, bool(token)
+    subscribes = start.subscribes(sources)  # a bad --after is told before connecting
     headers = {"Authorization": f"Bearer {token}"} if token else None
     # close_timeout: at --limit, captions of a replay still fill the socket and the
     # server's close frame waits behind them: leave after 1 s, not websockets' 10 s
     async with connect(url, max_size=2**22, additional_headers=headers, close_timeout=1) as ws:
         progress.connected = True
-        await ws.send(json.dumps(subscribe))
+        for subscribe in subscribes:
+            await ws.send(json.dumps(subscribe))
         async for raw in ws:
             message = json.loads(raw)
             if as_json:  # captions come without attention grids: subscribed without
@@ -127,6 +204,8 @@ def run_listen(url: str, **kwargs: Any) -> int:
     try:
         return asyncio.run(listen(url, progress=progress, **kwargs))
     except KeyboardInterrupt:
+        if progress.captions:
+            print(f"scenecast: stopped; {progress.resume_hint()}", file=sys.stderr)
         return 130
     except InvalidURI:
         print(f"scenecast: error: not a websocket URL: {shown!r} (accepted: "

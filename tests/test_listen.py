@@ -10,12 +10,14 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from stream.listen import run_listen
+from stream.exceptions import StreamError
+from stream.listen import After, Progress, run_listen
 from tests.conftest import TIMEOUT_FACTOR
 
 T = 10.0 * TIMEOUT_FACTOR
@@ -31,15 +33,20 @@ def _caption(seq: int) -> str:
 
 
 @contextmanager
-def fake_server(after_captions: Callable[[ServerConnection], object]) -> Iterator[str]:
+def fake_server(
+    after_captions: Callable[[ServerConnection], object], received: list[Any] | None = None
+) -> Iterator[str]:
     """A websocket server (own thread and loop) that sends 3 captions, then ends the
-    connection as ``after_captions`` does (awaited if it returns an awaitable)."""
+    connection as ``after_captions`` does (awaited if it returns an awaitable);
+    ``received``: the messages it got, as they came."""
     started = threading.Event()
     stop: asyncio.Future[None] | None = None
     url = ""
 
     async def handler(ws: ServerConnection) -> None:
-        await ws.recv()  # the subscribe message
+        message = await ws.recv()  # the subscribe message
+        if received is not None:
+            received.append(json.loads(message))
         for seq in range(3):
             await ws.send(_caption(seq))
         with contextlib.suppress(ConnectionClosed):  # the client may leave first
@@ -79,7 +86,8 @@ def test_a_server_that_closes_ends_listen_with_a_resume_hint(
     assert code == 0
     assert out.count("a thing") == 3
     assert "closed the connection (going away)" in err
-    assert "scenecast listen --source cam --after 1002-0" in err  # the last caption's id
+    # the last caption's id, on the server it came from
+    assert f"to resume: scenecast listen --url {url} --after cam=1002-0\n" in err
 
 
 def test_a_lost_connection_is_an_error_with_a_resume_hint(
@@ -94,7 +102,7 @@ def test_a_lost_connection_is_an_error_with_a_resume_hint(
     assert code == 1
     assert [json.loads(line)["seq"] for line in out.splitlines() if "caption" in line] == [0, 1, 2]
     assert err.startswith("scenecast: error: lost the connection to ws://127.0.0.1:")
-    assert "Traceback" not in err and "--after 1002-0" in err
+    assert "Traceback" not in err and "--after cam=1002-0 --json\n" in err  # as it was
 
 
 def test_a_url_that_is_not_a_websocket_is_a_clear_error(
@@ -167,3 +175,67 @@ def test_after_a_gap_listen_resumes_the_source_from_the_log(
     ]
     assert "gap: fell behind, 7 captions not sent; catching up from the log after 1002-0" in out
     assert [f"a thing {seq}" in out for seq in range(5)] == [True] * 5
+
+
+def test_after_flags_parse_to_where_each_source_starts() -> None:
+    assert After.parse(None) == After()
+    assert After.parse(["5-0"]) == After("5-0")
+    assert After.parse(["cam=5-0", "yard=7-1"]) == After(None, {"cam": "5-0", "yard": "7-1"})
+    assert After.parse(["3-0", "cam=5-0"]) == After("3-0", {"cam": "5-0"})
+    for bad, message in [
+        (["3-0", "4-0"], "one bare caption id at most"),
+        (["=5-0"], "expected ID"),
+        (["cam=5-0", "cam=6-0"], "each source once"),
+    ]:
+        with pytest.raises(StreamError, match=message):
+            After.parse(bad)
+
+
+def test_after_flags_become_subscribes() -> None:
+    base = {"type": "subscribe", "v": 1, "attention": False}
+    assert After().subscribes(None) == [base]
+    assert After("5-0").subscribes(["cam"]) == [base | {"sources": ["cam"], "after": "5-0"}]
+    pairs = After(None, {"cam": "5-0", "yard": "7-1"})
+    assert pairs.subscribes(None) == [base | {"after": {"cam": "5-0", "yard": "7-1"}}]
+    # a default for every source, then the named ones (an explicit after replaces)
+    assert After("3-0", {"cam": "5-0"}).subscribes(None) == [
+        base | {"after": "3-0"},
+        base | {"sources": ["cam"], "after": {"cam": "5-0"}},
+    ]
+    with pytest.raises(StreamError, match="names yard, not among the --source given"):
+        pairs.subscribes(["cam"])
+
+
+def test_the_resume_hint_is_one_command_for_every_source() -> None:
+    """Each source's last id in one command, on the same server, in the same format;
+    a token never printed. (It printed one `listen` per source, run one after the
+    other, without --url or --json.)"""
+    progress = Progress(
+        url="wss://cams.example:9000/ws?token=s3cret",
+        sources=["door", "yard"],
+        as_json=True,
+        last_ids={"door": "12-0", "yard": "13-2"},
+    )
+    assert progress.resume_hint() == (
+        "to resume: scenecast listen --url 'wss://cams.example:9000/ws?…' --source door "
+        "--source yard --after door=12-0 --after yard=13-2 --json (with the same token)"
+    )
+    # a bare --after given and one source heard from: the others still start there
+    progress = Progress(after=After("3-0"), last_ids={"door": "12-0"})
+    assert progress.resume_hint() == "to resume: scenecast listen --after 3-0 --after door=12-0"
+    assert Progress().resume_hint() == "no caption received yet"
+
+
+def test_listen_sends_the_subscribes_its_after_flags_ask_for(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    received: list[Any] = []
+    with fake_server(lambda ws: ws.close(1001, "going away"), received) as url:
+        after = After.parse(["cam=999-0", "yard=5-0"])
+        assert run_listen(url, sources=None, after=after, as_json=False) == 0
+    assert received == [
+        {"type": "subscribe", "v": 1, "attention": False,
+         "after": {"cam": "999-0", "yard": "5-0"}}
+    ]  # fmt: skip
+    # yard heard nothing: it resumes where it was asked to start
+    assert "--after cam=1002-0 --after yard=5-0\n" in capsys.readouterr().err
