@@ -152,7 +152,7 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
     """Open the file and read its first frame: fail fast, with a message, on a bad file."""
     import cv2
 
-    from stream.sources import capture_fps, is_recording, open_capture
+    from stream.sources import capture_fps, grab_first, is_recording, open_capture
     from worker.decode import MIN_SIDE
 
     spec = video_spec(path)
@@ -167,7 +167,7 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
         count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
         frame_count = int(count) if count > 0 else None
         fps = capture_fps(capture)
-        if not capture.grab():
+        if not grab_first(capture):
             if frame_count:
                 why = "a damaged file or an unsupported codec"
                 if spec.kind == "http":  # FFmpeg seeks to an MP4's index at its end
@@ -214,12 +214,23 @@ class _Watch:
             self.tracker.frames_read = self.frames
         return self.inner.want(pts_ms, image)
 
-    def media_end_ms(self, fps: float) -> float | None:
-        """The last frame's time plus its duration (one frame at ``fps`` for a lone frame)."""
+    def media_end_ms(self, fps: float, frame_count: int | None = None) -> float | None:
+        """The last frame's time plus its duration: the step from the frame before, at
+        most one frame at the container's ``fps`` (a variable-rate video whose last
+        frame came 5 s after the one before ended its cues 5 s past the file), and not
+        past the length ``frame_count`` frames at ``fps`` make, where that is after it."""
         if self.last_pts is None:
             return None
-        step = self.step_ms if self.step_ms is not None and self.step_ms > 0 else 1000.0 / fps
-        return self.last_pts + step
+        frame_ms = 1000.0 / fps
+        step = (
+            frame_ms if self.step_ms is None or self.step_ms <= 0 else min(self.step_ms, frame_ms)
+        )
+        end = self.last_pts + step
+        if frame_count:
+            length = frame_count * frame_ms
+            if length > self.last_pts:
+                end = min(end, length)
+        return end
 
 
 def _watched_config(config: CaptureConfig, tracker: _Tracker) -> tuple[CaptureConfig, list[_Watch]]:
@@ -293,8 +304,9 @@ def caption_video(
         )
     if info.frame_count and watch.frames < 0.9 * info.frame_count - 1:
         log.warning(
-            "%s: read %d of the %d frames its container lists; the rest could not be "
-            "decoded (captions end there)",
+            "%s: read %d of the %d frames its container's length makes; the video ends "
+            "early (its audio may run longer) or the rest could not be decoded (captions "
+            "end there)",
             info.spec.display,
             watch.frames,
             info.frame_count,
@@ -305,7 +317,7 @@ def caption_video(
     return CaptionedVideo(
         samples=[sample_caption(entry, seq=i) for i, entry in enumerate(entries)],
         tail_ms=tail_ms,
-        media_end_ms=watch.media_end_ms(info.fps),
+        media_end_ms=watch.media_end_ms(info.fps, info.frame_count),
         frames_read=watch.frames,
     )
 

@@ -475,7 +475,7 @@ def probe(spec: Any) -> bool:
     Returns whether it is a recording (``stream.sources.is_recording``)."""
     import threading
 
-    from stream.sources import is_recording, open_capture
+    from stream.sources import grab_first, is_recording, open_capture
     from stream.stoppable_call import call_unless_stopped
 
     # in a thread: Ctrl+C (KeyboardInterrupt in the wait) need not wait out the open
@@ -488,7 +488,7 @@ def probe(spec: Any) -> bool:
     )
     assert capture is not None
     try:
-        if spec.kind == "file" and not capture.grab():
+        if spec.kind == "file" and not grab_first(capture):
             raise StreamError(
                 f"{spec.display}: no video frames could be read (accepted: video "
                 "files OpenCV/FFmpeg can decode, e.g. MP4/H.264, MKV, AVI, WebM)"

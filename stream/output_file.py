@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import stat
@@ -11,6 +12,26 @@ from pathlib import Path
 
 from stream.exceptions import StreamError
 from stream.subtitles import STDOUT
+
+_NAME_MAX = 255  # bytes of one file name (Linux, macOS)
+
+
+def _temporary_name(name: str) -> str:
+    """A hidden name beside ``name`` for the file being written; a shorter one where
+    ``name`` is near the longest a name may be (it added 14 bytes and failed)."""
+    token = secrets.token_hex(4)
+    full = f".{name}.{token}.tmp"
+    return full if len(os.fsencode(full)) <= _NAME_MAX else f".scenecast-{token}.tmp"
+
+
+def _why(exc: OSError) -> str:
+    if exc.errno == errno.ENAMETOOLONG:
+        return f"{exc.strerror} (accepted: names up to {_NAME_MAX} bytes, paths up to 4096)"
+    return exc.strerror or str(exc)
+
+
+def _shown(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else f"{text[: limit // 2]}…{text[-limit // 2 :]}"
 
 
 class OutputFile:
@@ -23,18 +44,25 @@ class OutputFile:
 
     def __init__(self, target: str) -> None:
         self.target = target
+        self._path = Path(target)  # the file written: target, or what a link points at
         self._tmp: Path | None = None
         self._fd: int | None = None
 
     def open(self) -> None:
         if self.target == STDOUT:
             return
-        path = Path(self.target)
-        if path.is_dir():
-            raise StreamError(f"cannot write {self.target}: it is a directory")
+        # through a symbolic link to the file it points at, as `> link` does (renaming
+        # over the link replaced it with a file and left its target as it was)
+        path = Path(os.path.realpath(self.target))
+        try:
+            if path.is_dir():
+                raise StreamError(f"cannot write {self.target}: it is a directory")
+        except OSError as exc:  # e.g. ENAMETOOLONG
+            raise StreamError(f"cannot write {_shown(self.target)}: {_why(exc)}") from None
         directory = path.parent
+        self._path = path
         for _ in range(100):
-            tmp = directory / f".{path.name}.{secrets.token_hex(4)}.tmp"
+            tmp = directory / _temporary_name(path.name)
             try:
                 self._fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
             except FileExistsError:
@@ -57,7 +85,7 @@ class OutputFile:
                     f"cannot write {self.target}: directory {directory} is not writable"
                 ) from None
             except OSError as exc:
-                raise StreamError(f"cannot write {self.target}: {exc.strerror}") from None
+                raise StreamError(f"cannot write {_shown(self.target)}: {_why(exc)}") from None
             self._tmp = tmp
             return
         raise StreamError(f"cannot write {self.target}: no free temporary name in {directory}")
@@ -76,8 +104,8 @@ class OutputFile:
                 out.flush()
                 os.fsync(out.fileno())
             with contextlib.suppress(FileNotFoundError):
-                os.chmod(self._tmp, stat.S_IMODE(os.stat(self.target).st_mode))  # keep its mode
-            os.replace(self._tmp, self.target)
+                os.chmod(self._tmp, stat.S_IMODE(os.stat(self._path).st_mode))  # keep its mode
+            os.replace(self._tmp, self._path)
         except OSError as exc:
             self.discard()
             raise StreamError(f"cannot write {self.target}: {exc.strerror or exc}") from None

@@ -149,7 +149,13 @@ def local_path(text: str) -> Path | None:
     candidates = [Path(text), Path(text.strip())]
     with contextlib.suppress(RuntimeError):  # "~name" with no such user
         candidates.append(Path(text.strip()).expanduser())
-    return next((p for p in candidates if p.exists()), None)
+    try:
+        return next((p for p in candidates if p.exists()), None)
+    except OSError as exc:  # ENAMETOOLONG: exists() raises it
+        shown = text if len(text) <= 80 else f"{text[:40]}…{text[-40:]}"
+        raise SourceError(
+            f"{shown}: {exc.strerror} (accepted: file names up to 255 bytes, paths up to 4096)"
+        ) from None
 
 
 def _check_name(name: str) -> None:
@@ -299,6 +305,13 @@ def is_recording(capture: VideoSource) -> bool:
     RTSP give negative or absurd values, webcams -1 or 0."""
     count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
     return math.isfinite(count) and 0 < count < 2**31
+
+
+def grab_first(capture: VideoSource) -> bool:
+    """Grab a first frame as ``FileReader`` would read on: past up to
+    ``BAD_GRABS_SKIPPED`` damaged ones (a file whose first keyframe is damaged decodes
+    from the next one; one failed grab refused it as undecodable)."""
+    return any(capture.grab() for _ in range(BAD_GRABS_SKIPPED + 1))  # stops at the first
 
 
 def _as_spec(source: SourceSpec | str | os.PathLike[str]) -> SourceSpec:

@@ -290,6 +290,29 @@ def test_a_job_waits_for_a_worker_and_says_so(
 # -- the Python API and progress ----------------------------------------------------------------
 
 
+def test_where_a_video_ends() -> None:
+    """The last frame lasts one step, at most a frame at the container's rate, and not
+    past the length its frame count makes."""
+    from stream.caption import _Watch
+    from stream.sampler import FixedRateSampler
+
+    def watched(times: list[float]) -> _Watch:
+        watch = _Watch(FixedRateSampler(1.0))
+        for t in times:
+            watch.want(t, np.zeros((2, 2, 3), np.uint8))
+        return watch
+
+    assert watched([]).media_end_ms(10.0) is None
+    assert watched([0.0]).media_end_ms(10.0) == 100.0  # a lone frame: one frame
+    assert watched([0.0, 100.0, 200.0]).media_end_ms(10.0, 3) == 300.0
+    # variable rate, the last frame 5 s after the one before (it ended at 13 s)
+    assert watched([0.0, 1000.0, 2000.0, 3000.0, 8000.0]).media_end_ms(1.25, 5) == 8800.0
+    # the container's length is shorter than a step: it ends there
+    assert watched([0.0, 400.0, 800.0]).media_end_ms(2.0, 2) == 1000.0
+    # a count the frames read overrun (an estimate): not a length
+    assert watched([0.0, 100.0, 200.0]).media_end_ms(10.0, 1) == 300.0
+
+
 def test_caption_video_reports_progress_and_the_end_of_the_video(
     video: Path, captioner: Any
 ) -> None:
@@ -477,6 +500,25 @@ def _a_directory(d: Path) -> Path:
     return path
 
 
+def test_a_video_whose_first_frames_are_damaged_is_captioned_from_the_next(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The start-up check read one frame and refused the file as undecodable, where
+    the reader skips damaged frames and reads on."""
+    data = bytearray(_mjpg(tmp_path))
+    for _ in range(2):  # the first two frames' JPEGs zeroed
+        start = data.find(b"\xff\xd8")
+        end = data.find(b"\xff\xd9", start) + 2
+        data[start:end] = bytes(end - start)
+    video = tmp_path / "bad-start.avi"
+    video.write_bytes(bytes(data))
+    out = tmp_path / "bad-start.jsonl"
+    code, _, err = run(capsys, video, "-o", out, "--fps", "10", "--quiet")
+    assert code == 0, err
+    starts = [json.loads(line)["t_start_ms"] for line in out.read_text().splitlines()]
+    assert starts == [200, 300, 400, 500, 600, 700, 800, 900]  # frames 2..9 at 10 fps
+
+
 BAD_VIDEOS = {
     "missing": (lambda d: d / "missing.mp4", "no such file"),
     "text file": (_text_file, "notes.mp4: not a video"),
@@ -526,6 +568,7 @@ BAD_OUTPUTS = {
     "missing directory": ("nowhere/out.vtt", "does not exist"),
     "parent is a file": ("afile/out.vtt", "is not a directory"),
     "a directory": ("adir.vtt", "is a directory"),
+    "a name over 255 bytes": ("c" * 252 + ".vtt", "File name too long (accepted: names up to 255"),
 }
 
 
@@ -540,6 +583,27 @@ def test_bad_output_exits_2_and_writes_nothing(
     code, _, err = run(capsys, video, "-o", out)
     assert code == 2 and message in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adir.vtt", "afile"]
+
+
+def test_long_names_and_links_are_written_as_given(
+    capsys: pytest.CaptureFixture[str], video: Path, tmp_path: Path
+) -> None:
+    """A 250-byte name is a name (the temporary file beside it took 14 bytes more and
+    failed); a link is written through, as `> link` does (the rename replaced it); a
+    video name over 255 bytes is one clear line (it was a traceback)."""
+    long_name = tmp_path / ("b" * 246 + ".vtt")
+    code, _, err = run(capsys, video, "-o", long_name, "--quiet")
+    assert code == 0 and long_name.read_text().startswith("WEBVTT"), err
+    target = tmp_path / "real.vtt"
+    target.write_text("old\n")
+    link = tmp_path / "link.vtt"
+    link.symlink_to(target)
+    code, _, err = run(capsys, video, "-o", link, "--quiet")
+    assert code == 0, err
+    assert link.is_symlink() and target.read_text().startswith("WEBVTT")
+    code, _, err = run(capsys, tmp_path / ("d" * 260 + ".mp4"), "-o", tmp_path / "x.vtt")
+    assert code == 2 and "File name too long (accepted: file names up to 255" in err, err
+    assert "Traceback" not in err and len(err.splitlines()) == 1
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write to a read-only directory")
@@ -592,11 +656,11 @@ def test_a_failure_midway_keeps_the_existing_file(
 ) -> None:
     calls = []
 
-    def failing(images: Sequence[Any], *, beam: int = 3, sources: Sequence[str]) -> Any:
+    def failing(images: Sequence[Any], **kwargs: Any) -> Any:
         calls.append(len(images))
         if len(calls) == 2:
             raise CaptionerError("the model fell over")
-        return type(captioner).caption(captioner, images, beam=beam, sources=sources)
+        return type(captioner).caption(captioner, images, **kwargs)
 
     monkeypatch.setattr(captioner, "caption", failing)
     out = tmp_path / "out.srt"
