@@ -27,7 +27,7 @@ from captioner.arg_types import (
     positive_int,
     word_list,
 )
-from captioner.exceptions import CheckpointError
+from captioner.exceptions import CheckpointError, DatasetError
 from captioner.search_config import SearchConfig
 
 if TYPE_CHECKING:
@@ -374,6 +374,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     dataset = load_dataset(args.data)
     items = dataset.split(args.split)[: args.limit]
+    if args.baseline == "knn":  # told before features are extracted
+        n_train = len(dataset.split("train"))
+        high = n_train - 1 if args.split == "train" else n_train  # less the query itself
+        if not 1 <= args.knn_k <= high:
+            raise DatasetError(
+                f"--knn-k {args.knn_k}: {args.data} has {n_train} training images; accepted "
+                f"here: 1 to {high}"
+            )
     cap = Captioner.load(args.checkpoint, device="cpu", encoder_weights=args.encoder_weights)
     config = _search_config(args, cap.search_config)
     path = cache_path(args.cache, cap.encoder, args.split, flipped=False)
@@ -451,6 +459,12 @@ def cmd_neighbours(args: argparse.Namespace) -> int:
     checkpoint = args.checkpoint or default_weights_path()
     dataset = load_dataset(args.data)
     items = dataset.split("train")
+    if args.dims > len(items):  # told before features are extracted
+        raise DatasetError(
+            f"--dims {args.dims}: {args.data} has {len(items)} training images, and an "
+            f"index keeps at most as many principal components; accepted here: 1 to "
+            f"{len(items)}"
+        )
     cap = Captioner.load(checkpoint, device="cpu", encoder_weights=args.encoder_weights)
     path = cache_path(args.cache, cap.encoder, "train", flipped=False)
     grid = extract_features(dataset, items, cap.encoder, path, log=print)

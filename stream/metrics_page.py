@@ -29,6 +29,14 @@ from worker.queue import (
 )
 
 CAPTURE_FRAME_KINDS = ("read", "sampled", "published", "overwritten")
+CAPTURE_COUNTERS = ("bad_reads", "reconnects")
+# Each series is on the page from the start, at 0 until counted: Prometheus' rate()
+# and increase() miss the first increment of a series that appears from nothing.
+WORKER_COUNTERS = (  # worker.worker.WorkerStats's (but reconnects: the worker's log)
+    "batches", "captioned", "stale", "duplicates", "parked", "late", "failed",
+    "deadlettered", "claimed",
+)  # fmt: skip
+WORKER_STAGES = ("read", "decode", "caption", "publish")  # --model-process adds its own
 
 
 @dataclass(frozen=True)
@@ -129,6 +137,12 @@ def _worker_lines(worker: Mapping[str, str]) -> list[str]:
     the caption stage's: the model's waits)."""
     lines: list[str] = []
     stages = []
+    worker = {
+        **dict.fromkeys(WORKER_COUNTERS, "0"),
+        **{f"{STAGE_PREFIX}{stage}": "0" for stage in WORKER_STAGES},
+        CAPTION_CPU: "0",
+        **worker,
+    }
     for name, value in sorted(worker.items()):
         if name.startswith(STAGE_PREFIX):
             stage = name.removeprefix(STAGE_PREFIX)
@@ -154,15 +168,13 @@ def _capture_lines(captures: Mapping[str, Mapping[str, int]]) -> list[str]:
     """What each source's capture counted (stream/capture_counts.py): frames read from
     the source, sampled, published, overwritten by the newest-frame policy; failed
     reads (corrupt frames, lost streams); reconnect attempts."""
-    rows: dict[str, list[str]] = {"frames": [], "bad_reads": [], "reconnects": []}
+    rows: dict[str, list[str]] = {"frames": [], **{name: [] for name in CAPTURE_COUNTERS}}
     for source, counts in sorted(captures.items()):
         label = f'source="{source}"'
-        for kind in CAPTURE_FRAME_KINDS:
-            if kind in counts:
-                rows["frames"].append(f'{{{label},kind="{kind}"}} {counts[kind]}')
-        for name in ("bad_reads", "reconnects"):
-            if name in counts:
-                rows[name].append(f"{{{label}}} {counts[name]}")
+        for kind in CAPTURE_FRAME_KINDS:  # 0 until counted (WORKER_COUNTERS)
+            rows["frames"].append(f'{{{label},kind="{kind}"}} {counts.get(kind, 0)}')
+        for name in CAPTURE_COUNTERS:
+            rows[name].append(f"{{{label}}} {counts.get(name, 0)}")
     lines = []
     for name, values in rows.items():
         if values:

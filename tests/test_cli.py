@@ -89,6 +89,24 @@ def test_evaluate_prints_a_table_and_writes_json(
     assert len(system["captions"]) == 4
 
 
+def test_flags_too_big_for_a_small_dataset_are_clear_errors(
+    trained: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """12 training images: the defaults --knn-k 30 and --dims 128 were tracebacks."""
+    root, out, cache = trained
+    common = ["--data", str(root), "--checkpoint", str(out / "best.pt"), "--cache", str(cache)]
+    cases = [
+        (["evaluate", *common, "--baseline", "knn"], "--knn-k 30: ", "accepted here: 1 to 12"),
+        (["evaluate", *common, "--baseline", "knn", "--split", "train", "--knn-k", "12"],
+         "--knn-k 12: ", "accepted here: 1 to 11"),
+        (["neighbours", *common], "--dims 128: ", "accepted here: 1 to 12"),
+    ]  # fmt: skip
+    for argv, flag, accepted in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert flag in err and accepted in err and "Traceback" not in err, err
+
+
 def test_describe_captions_image_files(
     trained: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
