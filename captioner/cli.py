@@ -207,8 +207,8 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     d = sub.add_parser("describe", help="caption image files and print one line each")
     d.add_argument("images", nargs="+", type=Path)
-    d.add_argument("--checkpoint", type=Path, default=None)
-    d.add_argument("--device", default=None)
+    d.add_argument("--checkpoint", type=Path, default=None, help="default: the bundled model")
+    d.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     add_search_flags(d, beam=5)  # as the service captions (stream/caption.py, SERVICE_BEAM)
     d.set_defaults(func=cmd_describe)
 

@@ -89,7 +89,8 @@ def run_bench(
                     for p in procs:
                         p.wait(30)
             lines.append(
-                f"--redis-url with {workers} worker processes: {pooled:.1f} s = "
+                f"--redis-url with {workers} worker process{'es' if workers > 1 else ''}: "
+                f"{pooled:.1f} s = "
                 f"{duration / pooled:.1f}× realtime"
             )
     return "\n".join(lines)

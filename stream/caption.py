@@ -662,10 +662,10 @@ def _run_caption(args: argparse.Namespace) -> int:
         args.videos, output=args.output, output_dir=args.output_dir, fmt=args.format
     )
     sampling = sampling_config(args)
-    if args.scene_change and args.max_interval <= 1.0 / args.fps:
+    if sampling.scene_change and sampling.max_interval_s <= 1.0 / sampling.fps:
         raise StreamError(
-            f"--max-interval ({args.max_interval:g} s) must be longer than 1/--fps "
-            f"({1.0 / args.fps:g} s)"
+            f"--max-interval ({sampling.max_interval_s:g} s) must be longer than 1/--fps "
+            f"({1.0 / sampling.fps:g} s)"
         )
     if args.redis_url is None:
         from captioner.api import resolve_device

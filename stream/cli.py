@@ -33,6 +33,7 @@ from captioner.exceptions import CaptionerError
 from stream.access import MIN_TOKEN_CHARS, access_token, allowed_hosts, allowed_origins
 from stream.caption import SERVICE_BEAM, add_caption_subcommand
 from stream.exceptions import StreamError
+from stream.help_defaults import add_default_help
 from stream.sampling_flags import add_sampling_flags, sampling_config
 from stream.server import COMPRESSION
 from stream.settings import (
@@ -153,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"TOML file of settings (env {CONFIG_ENV}); any option may also come from "
             "the environment, e.g. SCENECAST_MAX_BATCH=64; the command line wins",
         )
+    add_default_help(parser)
     return parser
 
 

@@ -627,6 +627,7 @@ def test_read_only_directory_exits_2(
         (["--fps", "0"], "argument --fps: expected a number from 0.0001 to 1000, got 0"),
         (["--fps", "nan"], "argument --fps: expected a number from 0.0001 to 1000, got nan"),
         (["--scene-change", "--fps", "1", "--max-interval", "0.5"], "--max-interval"),
+        (["--max-interval", "5"], "--max-interval 5 goes with --scene-change"),  # was ignored
         (["--device", "tpu"], "unsupported device"),
     ],
 )
