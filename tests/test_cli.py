@@ -222,25 +222,27 @@ def test_sigterm_becomes_system_exit_so_with_blocks_clean_up() -> None:
 
 
 def test_run_passes_model_process_to_its_worker_both_ways() -> None:
-    from stream.cli import _worker_argv, build_parser, parse_args
+    from stream.cli import build_parser, parse_args
+    from stream.service_cli import worker_argv
 
     parse = build_parser().parse_args
-    assert "--no-model-process" in _worker_argv(parse(["run", "x.mp4"]))
-    assert "--model-process" in _worker_argv(parse(["run", "x.mp4", "--model-process"]))
+    assert "--no-model-process" in worker_argv(parse(["run", "x.mp4"]))
+    assert "--model-process" in worker_argv(parse(["run", "x.mp4", "--model-process"]))
     # the worker reads the environment too: run's --no-model-process must reach it
     env = {"SCENECAST_MODEL_PROCESS": "1"}
-    argv = _worker_argv(parse_args(["run", "x.mp4", "--no-model-process"], env))
+    argv = worker_argv(parse_args(["run", "x.mp4", "--no-model-process"], env))
     assert not parse_args(["worker", "--redis-url", "r", *argv], env).model_process
     assert parse(["worker", "--redis-url", "redis://h:1", "--model-process"]).model_process
     assert not parse(["worker", "--redis-url", "redis://h:1"]).model_process
 
 
 def test_consensus_k_reaches_the_worker_and_defaults_to_the_models() -> None:
-    from stream.cli import _worker_argv, build_parser
+    from stream.cli import build_parser
+    from stream.service_cli import worker_argv
 
     parse = build_parser().parse_args
-    assert "--consensus-k" not in _worker_argv(parse(["run", "x.mp4"]))  # the model's
-    argv = _worker_argv(parse(["run", "x.mp4", "--consensus-k", "0"]))
+    assert "--consensus-k" not in worker_argv(parse(["run", "x.mp4"]))  # the model's
+    argv = worker_argv(parse(["run", "x.mp4", "--consensus-k", "0"]))
     assert argv[argv.index("--consensus-k") + 1] == "0"
     assert parse(["worker", "--redis-url", "redis://h:1", *argv]).consensus_k == 0
     assert parse(["caption", "v.mp4", "--consensus-k", "30"]).consensus_k == 30
@@ -249,12 +251,13 @@ def test_consensus_k_reaches_the_worker_and_defaults_to_the_models() -> None:
 
 def test_ban_words_reach_the_worker_and_the_captioner() -> None:
     from captioner.cli import search_overrides
-    from stream.cli import _worker_argv, build_parser
+    from stream.cli import build_parser
+    from stream.service_cli import worker_argv
 
     parse = build_parser().parse_args
-    assert "--ban-words" not in _worker_argv(parse(["run", "x.mp4"]))  # the model's
+    assert "--ban-words" not in worker_argv(parse(["run", "x.mp4"]))  # the model's
     assert "banned_words" not in search_overrides(parse(["run", "x.mp4"]))
-    argv = _worker_argv(parse(["run", "x.mp4", "--ban-words", "stock,white background"]))
+    argv = worker_argv(parse(["run", "x.mp4", "--ban-words", "stock,white background"]))
     worker = parse(["worker", "--redis-url", "redis://h:1", *argv])
     assert search_overrides(worker)["banned_words"] == ("stock", "white background")
     caption = parse(["caption", "v.mp4", "--ban-words", ""])
@@ -263,13 +266,14 @@ def test_ban_words_reach_the_worker_and_the_captioner() -> None:
 
 def test_hold_reaches_the_worker_and_the_captioner(capsys: pytest.CaptureFixture[str]) -> None:
     from captioner.cli import search_overrides
-    from stream.cli import _worker_argv, build_parser
+    from stream.cli import build_parser
+    from stream.service_cli import worker_argv
 
     parse = build_parser().parse_args
-    assert "--hold" not in _worker_argv(parse(["run", "x.mp4"]))  # the model's default
+    assert "--hold" not in worker_argv(parse(["run", "x.mp4"]))  # the model's default
     assert search_overrides(parse(["run", "x.mp4"])) == {}
     for given, margin in (("off", None), ("OFF", None), ("0.1", 0.1), ("0", 0.0)):
-        argv = _worker_argv(parse(["run", "x.mp4", "--hold", given]))
+        argv = worker_argv(parse(["run", "x.mp4", "--hold", given]))
         worker = parse(["worker", "--redis-url", "redis://h:1", *argv])
         assert search_overrides(worker) == {"hold_margin": margin}
     assert search_overrides(parse(["caption", "v.mp4", "--hold", "0.02"])) == {"hold_margin": 0.02}
@@ -283,12 +287,13 @@ def test_hold_reaches_the_worker_and_the_captioner(capsys: pytest.CaptureFixture
 def test_decode_flag_reaches_the_worker_and_refuses_other_places(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from stream.cli import _worker_argv, build_parser
+    from stream.cli import build_parser
+    from stream.service_cli import worker_argv
 
     parse = build_parser().parse_args
-    argv = _worker_argv(parse(["run", "x.mp4"]))
+    argv = worker_argv(parse(["run", "x.mp4"]))
     assert argv[argv.index("--decode") + 1] == "device"  # the default, said explicitly
-    argv = _worker_argv(parse(["run", "x.mp4", "--decode", "cpu"]))
+    argv = worker_argv(parse(["run", "x.mp4", "--decode", "cpu"]))
     assert argv[argv.index("--decode") + 1] == "cpu"
     assert parse(["worker", "--redis-url", "redis://h:1"]).decode == "device"
     assert parse(["bench", "pipeline", "--decode", "cpu"]).decode == "cpu"
