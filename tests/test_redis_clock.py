@@ -1,5 +1,5 @@
 """Parts on machines whose clocks differ still agree on time: they stamp and compare in
-Redis's (worker/redis_clock.py). A capture whose clock is 8 s behind runs in a process
+Redis's (worker/redis_clock.py). A capture whose clock is 30 s behind runs in a process
 of its own (its ``time`` shifted by a ``sitecustomize``) against a real redis-server."""
 
 from __future__ import annotations
@@ -27,7 +27,11 @@ from worker.redis_clock import RedisClock, offset_of
 from worker.worker import Worker, WorkerConfig
 
 T = 30.0 * TIMEOUT_FACTOR
-SKEW_S = 8.0  # more than the worker's max age (3 s): unnoticed, every frame is "stale"
+SKEW_S = 30.0  # far more than the worker's max age: unnoticed, every frame is "stale"
+# Bounds at a third of the skew: a skew taken for latency breaks them, while a
+# loaded machine's slow batches (2 s a batch of the tiny model under two other jobs)
+# stay inside them (with 8 s and 3 s they failed under load).
+BOUND_MS = SKEW_S * 1000 / 3
 
 
 def test_the_offset_is_taken_at_the_middle_of_the_round_trip() -> None:
@@ -113,7 +117,7 @@ def test_a_capture_whose_clock_is_behind_is_captioned_fresh_and_heard(
     def caption(images: Sequence[Any], sources: Sequence[str], shown: Any) -> Any:
         return cap.caption(list(images), beam=1)
 
-    policy = BatchPolicy(max_batch=4, max_wait_ms=20, max_age_ms=3000)
+    policy = BatchPolicy(max_batch=4, max_wait_ms=20, max_age_ms=BOUND_MS)
     worker = Worker(client, caption, WorkerConfig(policy=policy))
     deadline = time.monotonic() + T
     try:
@@ -127,12 +131,12 @@ def test_a_capture_whose_clock_is_behind_is_captioned_fresh_and_heard(
         capture.wait(T)
     captions = [decode_caption(f) for _, f in client.xrange(captions_key(name))]
     assert len(captions) >= 5, f"{worker.stats.stale} frames skipped as stale"
-    # captured, in Redis's time, a moment before they were captioned: not 8 s before
-    assert all(0 <= c.latency_ms < 2000 * TIMEOUT_FACTOR for c in captions), [
+    # captured, in Redis's time, a moment before they were captioned: not 30 s before
+    assert all(0 <= c.latency_ms < BOUND_MS * TIMEOUT_FACTOR for c in captions), [
         c.latency_ms for c in captions
     ]
     assert worker.stats.stale == 0
-    assert 0 <= heard_ms < 2500 * TIMEOUT_FACTOR  # its heartbeat is recent, not 8 s old
+    assert 0 <= heard_ms < BOUND_MS * TIMEOUT_FACTOR  # its heartbeat is recent, not 30 s old
     client.close()
 
 
@@ -154,7 +158,7 @@ def test_a_worker_whose_clock_is_ahead_still_skips_no_fresh_frame(
         return cap.caption(list(images), beam=1)
 
     ahead = RedisClock(local=lambda: time.time_ns() + int(SKEW_S * 1e9))
-    policy = BatchPolicy(max_batch=4, max_wait_ms=20, max_age_ms=3000)
+    policy = BatchPolicy(max_batch=4, max_wait_ms=20, max_age_ms=BOUND_MS)
     worker = Worker(client, caption, WorkerConfig(policy=policy), clock=ahead)
     deadline = time.monotonic() + T
     beats: list[float] = []  # how old its heartbeat looks, in Redis's time, while it runs
@@ -171,6 +175,6 @@ def test_a_worker_whose_clock_is_ahead_still_skips_no_fresh_frame(
     assert ahead.offset_ns < -(SKEW_S - 1) * 1e9  # it found its clock ahead of Redis's
     captions = [decode_caption(f) for _, f in client.xrange(captions_key(name))]
     assert len(captions) >= 5 and worker.stats.stale == 0
-    assert all(0 <= c.latency_ms < 2000 * TIMEOUT_FACTOR for c in captions)
-    assert beats and all(-500 < age < 5000 for age in beats), beats  # not 8 s in the future
+    assert all(0 <= c.latency_ms < BOUND_MS * TIMEOUT_FACTOR for c in captions)
+    assert beats and all(-500 < age < BOUND_MS for age in beats), beats  # not 30 s in the future
     client.close()
