@@ -268,7 +268,13 @@ class Capture:
         self._stop.wait(next(self._redis_delays))
 
     def _rejoin(self) -> None:
+        lost_before = self.redis_data_lost
         self.register()
+        if self.redis_data_lost and not lost_before and not self.spec.live:
+            # said now, not hours later at the job's end: its frames went with Redis
+            log.error("%s: %s", self.spec.name, DATA_LOST)
+            state, detail = self._state
+            self._state = (state, f"{detail}; {DATA_LOST}" if detail else DATA_LOST)
         self._published_ids.clear()  # ids of a lost stream would count as backlog forever
         self._kept.clear()
         self._backlog_bound = 0
@@ -512,7 +518,7 @@ class Capture:
         ):
             for frame in frames:
                 if self._stop.is_set():
-                    self.status("ended", "stopped")
+                    self.status("ended", "stopped" + (f"; {DATA_LOST}" * self.redis_data_lost))
                     return
                 self.counts.add("sampled")
                 pending.append((frame, pool.submit(self.encode, frame)))
@@ -524,8 +530,7 @@ class Capture:
         if reader.decode_errors:
             detail += f", {reader.decode_errors} undecodable frames skipped"
         if self.redis_data_lost:
-            detail += f"; {DATA_LOST}"
-            log.error("%s: %s", self.spec.name, DATA_LOST)
+            detail += f"; {DATA_LOST}"  # logged when it was found
         self.status("ended", detail)
         while self._redis_lost and not self._stop.is_set():  # a job's end must get through
             self._redis_pause()

@@ -55,6 +55,22 @@ def check_redis(url: str) -> Any:
     try:
         client = connect(url, socket_connect_timeout=3, socket_timeout=None)
         client.ping()
+    except redis.AuthenticationError as exc:
+        if "HELLO must be called" in str(exc) or "NOAUTH" in str(exc):  # none given
+            raise StreamError(
+                f"Redis at {redact_url(url)} requires a password, and the URL gives none "
+                "(accepted: redis://:PASSWORD@HOST:PORT/DB, or redis://USER:PASSWORD@... "
+                "with an ACL user)"
+            ) from None
+        raise StreamError(f"cannot reach Redis at {redact_url(url)}: {exc}") from exc
+    except redis.ResponseError as exc:  # e.g. a database the server does not have
+        if "DB index is out of range" in str(exc):
+            db = redis.connection.parse_url(url).get("db", 0)  # type: ignore[no-untyped-call]
+            raise StreamError(
+                f"Redis at {redact_url(url)} has no database {db} (accepted: 0 to the "
+                "server's `databases` setting - 1, 16 by default: 0-15)"
+            ) from None
+        raise StreamError(f"Redis at {redact_url(url)} refused us: {exc}") from exc
     except (redis.ConnectionError, redis.TimeoutError, ValueError) as exc:
         raise StreamError(f"cannot reach Redis at {redact_url(url)}: {exc}") from exc
     except RedisClusterException as exc:

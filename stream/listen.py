@@ -6,8 +6,10 @@ import asyncio
 import json
 import os
 import shlex
+import signal
 import ssl
 import sys
+import threading
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -201,12 +203,23 @@ def run_listen(url: str, **kwargs: Any) -> int:
     1: the connection was lost; 2: could not connect; 130: Ctrl+C."""
     progress = Progress()
     shown = redact_url(url)  # a ?token= in the URL never reaches a message
+    terminated = False
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        """SIGTERM as Ctrl+C: the resume hint, and exit 143 (it was a SystemExit raised
+        inside asyncio's tasks: no hint, at times a traceback)."""
+        nonlocal terminated
+        terminated = True
+        raise KeyboardInterrupt
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if main_thread else None
     try:
         return asyncio.run(listen(url, progress=progress, **kwargs))
     except KeyboardInterrupt:
-        if progress.captions:
+        if progress.connected:  # a caption counts once printed: its hint resumes after it
             print(f"scenecast: stopped; {progress.resume_hint()}", file=sys.stderr)
-        return 130
+        return 143 if terminated else 130
     except InvalidURI:
         print(f"scenecast: error: not a websocket URL: {shown!r} (accepted: "
               "ws://HOST:PORT/ws, or wss:// behind TLS)", file=sys.stderr)  # fmt: skip
@@ -241,3 +254,6 @@ def run_listen(url: str, **kwargs: Any) -> int:
             return 1
         print(f"scenecast: error: cannot connect to {shown}: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)

@@ -408,3 +408,32 @@ def test_ctrl_c_before_a_command_handles_it_is_exit_130_not_a_traceback(
 
     monkeypatch.setattr("stream.cli._main", interrupted)
     assert main(["run", "x.mp4"]) == 130
+
+
+def test_a_redis_url_with_no_password_or_a_missing_database_is_one_clear_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Both were a traceback (DB index is out of range) or Redis's own words about
+    HELLO AUTH, never naming the URL's password."""
+    import redis
+
+    from stream.embedded_redis import EmbeddedRedis
+
+    with EmbeddedRedis() as server:
+        base = server.url.rsplit("/", 1)[0]
+        assert main(["status", "--redis-url", f"{base}/99"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("scenecast: error: Redis at ") and "has no database 99" in err
+        assert "Traceback" not in err and len(err.splitlines()) == 1
+        client = redis.Redis.from_url(server.url)
+        client.config_set("requirepass", "sekret-sekret")
+        try:
+            assert main(["status", "--redis-url", f"{base}/0"]) == 2
+            err = capsys.readouterr().err
+            assert "requires a password, and the URL gives none" in err, err
+            assert "redis://:PASSWORD@HOST:PORT/DB" in err
+        finally:
+            authed = redis.Redis.from_url(base.replace("redis://", "redis://:sekret-sekret@"))
+            authed.config_set("requirepass", "")
+            authed.close()
+            client.close()

@@ -239,3 +239,37 @@ def test_listen_sends_the_subscribes_its_after_flags_ask_for(
     ]  # fmt: skip
     # yard heard nothing: it resumes where it was asked to start
     assert "--after cam=1002-0 --after yard=5-0\n" in capsys.readouterr().err
+
+
+def test_sigterm_stops_listen_with_its_resume_hint() -> None:
+    """It was a SystemExit raised inside asyncio's tasks: exit 143 with no hint, and at
+    times a traceback."""
+    import signal
+
+    async def keep_sending(ws: ServerConnection) -> None:
+        for seq in range(3, 3 + int(T * 20)):
+            await ws.send(_caption(seq))
+            await asyncio.sleep(0.05)
+
+    with fake_server(keep_sending) as url:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "stream.cli", "listen", "--url", url, "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        for _ in range(2):  # the first one counted once the second is printed
+            assert json.loads(proc.stdout.readline())["type"] == "caption"
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(T)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+        err = proc.stderr.read()
+        proc.stdout.close()
+        proc.stderr.close()
+    assert proc.returncode == 143, err
+    assert "scenecast: stopped; to resume: scenecast listen --url " in err
+    assert "--after cam=" in err and "Traceback" not in err

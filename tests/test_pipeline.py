@@ -433,7 +433,9 @@ def test_file_job_waits_out_a_redis_restart_and_goes_on(video: Path) -> None:
         assert thread.is_alive()  # waiting, not dead
         server = EmbeddedRedis(port=port).start()
         _wait_for(lambda: client.xlen(frames_key("restart")) == 5, "the next 5 frames")
-        assert describe_sources(client)["restart"]["state"] == "live"  # registered again
+        live = describe_sources(client)["restart"]
+        assert live["state"] == "live"  # registered again, and says what was lost at once
+        assert "Redis restarted without its data" in str(live["detail"])
         worker = Worker(
             client,
             lambda images, sources, shown: tiny_captioner().caption(list(images), beam=1),
