@@ -518,7 +518,7 @@ class Capture:
         ):
             for frame in frames:
                 if self._stop.is_set():
-                    self.status("ended", "stopped" + (f"; {DATA_LOST}" * self.redis_data_lost))
+                    self._end_job("stopped")
                     return
                 self.counts.add("sampled")
                 pending.append((frame, pool.submit(self.encode, frame)))
@@ -529,12 +529,15 @@ class Capture:
         detail = f"{self.published} frames sampled"
         if reader.decode_errors:
             detail += f", {reader.decode_errors} undecodable frames skipped"
-        if self.redis_data_lost:
-            detail += f"; {DATA_LOST}"  # logged when it was found
-        self.status("ended", detail)
+        self._end_job(detail)
         while self._redis_lost and not self._stop.is_set():  # a job's end must get through
             self._redis_pause()
             self._attempt(lambda: None)  # rejoining sends the state: ended
+
+    def _end_job(self, detail: str) -> None:
+        """A file job's "ended", saying what went with a Redis that restarted empty
+        (logged when it was found)."""
+        self.status("ended", f"{detail}; {DATA_LOST}" if self.redis_data_lost else detail)
 
     def _publish_ready(self, pending: deque[tuple[Frame, Future[tuple[bytes, int, int]]]]) -> None:
         """Publish the oldest frame (waiting for its JPEG) and the encoded ones after it,

@@ -121,16 +121,16 @@ def test_nothing_listening_is_a_clear_error(capsys: pytest.CaptureFixture[str]) 
     assert capsys.readouterr().err.startswith(f"scenecast: error: cannot connect to {url}")
 
 
-def test_listen_exits_quietly_when_its_reader_goes_away() -> None:
-    """`scenecast listen | head -1`: exit 0, nothing on stderr (it used to say "cannot
-    connect ... Broken pipe" and exit 2)."""
+async def _keep_sending(ws: ServerConnection) -> None:
+    for seq in range(3, 3 + int(T * 20)):
+        await ws.send(_caption(seq))
+        await asyncio.sleep(0.05)
 
-    async def keep_sending(ws: ServerConnection) -> None:
-        for seq in range(3, 3 + int(T * 20)):
-            await ws.send(_caption(seq))
-            await asyncio.sleep(0.05)
 
-    with fake_server(keep_sending) as url:
+def _listen_then(act: Callable[[subprocess.Popen[str]], None], lines: int) -> tuple[int, str]:
+    """`scenecast listen --json` against a server that keeps sending: once it printed
+    ``lines`` captions, ``act`` on the process; its exit code and stderr."""
+    with fake_server(_keep_sending) as url:
         proc = subprocess.Popen(
             [sys.executable, "-m", "stream.cli", "listen", "--url", url, "--json"],
             stdout=subprocess.PIPE,
@@ -138,16 +138,30 @@ def test_listen_exits_quietly_when_its_reader_goes_away() -> None:
             text=True,
         )
         assert proc.stdout is not None and proc.stderr is not None
-        assert json.loads(proc.stdout.readline())["type"] == "caption"
-        proc.stdout.close()  # like head -1
+        for _ in range(lines):
+            assert json.loads(proc.stdout.readline())["type"] == "caption"
+        act(proc)
         try:
             proc.wait(T)
         except subprocess.TimeoutExpired:
             proc.kill()
             raise
         err = proc.stderr.read()
+        proc.stdout.close()
         proc.stderr.close()
-    assert proc.returncode == 0 and err == "", err
+    return proc.returncode, err
+
+
+def test_listen_exits_quietly_when_its_reader_goes_away() -> None:
+    """`scenecast listen | head -1`: exit 0, nothing on stderr (it used to say "cannot
+    connect ... Broken pipe" and exit 2)."""
+
+    def like_head_1(proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+    code, err = _listen_then(like_head_1, lines=1)
+    assert code == 0 and err == "", err
 
 
 def test_after_a_gap_listen_resumes_the_source_from_the_log(
@@ -246,30 +260,8 @@ def test_sigterm_stops_listen_with_its_resume_hint() -> None:
     times a traceback."""
     import signal
 
-    async def keep_sending(ws: ServerConnection) -> None:
-        for seq in range(3, 3 + int(T * 20)):
-            await ws.send(_caption(seq))
-            await asyncio.sleep(0.05)
-
-    with fake_server(keep_sending) as url:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "stream.cli", "listen", "--url", url, "--json"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert proc.stdout is not None and proc.stderr is not None
-        for _ in range(2):  # the first one counted once the second is printed
-            assert json.loads(proc.stdout.readline())["type"] == "caption"
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(T)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
-        err = proc.stderr.read()
-        proc.stdout.close()
-        proc.stderr.close()
-    assert proc.returncode == 143, err
+    # two lines: the first caption is counted once the second is printed
+    code, err = _listen_then(lambda proc: proc.send_signal(signal.SIGTERM), lines=2)
+    assert code == 143, err
     assert "scenecast: stopped; to resume: scenecast listen --url " in err
     assert "--after cam=" in err and "Traceback" not in err
