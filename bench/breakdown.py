@@ -16,7 +16,7 @@ import torch
 
 from captioner import Captioner
 from captioner.sample_photos import sample_images
-from captioner.search import search
+from captioner.search.search import search
 
 
 def _sync(device: torch.device) -> None:

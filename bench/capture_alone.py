@@ -15,11 +15,11 @@ from pathlib import Path
 
 import redis
 
-from stream.bench_pipeline import make_bench_video
-from stream.capture import Capture, CaptureConfig
+from stream.bench.pipeline import make_bench_video
+from stream.capture.capture import Capture, CaptureConfig
 from stream.embedded_redis import EmbeddedRedis
-from stream.sources import parse_source
-from worker.queue import frames_key
+from stream.sources.sources import parse_source
+from worker.bus.entries import frames_key
 
 
 def main() -> None:

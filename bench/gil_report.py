@@ -1,7 +1,7 @@
 """Who holds the GIL: a py-spy profile summed per process and thread.
 
     py-spy record --gil --threads --subprocesses -r 200 -f raw -o gil.txt -- \\
-        python -m stream.cli bench pipeline ...
+        python -m stream.cli.main bench pipeline ...
     python -m bench.gil_report gil.txt --rate 200
 
 prints, per process and thread, the seconds it held the GIL (samples / rate) and its

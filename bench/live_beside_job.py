@@ -22,13 +22,13 @@ import numpy as np
 import redis
 
 from captioner.api import Captioner
-from stream.capture import Capture, CaptureConfig
+from stream.capture.capture import Capture, CaptureConfig
 from stream.demo_video import demo_video_path
 from stream.embedded_redis import EmbeddedRedis
-from stream.sources import parse_source
+from stream.sources.sources import parse_source
 from tests.videos import make_video
 from worker.batching import BatchPolicy
-from worker.queue import captions_key, decode_caption
+from worker.bus.entries import captions_key, decode_caption
 from worker.worker import Worker, WorkerConfig
 
 JOB_FRAMES = 600

@@ -18,10 +18,10 @@ import time
 
 from bench.breakdown import _sync
 from captioner import Captioner
-from captioner.hold import Shown, ShownCaptions
-from captioner.reranked import caption_search, pooled
 from captioner.sample_photos import sample_images
-from captioner.search import beam_search_nbest
+from captioner.search.hold import Shown, ShownCaptions
+from captioner.search.reranked import caption_search, pooled
+from captioner.search.search import beam_search_nbest
 
 
 def main() -> None:

@@ -47,11 +47,11 @@ class CountKernels(TorchDispatchMode):  # type: ignore[no-untyped-call]
 
 def search_module(rev: str | None) -> ModuleType:
     if rev is None:
-        from captioner import search
+        from captioner.search import search
 
         return search
     source = subprocess.run(
-        ["git", "-C", str(ROOT), "show", f"{rev}:captioner/search.py"],
+        ["git", "-C", str(ROOT), "show", f"{rev}:captioner/search/search.py"],
         check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
     path = Path(tempfile.mkdtemp()) / "search_at_rev.py"

@@ -20,12 +20,12 @@ from captioner.exceptions import (
 
 if TYPE_CHECKING:
     from captioner.api import Caption, Captioner
-    from captioner.search_config import SearchConfig
+    from captioner.search.config import SearchConfig
 
 _LAZY = {
     "Caption": "captioner.api",
     "Captioner": "captioner.api",
-    "SearchConfig": "captioner.search_config",
+    "SearchConfig": "captioner.search.config",
 }
 
 

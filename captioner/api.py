@@ -13,16 +13,16 @@ import torch
 from torch import Tensor
 
 from captioner.checkpoint import Checkpoint, load_checkpoint, neighbours_path
-from captioner.consensus import NeighbourIndex, load_index
 from captioner.default_model import default_weights_path
 from captioner.encoder import CPU_ENCODER_CHUNK, Encoder, build_encoder
 from captioner.exceptions import CheckpointError, DeviceError, NoDefaultModelError
-from captioner.hold import ShownCaptions
 from captioner.model import Decoder
 from captioner.preprocess import to_batch
-from captioner.reranked import caption_search
-from captioner.search import Hypothesis
-from captioner.search_config import Method, SearchConfig
+from captioner.search.config import Method, SearchConfig
+from captioner.search.consensus import NeighbourIndex, load_index
+from captioner.search.hold import ShownCaptions
+from captioner.search.reranked import caption_search
+from captioner.search.search import Hypothesis
 from captioner.vocab import Vocabulary
 
 

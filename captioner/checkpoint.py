@@ -27,7 +27,7 @@ from captioner.encoder import EncoderSpec
 from captioner.exceptions import CheckpointError
 from captioner.model import Decoder, ModelConfig
 from captioner.preprocess import Preprocess
-from captioner.search_config import SearchConfig
+from captioner.search.config import SearchConfig
 from captioner.vocab import Vocabulary
 
 FORMAT, VERSION = "scenecast-captioner", 1

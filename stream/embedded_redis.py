@@ -23,8 +23,8 @@ from redis.exceptions import RedisClusterException
 
 from stream.exceptions import StreamError
 from stream.redact import redact_url
-from worker.cluster import connect
-from worker.parent_death import parent_death_preexec
+from worker.bus.cluster import connect
+from worker.bus.parent_death import parent_death_preexec
 
 
 def find_redis_server() -> Path:

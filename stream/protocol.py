@@ -29,7 +29,7 @@ rejected (``bad_field``, listing the accepted fields): a typo such as ``"source"
 must ignore fields they do not know: the server may add optional fields within
 version 1, and :func:`parse_server_message` ignores them.
 
-*Where a subscription starts* (``after``; see :class:`stream.subscription.Subscription`):
+*Where a subscription starts* (``after``; see :class:`stream.server.subscription.Subscription`):
 
 * no ``after``: the live tail only, for sources the client newly subscribes to; a
   source it already follows keeps its position (sending ``subscribe`` again is
@@ -49,7 +49,7 @@ source, so the overlap between a replay and the live tail is harmless.
 *Segments and* ``is_final``: every sampled frame yields exactly one caption message,
 sent as soon as it exists. Consecutive captions of a source whose normalised text
 (lower case, single spaces) is the same share a ``segment_id``; a different text
-starts segment ``previous + 1`` (the rule of :mod:`worker.segments`; the worker
+starts segment ``previous + 1`` (the rule of :mod:`worker.bus.segments`; the worker
 assigns the ids atomically as it publishes). Whether a caption is the last of its
 segment is only known when the *next* one arrives, so captions go out with
 ``is_final: false`` and a client applies one rule: **a caption with a new

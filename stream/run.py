@@ -21,12 +21,12 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from stream.capture import Capture, CaptureConfig
+from stream.capture.capture import Capture, CaptureConfig
 from stream.embedded_redis import EmbeddedRedis, check_redis
 from stream.exceptions import StreamError
-from stream.server import CaptionServer, ServerConfig
-from stream.server_config import announce
-from stream.sources import SourceSpec
+from stream.server.config import announce
+from stream.server.server import CaptionServer, ServerConfig
+from stream.sources.sources import SourceSpec
 
 log = logging.getLogger("scenecast.run")
 

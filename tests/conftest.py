@@ -10,7 +10,7 @@ from captioner.vocab import SPECIALS, Vocabulary
 
 # Scale every timeout in the tests by one variable (slow CI machines).
 TIMEOUT_FACTOR = float(os.environ.get("SCENECAST_TESTS_TIMEOUT_FACTOR", "1"))
-# The commands read their settings from SCENECAST_* (stream.settings): the tests, and the
+# The commands read their settings from SCENECAST_* (stream.cli.settings): the tests, and the
 # processes they start, run on the built-in defaults whatever the shell has set.
 for _name in [n for n in os.environ if n.startswith("SCENECAST_")]:
     if _name not in ("SCENECAST_TESTS_TIMEOUT_FACTOR", "SCENECAST_CHROMIUM"):

@@ -69,7 +69,7 @@ def tiny_checkpoint(*, max_len: int = 8):  # type: ignore[no-untyped-def]
     from captioner.checkpoint import Checkpoint
     from captioner.encoder import EncoderSpec
     from captioner.preprocess import Preprocess
-    from captioner.search import SearchConfig
+    from captioner.search.search import SearchConfig
     from captioner.vocab import SPECIALS, Vocabulary
 
     vocab = Vocabulary([*SPECIALS, *(f"w{i}" for i in range(30))])

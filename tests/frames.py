@@ -1,4 +1,4 @@
-"""Helpers that put frames into Redis as capture does (through worker.queue)."""
+"""Helpers that put frames into Redis as capture does (through worker.bus.entries)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import redis
 
-from worker.queue import (
+from worker.bus.entries import (
     GROUP,
     SOURCES_KEY,
     CaptionEntry,
@@ -81,7 +81,7 @@ def publish_caption(
 
     ``frame_data``: the new frame's JPEG; ``grid`` (h, w): attention maps, word ``i``
     looking at cell ``i`` only (row-major)."""
-    from worker.publish import PUBLISH_LUA, Publication, publish_args
+    from worker.bus.publish import PUBLISH_LUA, Publication, publish_args
 
     script = redis.Redis.register_script(client, PUBLISH_LUA)  # works for pipelines too
     entry = caption(source, seq, text, pts_ms=pts_ms, grid=grid)

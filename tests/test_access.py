@@ -6,7 +6,8 @@ import argparse
 
 import pytest
 
-from stream.access import (
+from stream.cli.settings import from_text, from_toml
+from stream.server.access import (
     Access,
     access_token,
     allowed_hosts,
@@ -16,7 +17,6 @@ from stream.access import (
     normal_origin,
     request_token,
 )
-from stream.settings import from_text, from_toml
 
 TOKEN = "s3cret-token-of-24-chars"
 LOCAL = {"Host": "127.0.0.1:8765"}

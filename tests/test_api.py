@@ -13,7 +13,7 @@ from captioner import api as api_module
 from captioner.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from captioner.encoder import EncoderSpec
 from captioner.preprocess import Preprocess
-from captioner.search import SearchConfig
+from captioner.search.search import SearchConfig
 from captioner.vocab import SPECIALS, Vocabulary
 from tests.factories import tiny_decoder
 
@@ -60,7 +60,7 @@ def test_checkpoint_round_trip(saved: Path) -> None:
     for name, tensor in original.decoder_state.items():
         torch.testing.assert_close(loaded.decoder_state[name], tensor)
     features = torch.randn(2, 49, 1280)
-    from captioner.search import search
+    from captioner.search.search import search
 
     a = search(original.build_decoder(), features, VOCAB, SearchConfig(beam=3))
     b = search(loaded.build_decoder(), features, VOCAB, SearchConfig(beam=3))

@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from captioner.arg_types import (
+from stream.cli.arg_types import (
     beam_size,
     fraction,
     interval_s,

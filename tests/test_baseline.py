@@ -7,7 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from captioner.baseline import knn_consensus, knn_nearest, nearest_neighbours, pool_features
+from captioner.training.baseline import (
+    knn_consensus,
+    knn_nearest,
+    nearest_neighbours,
+    pool_features,
+)
 
 
 def _unit(rows: list[list[float]]) -> np.ndarray:

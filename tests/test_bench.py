@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from stream.bench_server import measure
-from stream.bench_stand_in import StandInModel, bench_stand_in
+from stream.bench.server import measure
+from stream.bench.stand_in import StandInModel, bench_stand_in
 
 
 def test_stand_in_model_takes_its_time_per_batch_not_per_image() -> None:

@@ -1,6 +1,6 @@
 """``scenecast caption``: a generated video with known scene cuts → WebVTT / SRT / JSONL.
 
-In-process runs call ``stream.cli.main`` with the tiny captioner (patched in for the
+In-process runs call ``stream.cli.main.main`` with the tiny captioner (patched in for the
 model load, which is what takes seconds); the worker-pool runs use a private
 redis-server and an in-thread ``Worker`` with the same captioner; a few subprocess runs
 check real exit codes and the real checkpoint load.
@@ -30,20 +30,20 @@ import srt
 import webvtt
 
 from captioner.exceptions import CaptionerError
-from stream.caption import (
+from stream.capture.capture import CaptureConfig
+from stream.cli.main import main
+from stream.subtitles.caption import (
     JOB_KEYS_TTL_S,
     caption_video,
     job_name,
     video_spec,
 )
-from stream.capture import CaptureConfig
-from stream.cli import main
-from stream.progress import Progress, ProgressBar, format_progress
+from stream.subtitles.progress import Progress, ProgressBar, format_progress
 from tests.conftest import TIMEOUT_FACTOR
 from tests.factories import save_tiny_checkpoint, tiny_captioner
 from tests.videos import make_video
 from worker.batching import BatchPolicy
-from worker.queue import (
+from worker.bus.entries import (
     SOURCES_KEY,
     captions_key,
     capture_key,
@@ -72,7 +72,9 @@ def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(autouse=True)
 def tiny_model(monkeypatch: pytest.MonkeyPatch, captioner: Any) -> None:
     """``--checkpoint`` is not needed in-process: the tiny captioner is loaded instead."""
-    monkeypatch.setattr("stream.caption._load_captioner", lambda checkpoint, device, k: captioner)
+    monkeypatch.setattr(
+        "stream.subtitles.caption._load_captioner", lambda checkpoint, device, k: captioner
+    )
     monkeypatch.delenv("SCENECAST_REDIS_URL", raising=False)
 
 
@@ -264,7 +266,7 @@ def test_a_job_waits_for_a_worker_and_says_so(
     redis_client: redis.Redis,
     captioner: Any,
 ) -> None:
-    monkeypatch.setattr("stream.caption.WAIT_NOTICE_S", 0.2)
+    monkeypatch.setattr("stream.subtitles.caption.WAIT_NOTICE_S", 0.2)
     worker = Worker(
         redis_client,
         lambda images, sources, shown: captioner.caption(
@@ -293,8 +295,8 @@ def test_a_job_waits_for_a_worker_and_says_so(
 def test_where_a_video_ends() -> None:
     """The last frame lasts one step, at most a frame at the container's rate, and not
     past the length its frame count makes."""
-    from stream.caption import _Watch
-    from stream.sampler import FixedRateSampler
+    from stream.capture.sampler import FixedRateSampler
+    from stream.subtitles.caption import _Watch
 
     def watched(times: list[float]) -> _Watch:
         watch = _Watch(FixedRateSampler(1.0))
@@ -377,16 +379,16 @@ class _Counting:
 def test_fixed_rate_sampling_converts_only_the_sampled_frames(
     monkeypatch: pytest.MonkeyPatch, video: Path, captioner: Any
 ) -> None:
-    import stream.sources
+    import stream.sources.sources
 
     opened: list[_Counting] = []
-    real_open = stream.sources.open_capture
+    real_open = stream.sources.sources.open_capture
 
     def counting_open(*args: Any, **kwargs: Any) -> Any:
         opened.append(_Counting(real_open(*args, **kwargs)))
         return opened[-1]
 
-    monkeypatch.setattr(stream.sources, "open_capture", counting_open)
+    monkeypatch.setattr(stream.sources.sources, "open_capture", counting_open)
     result = caption_video(video, captioner=captioner, beam=1)  # 1 frame/s of 10 fps
     assert len(result.samples) == 6
     assert sum(c.retrieved for c in opened) == 6
@@ -642,7 +644,7 @@ def test_bad_options_exit_2(
     def no_model(checkpoint: str | None, device: str | None, k: int | None) -> None:
         pytest.fail("the model was loaded before the options were checked")
 
-    monkeypatch.setattr("stream.caption._load_captioner", no_model)
+    monkeypatch.setattr("stream.subtitles.caption._load_captioner", no_model)
     code, _, err = run(capsys, video, "-o", tmp_path / "o.vtt", "--checkpoint", "x.pt", *args)
     assert code == 2 and message in err, err
     assert list(tmp_path.iterdir()) == []
@@ -678,7 +680,7 @@ def test_a_failure_midway_keeps_the_existing_file(
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
 def test_a_directory_that_takes_no_files_is_not_called_missing() -> None:
     from stream.exceptions import StreamError
-    from stream.output_file import OutputFile
+    from stream.subtitles.output_file import OutputFile
 
     with pytest.raises(StreamError, match=r"cannot write /proc/x\.vtt: /proc takes no new"):
         OutputFile("/proc/x.vtt").open()
@@ -741,10 +743,10 @@ def test_a_reader_of_stdout_that_leaves_ends_caption_quietly(video: Path, tmp_pa
 def test_a_job_whose_frames_went_with_a_restarted_redis_fails_clearly(redis_client) -> None:  # type: ignore[no-untyped-def]
     """Redis came back empty: the job's earlier frames are gone, so its captions can
     never all arrive; the job says so instead of waiting for ever."""
-    from stream.caption import _collect, _Tracker
-    from stream.capture import Capture
+    from stream.capture.capture import Capture
     from stream.exceptions import StreamError
-    from stream.sources import Frame, parse_source
+    from stream.sources.sources import Frame, parse_source
+    from stream.subtitles.caption import _collect, _Tracker
 
     video = Path(__file__).parents[1] / "stream" / "assets" / "demo.mp4"
     capture = Capture(redis_client, parse_source(str(video), name="lostjob"), CaptureConfig())

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-import stream.caption
-from stream.caption_outputs import Job, plan_outputs
+import stream.subtitles.caption
 from stream.exceptions import StreamError
+from stream.subtitles.outputs import Job, plan_outputs
 from tests.test_caption import captioner, run, tiny_model, vtt_cues  # noqa: F401 - fixtures
 from tests.videos import make_video
 
@@ -79,7 +79,7 @@ def test_several_videos_one_model_load_each_in_its_file(
         loads.append(checkpoint)
         return captioner
 
-    monkeypatch.setattr("stream.caption._load_captioner", load)
+    monkeypatch.setattr("stream.subtitles.caption._load_captioner", load)
     out = tmp_path / "subs" / "new"  # created
     code, stdout, err = run(capsys, *videos, "--output-dir", out, "--quiet")
     assert (code, stdout) == (0, ""), err
@@ -108,7 +108,7 @@ def test_conflicts_and_bad_videos_are_refused_before_any_work(
     def no_model(checkpoint: str | None, device: str | None, k: Any) -> None:
         pytest.fail("the model was loaded before the videos were checked")
 
-    monkeypatch.setattr("stream.caption._load_captioner", no_model)
+    monkeypatch.setattr("stream.subtitles.caption._load_captioner", no_model)
     out = tmp_path / "out"
     not_a_video = tmp_path / "in" / "notes.mp4"
     not_a_video.write_text("not a video\n")
@@ -136,14 +136,14 @@ def test_a_video_that_fails_midway_costs_only_its_own_output(
     tmp_path: Path,
 ) -> None:
     third = make_video(tmp_path / "in" / "c.mp4", scenes=SCENES_B, fps=10)
-    real = stream.caption.caption_video
+    real = stream.subtitles.caption.caption_video
 
     def flaky(path: Any, **kwargs: Any) -> Any:
         if Path(path).name == "b.mkv":
             raise StreamError("b.mkv: the disk went away")
         return real(path, **kwargs)
 
-    monkeypatch.setattr("stream.caption.caption_video", flaky)
+    monkeypatch.setattr("stream.subtitles.caption.caption_video", flaky)
     out = tmp_path / "out"
     code, _, err = run(capsys, *videos, third, "--output-dir", out, "--quiet")
     assert code == 2
@@ -189,7 +189,9 @@ def test_each_video_of_a_batch_starts_with_nothing_held(
     from captioner.api import Captioner
 
     default = Captioner.load(device="cpu")  # the bundled model holds captions; the tiny not
-    monkeypatch.setattr("stream.caption._load_captioner", lambda checkpoint, device, k: default)
+    monkeypatch.setattr(
+        "stream.subtitles.caption._load_captioner", lambda checkpoint, device, k: default
+    )
     (tmp_path / "in").mkdir()
     first = make_video(tmp_path / "in" / "x y.mp4", scenes=SCENES_A, fps=10)
     second = make_video(tmp_path / "in" / "x-y.mp4", scenes=SCENES_B, fps=10)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from stream.capture_counts import CaptureCounts
+from stream.capture.counts import CaptureCounts
 
 
 @dataclass

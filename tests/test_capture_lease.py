@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 import redis
 
-from stream.capture import Capture, CaptureConfig, describe_sources
+from stream.capture.capture import Capture, CaptureConfig, describe_sources
 from stream.exceptions import StreamError
-from stream.sources import parse_source
+from stream.sources.sources import parse_source
 from tests.test_pipeline import T, _wait_for, video  # noqa: F401 - the fixture
-from worker.queue import owner_key
+from worker.bus.entries import owner_key
 
 
 def _capture(client: redis.Redis, path: Path) -> tuple[Capture, threading.Thread, list[Any]]:

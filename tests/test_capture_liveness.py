@@ -14,14 +14,14 @@ from pathlib import Path
 import redis
 from websockets.asyncio.client import connect
 
-from stream.capture import Capture, CaptureConfig
-from stream.capture_liveness import SILENT_MS, silent_sources
-from stream.server import CaptionServer, ServerConfig
-from stream.sources import parse_source
+from stream.capture.capture import Capture, CaptureConfig
+from stream.capture.liveness import SILENT_MS, silent_sources
+from stream.server.server import CaptionServer, ServerConfig
+from stream.sources.sources import parse_source
 from tests.frames import register, set_status
 from tests.test_pipeline import T, _wait_for, video  # noqa: F401 - the fixture
 from tests.test_server import _recv, _run
-from worker.queue import capture_key
+from worker.bus.entries import capture_key
 
 
 def test_a_running_state_with_an_old_heartbeat_is_silent() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.cli import main
+from stream.cli.main import main
 from tests.datasets import make_dataset
 
 
@@ -183,9 +183,9 @@ def test_bad_input_exits_2_with_a_clear_message(tmp_path: Path) -> None:
     [([], False), (["--no-repeat-words"], True), (["--repeat-words"], False)],
 )
 def test_search_flags_override_the_models_settings(flags: list[str], expected: bool) -> None:
-    from captioner.cli import _search_config
-    from captioner.search import SearchConfig
-    from stream.cli import build_parser
+    from captioner.search.search import SearchConfig
+    from stream.cli.main import build_parser
+    from stream.cli.model import _search_config
 
     args = build_parser().parse_args(["describe", "x.jpg", "--beam", "1", *flags])
     stored = SearchConfig(beam=3, length_penalty=0.5, no_repeat_ngram=2)
@@ -207,7 +207,7 @@ def test_sigterm_becomes_system_exit_so_with_blocks_clean_up() -> None:
     import os
     import signal
 
-    from stream.cli import _sigterm_exits
+    from stream.cli.main import _sigterm_exits
 
     before = signal.getsignal(signal.SIGTERM)
     cleaned = []
@@ -222,8 +222,8 @@ def test_sigterm_becomes_system_exit_so_with_blocks_clean_up() -> None:
 
 
 def test_run_passes_model_process_to_its_worker_both_ways() -> None:
-    from stream.cli import build_parser, parse_args
-    from stream.service_cli import worker_argv
+    from stream.cli.main import build_parser, parse_args
+    from stream.cli.service import worker_argv
 
     parse = build_parser().parse_args
     assert "--no-model-process" in worker_argv(parse(["run", "x.mp4"]))
@@ -237,8 +237,8 @@ def test_run_passes_model_process_to_its_worker_both_ways() -> None:
 
 
 def test_consensus_k_reaches_the_worker_and_defaults_to_the_models() -> None:
-    from stream.cli import build_parser
-    from stream.service_cli import worker_argv
+    from stream.cli.main import build_parser
+    from stream.cli.service import worker_argv
 
     parse = build_parser().parse_args
     assert "--consensus-k" not in worker_argv(parse(["run", "x.mp4"]))  # the model's
@@ -250,9 +250,9 @@ def test_consensus_k_reaches_the_worker_and_defaults_to_the_models() -> None:
 
 
 def test_ban_words_reach_the_worker_and_the_captioner() -> None:
-    from captioner.cli import search_overrides
-    from stream.cli import build_parser
-    from stream.service_cli import worker_argv
+    from stream.cli.main import build_parser
+    from stream.cli.model import search_overrides
+    from stream.cli.service import worker_argv
 
     parse = build_parser().parse_args
     assert "--ban-words" not in worker_argv(parse(["run", "x.mp4"]))  # the model's
@@ -265,9 +265,9 @@ def test_ban_words_reach_the_worker_and_the_captioner() -> None:
 
 
 def test_hold_reaches_the_worker_and_the_captioner(capsys: pytest.CaptureFixture[str]) -> None:
-    from captioner.cli import search_overrides
-    from stream.cli import build_parser
-    from stream.service_cli import worker_argv
+    from stream.cli.main import build_parser
+    from stream.cli.model import search_overrides
+    from stream.cli.service import worker_argv
 
     parse = build_parser().parse_args
     assert "--hold" not in worker_argv(parse(["run", "x.mp4"]))  # the model's default
@@ -287,8 +287,8 @@ def test_hold_reaches_the_worker_and_the_captioner(capsys: pytest.CaptureFixture
 def test_decode_flag_reaches_the_worker_and_refuses_other_places(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from stream.cli import build_parser
-    from stream.service_cli import worker_argv
+    from stream.cli.main import build_parser
+    from stream.cli.service import worker_argv
 
     parse = build_parser().parse_args
     argv = worker_argv(parse(["run", "x.mp4"]))
@@ -317,8 +317,8 @@ def test_the_commands_that_load_no_model_start_without_torch() -> None:
     # importing torch takes 1.5-2 s on a small CPU: listen, serve, status, capture and
     # the parser itself (every command's --help and flag errors) must not pay it
     code = (
-        "import sys; import stream.cli, stream.listen, stream.server, stream.status_report, "
-        "stream.capture, captioner; "
+        "import sys; import stream.cli.main, stream.clients.listen, stream.server.server, "
+        "stream.clients.status, stream.capture.capture, captioner; "
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'timm')); "
         "print(heavy[:5]); sys.exit(1 if heavy else 0)"
     )
@@ -329,7 +329,7 @@ def test_the_commands_that_load_no_model_start_without_torch() -> None:
 def test_a_mistyped_flag_is_named_by_its_command_with_the_flag_meant(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from stream.cli import main
+    from stream.cli.main import main
 
     cases = [
         (["caption", "x.mp4", "--fsp", "2"], "scenecast caption: error: unrecognized arguments: "
@@ -355,7 +355,7 @@ def test_a_stopped_capture_says_ended_ctrl_c_or_sigterm(redis_server, sig: str) 
 
     import redis
 
-    from worker.queue import SOURCES_KEY
+    from worker.bus.entries import SOURCES_KEY
 
     client = redis.Redis.from_url(redis_server.url)
     name = f"stopped-{sig.lower()}"
@@ -406,7 +406,7 @@ def test_ctrl_c_before_a_command_handles_it_is_exit_130_not_a_traceback(
     def interrupted(argv: object) -> int:
         raise KeyboardInterrupt  # e.g. while torch is imported
 
-    monkeypatch.setattr("stream.cli._main", interrupted)
+    monkeypatch.setattr("stream.cli.main._main", interrupted)
     assert main(["run", "x.mp4"]) == 130
 
 

@@ -19,19 +19,19 @@ import redis
 from redis.cluster import RedisCluster
 from websockets.asyncio.client import connect as ws_connect
 
-from stream.cli import main
+from stream.cli.main import main
+from stream.clients.forget import forget_sources
 from stream.embedded_redis import EmbeddedRedis, check_redis
 from stream.exceptions import StreamError
-from stream.source_keys import forget_sources
 from tests.conftest import TIMEOUT_FACTOR
 from tests.factories import save_tiny_checkpoint, tiny_captioner
 from tests.redis_cluster import redis_cluster
 from tests.test_pipeline import SCENES, _start_run, _stop
 from tests.videos import make_video
-from worker import cluster
 from worker.batching import BatchPolicy
-from worker.publish import PUBLISH_LUA, done_key, parked_key
-from worker.queue import GROUP, SOURCES_KEY, captions_key, frames_key
+from worker.bus import cluster
+from worker.bus.entries import GROUP, SOURCES_KEY, captions_key, frames_key
+from worker.bus.publish import PUBLISH_LUA, done_key, parked_key
 from worker.worker import Worker, WorkerConfig
 
 T = 30.0 * TIMEOUT_FACTOR
@@ -258,7 +258,9 @@ def test_a_caption_job_through_a_cluster_gives_the_in_process_bytes(
     captions and status go through the node of its slot, and the subtitles are the
     bytes of the in-process run."""
     captioner = tiny_captioner()
-    monkeypatch.setattr("stream.caption._load_captioner", lambda checkpoint, device, k: captioner)
+    monkeypatch.setattr(
+        "stream.subtitles.caption._load_captioner", lambda checkpoint, device, k: captioner
+    )
     monkeypatch.delenv("SCENECAST_REDIS_URL", raising=False)
 
     def caption(images: Any, sources: Any, shown: Any) -> Any:

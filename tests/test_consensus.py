@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from captioner.checkpoint import neighbours_path
-from captioner.consensus import NeighbourIndex, build_index, combined, load_index, save_index
 from captioner.exceptions import CheckpointError
 from captioner.metrics.bleu import ngram_counts
-from captioner.reranked import caption_search, pooled
-from captioner.search import SearchConfig, beam_search, beam_search_nbest
+from captioner.search.consensus import NeighbourIndex, build_index, combined, load_index, save_index
+from captioner.search.reranked import caption_search, pooled
+from captioner.search.search import SearchConfig, beam_search, beam_search_nbest
 from captioner.vocab import Vocabulary
 from tests.factories import fitted_decoder
 

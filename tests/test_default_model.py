@@ -61,8 +61,8 @@ def test_bundled_model_reranks_with_its_neighbour_index(cap: Captioner) -> None:
     assert len(cap.neighbours) == 13_195 and cap.neighbours.encoder == "efficientnet_lite0-224"
     assert cap.search_config.consensus_k == 60
     # the kept caption is, of the beam's finished ones, the one the neighbours agree with
-    from captioner.reranked import pooled
-    from captioner.search import beam_search_nbest
+    from captioner.search.reranked import pooled
+    from captioner.search.search import beam_search_nbest
 
     config = dataclasses.replace(cap.search_config, beam=5)
     features = cap.encode([_photo("coffee")])
@@ -116,11 +116,11 @@ def test_frames_of_a_stream_hold_their_caption_until_the_picture_changes(cap: Ca
 def test_a_worker_publishes_held_captions_as_fewer_segments(cap: Captioner, redis_client) -> None:  # type: ignore[no-untyped-def]
     """The whole path: frames in Redis, a worker with the default model, the hold, the
     publish script's segments."""
-    from captioner.hold import ShownCaptions
-    from stream.capture import encode_jpeg
+    from captioner.search.hold import ShownCaptions
+    from stream.capture.capture import encode_jpeg
     from tests.frames import add_frame, register
     from worker.batching import BatchPolicy
-    from worker.queue import captions_key, decode_caption
+    from worker.bus.entries import captions_key, decode_caption
     from worker.worker import Worker, WorkerConfig
 
     jpegs = [encode_jpeg(f, max_side=256, quality=90)[0] for f in _demo_frames()]

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from stream.cli import parse_args
+from stream.cli.main import parse_args
 
 ROOT = Path(__file__).parents[1]
 COMPOSE = yaml.safe_load((ROOT / "docker" / "compose.yaml").read_text())

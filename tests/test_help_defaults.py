@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stream.help_defaults import add_default_help
+from stream.cli.help_defaults import add_default_help
 
 
 def _help(parser: argparse.ArgumentParser) -> str:
@@ -38,7 +38,7 @@ def test_defaults_are_added_where_the_help_does_not_say_them() -> None:
 
 
 def test_the_real_commands_say_their_defaults() -> None:
-    from stream.cli import build_parser
+    from stream.cli.main import build_parser
 
     parser = build_parser()
     choices = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))

@@ -12,10 +12,10 @@ import pytest
 import torch
 import torch.multiprocessing  # registers torch's shared-memory pickling of tensors
 
-from captioner.consensus import build_index
-from captioner.hold import CUT_SIMILARITY, Frame, Shown, ShownCaptions, hold
-from captioner.reranked import caption_search, pooled
-from captioner.search import SearchConfig, beam_search_nbest, score_captions
+from captioner.search.consensus import build_index
+from captioner.search.hold import CUT_SIMILARITY, Frame, Shown, ShownCaptions, hold
+from captioner.search.reranked import caption_search, pooled
+from captioner.search.search import SearchConfig, beam_search_nbest, score_captions
 from captioner.vocab import SPECIALS, Vocabulary
 from tests.factories import fitted_decoder
 

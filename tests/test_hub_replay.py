@@ -12,11 +12,11 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
-from stream.hub import Client, Hub
 from stream.protocol import Subscribe
-from stream.server_config import ServerConfig
+from stream.server.config import ServerConfig
+from stream.server.hub import Client, Hub
 from tests.frames import publish_caption, register
-from worker.queue import captions_key
+from worker.bus.entries import captions_key
 
 
 def _publish(client: redis.Redis, source: str, seqs: range, text: str = "a cat") -> list[str]:

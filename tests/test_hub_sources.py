@@ -9,10 +9,10 @@ import json
 import redis
 import redis.asyncio as aioredis
 
-from stream.hub import Hub
-from stream.server_config import ServerConfig
+from stream.server.config import ServerConfig
+from stream.server.hub import Hub
 from tests.frames import register, set_status
-from worker.queue import SOURCES_KEY, StatusEntry, status_key
+from worker.bus.entries import SOURCES_KEY, StatusEntry, status_key
 
 
 def _refresh(url: str) -> tuple[list[str], Hub]:

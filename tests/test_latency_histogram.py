@@ -11,8 +11,8 @@ import pytest
 import redis
 from websockets.asyncio.client import connect
 
-from stream.latency_histogram import Histogram, LatencyHistograms
-from stream.server import CaptionServer
+from stream.server.latency_histogram import Histogram, LatencyHistograms
+from stream.server.server import CaptionServer
 from tests.frames import publish_caption, register
 from tests.test_server import T, _recv, _run
 
@@ -84,10 +84,10 @@ def test_metrics_count_the_workers_alive(
     from tests.factories import tiny_captioner
     from tests.test_worker import _caption_fn
     from worker.batching import BatchPolicy
-    from worker.queue import WORKERS_KEY
+    from worker.bus.entries import WORKERS_KEY
     from worker.worker import Worker, WorkerConfig
 
-    monkeypatch.setattr("stream.metrics_page.WORKER_SEEN_MS", 1500)
+    monkeypatch.setattr("stream.server.metrics_page.WORKER_SEEN_MS", 1500)
     register(redis_client, "door", live=True)
     worker = Worker(
         redis.Redis.from_url(redis_server.url),

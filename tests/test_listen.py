@@ -16,8 +16,8 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from stream.clients.listen import After, Progress, run_listen
 from stream.exceptions import StreamError
-from stream.listen import After, Progress, run_listen
 from tests.conftest import TIMEOUT_FACTOR
 
 T = 10.0 * TIMEOUT_FACTOR

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import redis
 
-from stream.capture import Capture, CaptureConfig
-from stream.sources import parse_source
+from stream.capture.capture import Capture, CaptureConfig
+from stream.sources.sources import parse_source
 from tests.conftest import TIMEOUT_FACTOR
 from tests.factories import tiny_captioner
 from tests.videos import make_video

@@ -3,7 +3,7 @@ it from a real server."""
 
 from __future__ import annotations
 
-from stream.metrics_page import WORKER_SEEN_MS, ServerFigures, SharedFigures, exposition
+from stream.server.metrics_page import WORKER_SEEN_MS, ServerFigures, SharedFigures, exposition
 
 OWN = ServerFigures(
     clients=2,
@@ -61,7 +61,7 @@ def test_the_shared_figures_per_worker_stage_source_and_capture() -> None:
 def test_every_family_says_what_it_counts() -> None:
     """A # HELP line before each # TYPE line; every family the server and workers write
     has its own text (the plain fallback is for names added without one)."""
-    from stream.metrics_help import HELP
+    from stream.server.metrics_help import HELP
     from worker.worker import WorkerStats
 
     worker_counters = {
@@ -90,7 +90,7 @@ def test_every_family_says_what_it_counts() -> None:
 
 
 def test_every_worker_counter_is_on_the_page_from_the_start() -> None:
-    from stream.metrics_page import WORKER_COUNTERS
+    from stream.server.metrics_page import WORKER_COUNTERS
     from worker.worker import WorkerStats
 
     counted = {name for name, value in vars(WorkerStats()).items() if isinstance(value, int)}

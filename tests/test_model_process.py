@@ -13,13 +13,13 @@ import redis
 
 from captioner.api import Captioner
 from captioner.exceptions import CaptionerError
-from captioner.hold import ShownCaptions
+from captioner.search.hold import ShownCaptions
 from tests.factories import save_tiny_checkpoint
 from tests.frames import add_frame, jpeg, register
 from worker.batching import BatchPolicy
+from worker.bus.entries import GROUP, captions_key, deadletter_key, decode_caption, frames_key
 from worker.decode import decode_jpegs
 from worker.model_process import ModelProcess, ModelProcessError
-from worker.queue import GROUP, captions_key, deadletter_key, decode_caption, frames_key
 from worker.worker import Worker, WorkerConfig
 
 COLORS = [(200, 30, 30), (30, 200, 30), (30, 30, 200)]

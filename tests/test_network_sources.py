@@ -28,16 +28,16 @@ import pytest
 import redis
 from websockets.asyncio.client import connect
 
-from stream.capture import Capture, CaptureConfig
+from stream.capture.capture import Capture, CaptureConfig
 from stream.exceptions import SourceError
-from stream.sources import LatestFrameReader, parse_source
+from stream.sources.sources import LatestFrameReader, parse_source
 from tests.conftest import TIMEOUT_FACTOR
 from tests.factories import save_tiny_checkpoint
 from tests.mjpeg_camera import MjpegCamera, frame_number
 from tests.rtsp_camera import RtspCamera
 from tests.test_pipeline import SCENES, _collect, _start_run, _stop
 from tests.videos import make_video
-from worker.queue import capture_key, decode_frame, decode_status, frames_key, status_key
+from worker.bus.entries import capture_key, decode_frame, decode_status, frames_key, status_key
 
 T = 20.0 * TIMEOUT_FACTOR
 
@@ -378,11 +378,11 @@ def test_caption_writes_a_recording_at_a_url_as_it_writes_the_file(
 ) -> None:
     """``scenecast caption https://host/clip.mp4``: the same bytes as for the file
     downloaded; a live stream at a URL is refused, having no end."""
-    from stream.cli import main
+    from stream.cli.main import main
     from tests.factories import tiny_captioner
 
     model = tiny_captioner()
-    monkeypatch.setattr("stream.caption._load_captioner", lambda *args: model)
+    monkeypatch.setattr("stream.subtitles.caption._load_captioner", lambda *args: model)
     local = tmp_path / "scenes.mp4"
     with urllib.request.urlopen(clip_url, timeout=T) as response:
         local.write_bytes(response.read())

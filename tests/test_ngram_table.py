@@ -1,11 +1,11 @@
-"""captioner.ngram_table: the ids and counts a dict of n-grams would give."""
+"""captioner.search.ngram_table: the ids and counts a dict of n-grams would give."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from captioner.metrics.bleu import ngram_counts
-from captioner.ngram_table import NgramTable
+from captioner.search.ngram_table import NgramTable
 
 
 def test_each_captions_ngrams_and_counts_are_a_dicts() -> None:

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import redis
 
-from stream.capture import Capture, CaptureConfig
-from stream.sources import parse_source
+from stream.capture.capture import Capture, CaptureConfig
+from stream.sources.sources import parse_source
 from tests.conftest import TIMEOUT_FACTOR
 from tests.videos import make_video
-from worker.queue import decode_frame, frames_key, preview_key
+from worker.bus.entries import decode_frame, frames_key, preview_key
 
 T = 20 * TIMEOUT_FACTOR
 

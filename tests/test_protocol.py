@@ -33,7 +33,7 @@ from stream.protocol import (
     parse_server_message,
     parse_stream_id,
 )
-from stream.subscription import Subscription
+from stream.server.subscription import Subscription
 
 
 def _caption(**overrides: Any) -> CaptionMessage:

@@ -1,4 +1,4 @@
-"""Several workers on one source: the caption log stays in seq order (worker.publish),
+"""Several workers on one source: the caption log stays in seq order (worker.bus.publish),
 against a real redis-server. Each worker takes its own batch of a source's frames; the
 one that took the later batch can finish first."""
 
@@ -12,12 +12,20 @@ from typing import Any
 import pytest
 import redis
 
-from stream.capture import Capture, CaptureConfig
-from stream.sources import parse_source
+from stream.capture.capture import Capture, CaptureConfig
+from stream.sources.sources import parse_source
 from tests.factories import tiny_captioner
 from tests.frames import add_frame, caption, jpeg, register
 from worker.batching import BatchPolicy
-from worker.publish import (
+from worker.bus.entries import (
+    GROUP,
+    METRICS_KEY,
+    CaptionEntry,
+    captions_key,
+    decode_caption,
+    frames_key,
+)
+from worker.bus.publish import (
     FLUSH_LUA,
     PUBLISH_LUA,
     Publication,
@@ -26,8 +34,7 @@ from worker.publish import (
     parked_key,
     publish_args,
 )
-from worker.queue import GROUP, METRICS_KEY, CaptionEntry, captions_key, decode_caption, frames_key
-from worker.segments import segment_ids
+from worker.bus.segments import segment_ids
 from worker.worker import Worker, WorkerConfig
 
 COLORS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30)]

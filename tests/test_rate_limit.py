@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stream.rate_limit import TokenBucket
+from stream.server.rate_limit import TokenBucket
 
 
 def test_a_burst_goes_at_once_and_the_rest_at_the_rate() -> None:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from stream.read_ahead import read_ahead
+from stream.sources.read_ahead import read_ahead
 
 
 def test_items_come_in_order_and_all_of_them() -> None:

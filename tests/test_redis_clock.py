@@ -16,14 +16,14 @@ from typing import Any
 import pytest
 import redis
 
-from stream.capture import Capture, CaptureConfig
-from stream.sources import parse_source
+from stream.capture.capture import Capture, CaptureConfig
+from stream.sources.sources import parse_source
 from tests.conftest import TIMEOUT_FACTOR
 from tests.factories import tiny_captioner
 from tests.videos import make_video
 from worker.batching import BatchPolicy
-from worker.queue import WORKERS_KEY, captions_key, capture_key, decode_caption
-from worker.redis_clock import RedisClock, offset_of
+from worker.bus.clock import RedisClock, offset_of
+from worker.bus.entries import WORKERS_KEY, captions_key, capture_key, decode_caption
 from worker.worker import Worker, WorkerConfig
 
 T = 30.0 * TIMEOUT_FACTOR

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from stream.sampler import (
+from stream.capture.sampler import (
     SIGNATURE_SIZE,
     FixedRateSampler,
     Sampler,
@@ -19,7 +19,7 @@ from stream.sampler import (
     change_score,
     frame_signature,
 )
-from stream.sources import FileReader
+from stream.sources.sources import FileReader
 from tests.videos import make_video, scene_starts
 
 SAMPLES = Path(__file__).resolve().parents[1] / "captioner" / "samples"

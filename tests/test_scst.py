@@ -9,9 +9,9 @@ import torch
 
 from captioner.checkpoint import load_checkpoint
 from captioner.metrics.cider import CiderD, cider_d
-from captioner.scst import ScstConfig, sample_captions, scst_loss
+from captioner.training.scst import ScstConfig, sample_captions, scst_loss
 from captioner.vocab import Vocabulary
-from stream.cli import main
+from stream.cli.main import main
 from tests.datasets import make_dataset
 from tests.factories import tiny_decoder
 

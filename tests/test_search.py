@@ -3,7 +3,7 @@ import itertools
 import pytest
 import torch
 
-from captioner.search import (
+from captioner.search.search import (
     SearchConfig,
     beam_search,
     beam_search_nbest,
@@ -117,7 +117,7 @@ def test_no_repeat_ngram_blocks_repeats(vocab: Vocabulary) -> None:
 
 
 def test_no_repeat_words_uses_each_word_once_but_function_words_freely() -> None:
-    function = ["a", "of", "the"]  # in captioner.function_words
+    function = ["a", "of", "the"]  # in captioner.search.function_words
     vocab = Vocabulary([*SPECIALS, *function, *(f"w{i}" for i in range(12))])
     decoder = tiny_decoder(len(vocab), end_bias=-50.0, seed=5)  # it loves "of", "w0", "w5"
     function_ids = {vocab.index[w] for w in function}
@@ -141,7 +141,7 @@ def test_no_repeat_words_uses_each_word_once_but_function_words_freely() -> None
 
 
 def test_no_repeat_words_never_puts_a_word_next_to_itself() -> None:
-    from captioner.search import _Bans, _next_logp
+    from captioner.search.search import _Bans, _next_logp
 
     vocab = Vocabulary([*SPECIALS, "a", "and", "black", "white", "shirt"])
     ids = vocab.index
@@ -211,7 +211,7 @@ def test_banned_phrases_are_never_written(vocab: Vocabulary) -> None:
 
 
 def test_a_banned_phrase_bans_its_last_word_and_the_end_only_after_the_rest() -> None:
-    from captioner.search import _Bans, _next_logp
+    from captioner.search.search import _Bans, _next_logp
 
     vocab = Vocabulary([*SPECIALS, "a", "on", "white", "background", "wall"])
     ids = vocab.index

@@ -3,8 +3,8 @@ import random
 import redis
 
 from tests.frames import publish_caption, register
-from worker.queue import captions_key, decode_caption
-from worker.segments import is_last_of_segment, normalize_text, segment_ids
+from worker.bus.entries import captions_key, decode_caption
+from worker.bus.segments import is_last_of_segment, normalize_text, segment_ids
 
 
 def test_consecutive_same_texts_share_a_segment() -> None:

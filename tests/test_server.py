@@ -16,10 +16,10 @@ import redis
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from stream.server import CaptionServer, ServerConfig
+from stream.server.server import CaptionServer, ServerConfig
 from tests.conftest import TIMEOUT_FACTOR
 from tests.frames import jpeg, publish_caption, register
-from worker.queue import METRICS_KEY, frames_key, preview_key
+from worker.bus.entries import METRICS_KEY, frames_key, preview_key
 
 T = 5.0 * TIMEOUT_FACTOR
 
@@ -282,17 +282,17 @@ def test_compression_is_what_the_server_says_and_the_captions_are_the_same(
 def test_a_live_caption_is_encoded_once_for_all_its_clients(
     redis_server, redis_client, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
-    import stream.hub
+    import stream.server.hub
 
     built: list[int] = []
-    real = stream.hub.caption_message
+    real = stream.server.hub.caption_message
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         message = real(*args, **kwargs)
         built.append(message.seq)
         return message
 
-    monkeypatch.setattr(stream.hub, "caption_message", counting)
+    monkeypatch.setattr(stream.server.hub, "caption_message", counting)
     register(redis_client, "once", live=True)
 
     async def body(server: CaptionServer) -> None:
@@ -496,7 +496,7 @@ def test_listen_prints_captions_as_json_lines(redis_server, redis_client: redis.
 def test_listen_whose_subscribe_is_refused_says_so_and_exits_2(redis_server) -> None:  # type: ignore[no-untyped-def]
     """A bad --after (an id later than the server's time) was an error line and then
     silence for ever."""
-    from stream.listen import listen
+    from stream.clients.listen import listen
 
     async def body(server: CaptionServer) -> None:
         out = io.StringIO()

@@ -15,7 +15,7 @@ import redis
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from stream.server import CaptionServer, ServerConfig, banner
+from stream.server.server import CaptionServer, ServerConfig, banner
 from tests.frames import jpeg, publish_caption, register
 from tests.test_server import T, _recv, _run
 
@@ -170,9 +170,9 @@ def test_the_banner_gives_the_viewer_link_and_warns_when_open_beyond_this_machin
 def test_no_message_shows_a_password_or_a_token_given_in_a_url(
     redis_server, capsys: pytest.CaptureFixture[str]
 ) -> None:  # type: ignore[no-untyped-def]
+    from stream.clients.listen import run_listen
     from stream.embedded_redis import check_redis
     from stream.exceptions import StreamError
-    from stream.listen import run_listen
 
     with pytest.raises(StreamError) as info:
         check_redis("redis://user:s3cret@127.0.0.1:1/0")

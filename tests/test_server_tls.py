@@ -17,8 +17,8 @@ import redis
 from websockets.asyncio.client import connect
 
 from stream.exceptions import StreamError
-from stream.server import CaptionServer, ServerConfig, banner
-from stream.tls import server_tls_context
+from stream.server.server import CaptionServer, ServerConfig, banner
+from stream.server.tls import server_tls_context
 from tests.frames import publish_caption, register
 from tests.test_server import T, _recv, _run
 

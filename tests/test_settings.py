@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from stream.cli import parse_args
-from stream.settings import SettingsError, split_config_flag
+from stream.cli.main import parse_args
+from stream.cli.settings import SettingsError, split_config_flag
 
 ENV: dict[str, str] = {}
 

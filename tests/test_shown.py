@@ -12,8 +12,8 @@ import numpy as np
 import redis
 import torch
 
-from captioner.hold import Shown, ShownCaptions
-from stream.bench_stand_in import StandInCaption
+from captioner.search.hold import Shown, ShownCaptions
+from stream.bench.stand_in import StandInCaption
 from tests.frames import add_frame, jpeg, register
 from worker.batching import BatchPolicy
 from worker.shown import (

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from stream.shrink import shrink
+from stream.capture.shrink import shrink
 
 SAMPLES = Path(__file__).resolve().parents[1] / "captioner" / "samples"
 

@@ -16,9 +16,9 @@ import cv2
 import numpy as np
 import pytest
 
+from stream.capture.sampler import FixedRateSampler
 from stream.exceptions import SourceError, SourceLostError, StreamError
-from stream.sampler import FixedRateSampler
-from stream.sources import (
+from stream.sources.sources import (
     BAD_GRABS_SKIPPED,
     BAD_READS_LOST,
     FileReader,
@@ -30,7 +30,7 @@ from stream.sources import (
     redact_url,
 )
 from tests.videos import make_video
-from worker.backoff import backoff_delays
+from worker.bus.backoff import backoff_delays
 
 TIMEOUT_FACTOR = float(os.environ.get("SCENECAST_TESTS_TIMEOUT_FACTOR", "1"))
 

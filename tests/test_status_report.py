@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from stream.capture import Capture, CaptureConfig
-from stream.cli import main
-from stream.sources import parse_source
-from stream.status_report import Snapshot, SourceRow, format_report
+from stream.capture.capture import Capture, CaptureConfig
+from stream.cli.main import main
+from stream.clients.status import Snapshot, SourceRow, format_report
+from stream.sources.sources import parse_source
 from tests.factories import tiny_captioner
 from tests.test_pipeline import T, _wait_for, video  # noqa: F401 - the fixture
 from tests.test_worker import _caption_fn

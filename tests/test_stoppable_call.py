@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from stream.stoppable_call import call_unless_stopped
+from stream.sources.stoppable_call import call_unless_stopped
 
 T = 10.0
 

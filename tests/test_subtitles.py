@@ -17,7 +17,7 @@ import webvtt
 
 from stream.exceptions import StreamError
 from stream.protocol import Attention
-from stream.subtitles import (
+from stream.subtitles.cues import (
     Cue,
     SampleCaption,
     TimedSample,

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from captioner.checkpoint import load_checkpoint
-from captioner.data import load_dataset
 from captioner.encoder import EncoderSpec, build_encoder
-from captioner.evaluate import generate
-from captioner.features import cache_path, extract_features
 from captioner.model import ModelConfig
-from captioner.search import SearchConfig
-from captioner.train import TrainConfig, TrainSet, encode_captions, train
+from captioner.search.search import SearchConfig
+from captioner.training.data import load_dataset
+from captioner.training.evaluate import generate
+from captioner.training.features import cache_path, extract_features
+from captioner.training.train import TrainConfig, TrainSet, encode_captions, train
 from captioner.vocab import Vocabulary
 from tests.datasets import make_dataset
 
@@ -125,7 +125,7 @@ def test_training_resumes_from_last_checkpoint(shapes: tuple[Path, Path], tmp_pa
 
 
 def test_flipped_captions_swap_left_and_right() -> None:
-    from captioner.data import Item
+    from captioner.training.data import Item
 
     items = [Item("a.jpg", "train", (("a", "dog", "on", "the", "left"),))]
     feats = np.zeros((1, 4, 8), dtype=np.float16)

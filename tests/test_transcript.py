@@ -15,12 +15,12 @@ import redis
 import srt
 import webvtt
 
-from stream.server import CaptionServer, ServerConfig
-from stream.subtitles import Cue
-from stream.transcript import GAP_MS, parse_transcript_path, range_start, transcript_cues
+from stream.server.server import CaptionServer, ServerConfig
+from stream.server.transcript import GAP_MS, parse_transcript_path, range_start, transcript_cues
+from stream.subtitles.cues import Cue
 from tests.frames import publish_caption, register
 from tests.test_server import T, _run
-from worker.queue import CaptionEntry
+from worker.bus.entries import CaptionEntry
 
 
 def _entry(pts: float, text: str, segment: int, *, interval: float = 1000.0) -> CaptionEntry:

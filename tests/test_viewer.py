@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 import redis
 
-from stream.server import CaptionServer, ServerConfig
+from stream.server.server import CaptionServer, ServerConfig
 from tests.conftest import TIMEOUT_FACTOR
 from tests.frames import jpeg, publish_caption, register, set_status
-from worker.queue import frames_key
+from worker.bus.entries import frames_key
 
 playwright = pytest.importorskip("playwright.sync_api")
 

@@ -36,10 +36,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
-from worker.parent_death import die_with_parent
+from worker.bus.parent_death import die_with_parent
 
 if TYPE_CHECKING:
-    from captioner.hold import ShownCaptions
+    from captioner.search.hold import ShownCaptions
 
 log = logging.getLogger("scenecast.worker")
 

@@ -14,7 +14,7 @@ import time
 from types import FrameType
 from typing import Any
 
-from worker import cluster
+from worker.bus import cluster
 from worker.worker import CaptionFn, Worker, WorkerConfig, WorkerStats
 
 log = logging.getLogger("scenecast.worker")

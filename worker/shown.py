@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from captioner.hold import Shown
-from worker.queue import check_source
+from captioner.search.hold import Shown
+from worker.bus.entries import check_source
 
 SHOWN_TTL_MS = 3_600_000
 FIELDS = ("seq", "model", "tokens", "pooled")

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from worker.queue import as_str
+from worker.bus.entries import as_str
 
 # A frame is taken over only when it was not delivered in the last TAKEOVER_IDLE_MS:
 # of two workers taking over the same gone consumer at once, the second finds the

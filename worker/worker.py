@@ -4,7 +4,7 @@ Per batch: discover sources → read frames (``XREADGROUP``) into a batch across
 sources until it is full or its oldest frame waited ``max_wait_ms`` → decode JPEGs
 (on the GPU when there is one) → skip and ack stale live frames → caption the
 batch → publish each caption and ack its frame atomically, each source's captions in
-``seq`` order whichever worker finishes first (``worker.publish``).
+``seq`` order whichever worker finishes first (``worker.bus.publish``).
 ``run()`` overlaps the stages in three threads (reader, model, publisher) so the
 model never waits on Redis or on decoding; ``step()`` does one batch in one thread.
 
@@ -34,15 +34,12 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import redis
 
-from captioner.hold import ShownCaptions
-from worker import cluster
-from worker.backoff import backoff_delays
+from captioner.search.hold import ShownCaptions
 from worker.batching import BatchPolicy, MovingAverage, live_batch_cap, split_stale
-from worker.decode import decode_jpegs
-from worker.handoff import Handoff
-from worker.prefetch import BatchBuffer
-from worker.publish import FLUSH_LUA, PUBLISH_LUA, Publication, flush_args, outcome, publish_args
-from worker.queue import (
+from worker.bus import cluster
+from worker.bus.backoff import backoff_delays
+from worker.bus.clock import RedisClock
+from worker.bus.entries import (
     CAPTION_CPU,
     GROUP,
     METRICS_KEY,
@@ -60,7 +57,17 @@ from worker.queue import (
     quantize_attention,
     source_of_key,
 )
-from worker.redis_clock import RedisClock
+from worker.bus.publish import (
+    FLUSH_LUA,
+    PUBLISH_LUA,
+    Publication,
+    flush_args,
+    outcome,
+    publish_args,
+)
+from worker.decode import decode_jpegs
+from worker.handoff import Handoff
+from worker.prefetch import BatchBuffer
 from worker.shown import (
     FIELDS,
     SHOWN_LUA,
@@ -576,7 +583,7 @@ class Worker:
 
     def _release_parked(self, sources: Sequence[str]) -> None:
         """Publish the parked captions of ``sources`` that no pending frame holds back
-        (``worker.publish``): after a frame left the group without a caption."""
+        (``worker.bus.publish``): after a frame left the group without a caption."""
         if sources:
             cluster.run_scripts(self.redis, [(self._flush, *flush_args(s)) for s in sources])
 

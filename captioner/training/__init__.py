@@ -1,0 +1,2 @@
+"""Training and evaluation: Karpathy-format datasets, cached features, cross-entropy and
+self-critical training, scores (BLEU, CIDEr-D) and the retrieval baseline."""

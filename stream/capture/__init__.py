@@ -1,0 +1,1 @@
+"""The capture process: read a source, sample frames, publish them to ``frames:{src}``."""

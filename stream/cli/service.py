@@ -1,0 +1,596 @@
+"""The service's subcommands: ``run``, ``capture``, ``worker``, ``serve``, ``listen``,
+``status``, ``forget`` and ``demo`` — their flags, and what each runs."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from stream.cli.arg_types import (
+    beam_size,
+    non_negative_float,
+    non_negative_int,
+    port,
+    positive_float,
+    positive_int,
+)
+from stream.cli.model import add_ban_words_flag, add_consensus_flag, add_hold_flag, search_overrides
+from stream.cli.sampling_flags import add_sampling_flags, sampling_config
+from stream.exceptions import StreamError
+from stream.server.access import MIN_TOKEN_CHARS, access_token, allowed_hosts, allowed_origins
+from stream.server.server import COMPRESSION
+from stream.subtitles.caption import SERVICE_BEAM
+from worker.decode import DECODE_ON
+
+if TYPE_CHECKING:
+    from captioner.search.hold import ShownCaptions
+
+
+def _redis_url(p: argparse.ArgumentParser, *, required: bool) -> None:
+    p.add_argument(
+        "--redis-url",
+        default=None,
+        required=required,  # unless the environment or --config sets it (stream.cli.settings)
+        help="redis://HOST:PORT/DB (env SCENECAST_REDIS_URL)",
+    )
+
+
+def _capture_flags(p: argparse.ArgumentParser) -> None:
+    add_sampling_flags(p)
+    p.add_argument(
+        "--live",
+        action="store_true",
+        help="treat a file as a camera: paced at its frame rate, newest frame only",
+    )
+    p.add_argument("--loop", action="store_true", help="with --live: start again at the end")
+    p.add_argument(
+        "--preview-side",
+        type=non_negative_int,
+        default=640,
+        metavar="PX",
+        help="live sources: also keep each sampled frame at this longer side (never "
+        "enlarged) for the viewer, which otherwise shows the model's 256-px frame; 0: off "
+        "(default 640)",
+    )
+
+
+def _worker_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", default=None, help="captioner checkpoint (default: bundled)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument(
+        "--beam", type=beam_size, default=SERVICE_BEAM, help="beam size (default %(default)s)"
+    )
+    add_consensus_flag(p)
+    add_ban_words_flag(p)
+    add_hold_flag(p)
+    p.add_argument(
+        "--max-batch",
+        type=positive_int,
+        default=32,
+        help="most frames captioned in one batch, across sources (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-wait-ms",
+        type=non_negative_float,
+        default=50.0,
+        help="longest a batch's first frame waits for more to fill it (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-age-ms",
+        type=positive_float,
+        default=3000.0,
+        help="live frames older than this are skipped, never captioned late (default %(default)s)",
+    )
+    p.add_argument(
+        "--model-process",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="run the model in a process of its own, fed JPEGs through a pipe, so it "
+        "shares no GIL with the Redis I/O threads (default: off)",
+    )
+    p.add_argument(
+        "--decode",
+        choices=DECODE_ON,
+        default="device",
+        help="where JPEG frames are decoded: on the model's device (nvJPEG on a GPU) or "
+        "on the CPU with OpenCV (default: device)",
+    )
+
+
+SOURCE_NAME_HELP = (
+    "source name (default: from the source: a file's stem, cam0 for webcam 0, a URL's host "
+    "and path)"
+)
+
+
+def _server_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on; 0.0.0.0 for every interface (default %(default)s)",
+    )
+    p.add_argument(
+        "--port",
+        type=port,
+        default=8765,
+        help="port for /ws, the viewer and /metrics (default %(default)s)",
+    )
+    p.add_argument(
+        "--compression",
+        choices=COMPRESSION,
+        default="none",
+        help="websocket messages uncompressed (half the server's CPU per client) or "
+        "permessage-deflate (~40%% of the bytes, for slow links) (default: none)",
+    )
+    _token_flag(
+        p,
+        f"every request but /healthz must carry it (Authorization: Bearer TOKEN, or "
+        f"?token=TOKEN); at least {MIN_TOKEN_CHARS} characters; better given as "
+        "SCENECAST_TOKEN than on the command line, which other users can see (default: none)",
+    )
+    p.add_argument(
+        "--allow-origin",
+        type=allowed_origins,
+        default=(),
+        metavar="ORIGINS",
+        help="pages of other sites that may open the websocket, e.g. "
+        "https://dash.example.com (comma-separated; * for any); pages this server "
+        "serves always may (default: none)",
+    )
+    p.add_argument(
+        "--allow-host",
+        type=allowed_hosts,
+        default=(),
+        metavar="NAMES",
+        help="names a server on a loopback address also answers to, e.g. the public name "
+        "a reverse proxy on this machine passes on (comma-separated; default: none)",
+    )
+    p.add_argument(
+        "--tls-cert",
+        default=None,
+        metavar="PEM",
+        help="serve wss:// and https:// with this certificate chain (default: plain ws://; "
+        "or leave TLS to a reverse proxy)",
+    )
+    p.add_argument(
+        "--tls-key", default=None, metavar="PEM", help="its private key, if not in that file"
+    )
+
+
+def _server_config(args: argparse.Namespace) -> Any:
+    from stream.server.server import ServerConfig
+    from stream.server.tls import server_tls_context
+
+    if args.tls_key is not None and args.tls_cert is None:
+        raise StreamError("--tls-key needs --tls-cert: the certificate chain it belongs to")
+    if args.tls_cert is not None:
+        server_tls_context(args.tls_cert, args.tls_key)  # a bad file fails now, not later
+    return ServerConfig(
+        host=args.host,
+        port=args.port,
+        compression=args.compression,
+        token=args.token,
+        allow_origins=args.allow_origin,
+        allow_hosts=args.allow_host,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+    )
+
+
+def _token_flag(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument("--token", type=access_token, default=None, metavar="TOKEN", help=help)
+
+
+def add_service_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = sub.add_parser(
+        "demo", help="the live pipeline on the bundled demo video, looped as a camera (make run)"
+    )
+    _worker_flags(demo)
+    _server_flags(demo)
+    demo.set_defaults(func=cmd_demo)
+
+    r = sub.add_parser("run", help="everything on one machine: Redis, capture, worker, server")
+    r.add_argument(
+        "sources",
+        nargs="+",
+        metavar="SOURCE",
+        help="webcam index (0), rtsp://..., http(s)://... or a video file",
+    )
+    r.add_argument(
+        "--name",
+        action="append",
+        default=None,
+        help=f"{SOURCE_NAME_HELP}; once per source, in order",
+    )
+    _redis_url(r, required=False)
+    _capture_flags(r)
+    _worker_flags(r)
+    _server_flags(r)
+    r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("capture", help="read one source and publish sampled frames to Redis")
+    c.add_argument("source", metavar="SOURCE")
+    c.add_argument("--name", default=None, help=SOURCE_NAME_HELP)
+    _redis_url(c, required=True)
+    _capture_flags(c)
+    c.set_defaults(func=cmd_capture)
+
+    w = sub.add_parser("worker", help="caption frames from Redis (scale out: run several)")
+    _redis_url(w, required=True)
+    _worker_flags(w)
+    w.add_argument("--exit-with-parent", type=int, default=None, help=argparse.SUPPRESS)
+    w.set_defaults(func=cmd_worker)
+
+    s = sub.add_parser(
+        "serve", help="the websocket server (/ws, /, /healthz, /metrics, /frames, /captions)"
+    )
+    _redis_url(s, required=True)
+    _server_flags(s)
+    s.set_defaults(func=cmd_serve)
+
+    listen = sub.add_parser("listen", help="print captions from a server as they arrive")
+    listen.add_argument(
+        "--url",
+        default="ws://127.0.0.1:8765/ws",  # stream.clients.listen.DEFAULT_URL
+        help="the server's websocket (default %(default)s)",
+    )
+    listen.add_argument("--source", action="append", default=None, help="repeatable; default all")
+    listen.add_argument(
+        "--after",
+        action="append",
+        default=None,
+        metavar="[SOURCE=]ID",
+        help="resume after this caption id: ID for every source, SOURCE=ID for one "
+        "(repeatable); default: the live tail",
+    )
+    listen.add_argument("--json", action="store_true", help="one JSON message per line")
+    listen.add_argument("--limit", type=positive_int, default=None, help="exit after N captions")
+    _token_flag(listen, "the server's access token, if it has one (better: SCENECAST_TOKEN)")
+    listen.set_defaults(func=cmd_listen)
+
+    fg = sub.add_parser("forget", help="remove sources and all they left in Redis")
+    fg.add_argument("sources", nargs="+", metavar="SOURCE", help="source names, as listed")
+    _redis_url(fg, required=True)
+    fg.set_defaults(func=cmd_forget)
+
+    st = sub.add_parser("status", help="workers and sources at a glance, read from Redis")
+    _redis_url(st, required=True)
+    st.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    st.set_defaults(func=cmd_status)
+
+
+def _sources(args: argparse.Namespace, texts: list[str], names: list[str] | None) -> list[Any]:
+    from stream.sources.sources import parse_source
+
+    if names is not None and len(names) != len(texts):
+        raise StreamError(
+            f"--name given {len(names)} times for {len(texts)} sources; "
+            "give one per source, in order, or none"
+        )
+    specs = []
+    for i, text in enumerate(texts):
+        live = True if args.live else None
+        specs.append(parse_source(text, name=names[i] if names else None, live=live))
+    if len({s.name for s in specs}) != len(specs):
+        raise StreamError("two sources have the same name; set them apart with --name")
+    if args.loop and not args.live:
+        raise StreamError("--loop needs --live (a looped file is played as a camera)")
+    for i, spec in enumerate(specs):
+        recording = probe(spec)
+        if spec.kind == "file":
+            continue
+        if args.loop and not recording:
+            raise StreamError(
+                f"--loop is for recordings; {spec.display} is a live {spec.kind} stream"
+            )
+        if recording and not args.live:
+            # a clip at a URL (https://host/clip.mp4) is a job like a file, not a stream
+            # read as fast as it downloads whose end looks like a lost camera
+            specs[i] = dataclasses.replace(spec, live=False)
+            print(
+                f"scenecast: {spec.display} is a recording: captioned as a file job "
+                "(every sampled frame, then 'ended'); --live plays it as a camera",
+                file=sys.stderr,
+            )
+    return specs
+
+
+def probe(spec: Any) -> bool:
+    """Open a source once before starting: a bad file or URL is an error now, not a
+    reconnect loop later (a live source that fails after a good start is retried).
+    Returns whether it is a recording (``stream.sources.sources.is_recording``)."""
+
+    from stream.sources.sources import grab_first, is_recording, open_capture
+    from stream.sources.stoppable_call import call_unless_stopped
+
+    # in a thread: Ctrl+C (KeyboardInterrupt in the wait) need not wait out the open
+    # timeout of a camera that takes the connection and sends nothing
+    capture = call_unless_stopped(
+        lambda: open_capture(spec, open_timeout_ms=5000, read_timeout_ms=5000),
+        threading.Event(),  # never set: only an interrupt leaves early
+        discard=lambda c: c.release(),
+        name="probe",
+    )
+    assert capture is not None
+    try:
+        if spec.kind == "file" and not grab_first(capture):
+            raise StreamError(
+                f"{spec.display}: no video frames could be read (accepted: video "
+                "files OpenCV/FFmpeg can decode, e.g. MP4/H.264, MKV, AVI, WebM)"
+            )
+        return is_recording(capture)
+    finally:
+        capture.release()
+
+
+def _capture_config(args: argparse.Namespace) -> Any:
+    from stream.capture.capture import CaptureConfig
+
+    model_side = CaptureConfig.max_side  # the frames the model is given
+    if 0 < args.preview_side < model_side:
+        raise StreamError(
+            f"--preview-side must be 0 (off) or at least {model_side} px, the size of the "
+            f"frames the model is given; got {args.preview_side}"
+        )
+    return sampling_config(args, loop=args.loop, preview_side=args.preview_side)
+
+
+def choice_argv(args: argparse.Namespace) -> list[str]:
+    """``--consensus-k``, ``--ban-words`` and ``--hold`` for a worker process, those
+    this command has and was given (``search_overrides`` reads the same flags
+    in-process)."""
+    argv = []
+    bans = getattr(args, "ban_words", None)
+    for flag, value in (
+        ("--consensus-k", getattr(args, "consensus_k", None)),
+        ("--ban-words", None if bans is None else ",".join(bans)),
+        ("--hold", getattr(args, "hold", None)),
+    ):
+        if value is not None:
+            argv += [flag, str(value)]
+    return argv
+
+
+def worker_argv(args: argparse.Namespace) -> list[str]:
+    argv = [
+        "--beam",
+        str(args.beam),
+        "--max-batch",
+        str(args.max_batch),
+        "--max-wait-ms",
+        str(args.max_wait_ms),
+        "--max-age-ms",
+        str(args.max_age_ms),
+    ]
+    if args.checkpoint:
+        argv += ["--checkpoint", args.checkpoint]
+    argv += choice_argv(args)
+    if args.device:
+        argv += ["--device", args.device]
+    # always, both ways: the worker process reads SCENECAST_* and --config too, and
+    # must not take a setting there over what this command was told
+    argv.append("--model-process" if args.model_process else "--no-model-process")
+    argv += ["--decode", args.decode]
+    return argv
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from captioner.default_model import default_weights_path
+    from stream.run import RunConfig, Runner
+
+    specs = _sources(args, args.sources, args.name)
+    capture = _capture_config(args)
+    server = _server_config(args)
+    # fail now, with a clear message, rather than in the worker process; the bundled
+    # model is not loaded here only to be loaded again by the worker (2-3 s on a CPU)
+    if args.device is not None:
+        from captioner.api import resolve_device
+
+        resolve_device(args.device)
+    if args.checkpoint is not None or not default_weights_path().is_file():
+        from captioner.api import Captioner
+
+        Captioner.load(args.checkpoint, device="cpu")
+    config = RunConfig(
+        sources=specs,
+        capture=capture,
+        server=server,
+        redis_url=args.redis_url,
+        worker_args=worker_argv(args),
+    )
+    return Runner(config).run()
+
+
+def cmd_capture(args: argparse.Namespace) -> int:
+    from stream.capture.capture import Capture
+    from stream.embedded_redis import check_redis
+
+    (spec,) = _sources(args, [args.source], [args.name] if args.name else None)
+    config = _capture_config(args)  # a bad flag is told before Redis is tried
+    capture = Capture(check_redis(args.redis_url), spec, config)
+    signals = 0
+
+    def on_signal(signum: int, frame: object) -> None:
+        """Ctrl+C as SIGTERM: stop, so the last state said is "ended" (interrupted
+        here, the capture said "live" to the end and was then shown as gone silent);
+        a second one: at once."""
+        nonlocal signals
+        signals += 1
+        if signals > 1:
+            raise KeyboardInterrupt
+        capture.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        capture.run()
+    except KeyboardInterrupt:
+        capture.stop()
+        return 130
+    return 1 if capture.redis_data_lost and not spec.live else 0  # said in the log
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    import logging
+
+    from captioner.api import Captioner, resolve_device
+    from stream.embedded_redis import check_redis
+    from worker.batching import BatchPolicy
+    from worker.decode import decode_device
+    from worker.model_process import ModelProcess
+    from worker.service import serve_worker
+    from worker.worker import WorkerConfig
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    device = resolve_device(args.device)
+    check_redis(args.redis_url).close()  # before the model loads: a clear error, exit 2
+    policy = BatchPolicy(
+        max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_age_ms=args.max_age_ms
+    )
+    if args.model_process:
+        with contextlib.closing(
+            ModelProcess(
+                args.checkpoint,
+                device=str(device),
+                beam=args.beam,
+                search=search_overrides(args),
+                max_batch=args.max_batch,
+                decode_on=args.decode,
+            )
+        ) as model:
+            config = WorkerConfig(
+                policy=policy,
+                model=model.model_id,
+                fit=model.fit,
+                device=model.device,
+                model_decodes=True,
+            )
+            serve_worker(args.redis_url, model, config, parent_pid=args.exit_with_parent)
+        return 0
+    cap = Captioner.load(args.checkpoint, device=device)
+    cap.override(search_overrides(args))
+    if cap.device.type == "cuda":
+        cap.warm_up(args.max_batch)
+    beam = args.beam
+
+    def caption(images: Sequence[Any], sources: Sequence[str], shown: ShownCaptions) -> Any:
+        return cap.caption(list(images), beam=beam, sources=sources, shown=shown)
+
+    config = WorkerConfig(
+        policy=policy,
+        model=cap.model_id,
+        fit=cap.fit,
+        device=decode_device(args.decode, str(cap.device)),
+    )
+    serve_worker(args.redis_url, caption, config, parent_pid=args.exit_with_parent)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from stream.embedded_redis import check_redis
+    from stream.server.config import announce
+    from stream.server.server import CaptionServer
+
+    config = _server_config(args)
+    check_redis(args.redis_url).close()
+
+    async def main() -> None:
+        # SIGTERM (docker stop, systemd, Kubernetes) as Ctrl+C: the server closes each
+        # connection as going away (1001), not with an internal error (1011) from a
+        # SystemExit raised inside the event loop
+        stop = asyncio.Event()
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # main thread
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        async with CaptionServer(args.redis_url, config) as s:
+            announce(config, s.port)
+            await stop.wait()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
+    return 0
+
+
+def cmd_listen(args: argparse.Namespace) -> int:
+    from stream.clients.listen import After, run_listen
+
+    return run_listen(
+        args.url,
+        sources=args.source,
+        after=After.parse(args.after),
+        as_json=args.json,
+        limit=args.limit,
+        token=args.token,
+    )
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    from stream.clients.forget import forget_sources
+    from stream.embedded_redis import check_redis
+
+    client = check_redis(args.redis_url)
+    try:
+        for source, n in forget_sources(client, args.sources):
+            print(f"scenecast: forgot {source} ({n} keys)")
+    finally:
+        client.close()
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from stream.clients.status import format_report, read_snapshot, report_json
+    from stream.embedded_redis import check_redis
+    from worker.bus.clock import RedisClock
+
+    client = check_redis(args.redis_url)
+    try:
+        clock = RedisClock()  # heartbeats are in Redis's time (worker/redis_clock.py)
+        clock.sync(client)
+        snapshot = read_snapshot(client, now_ms=clock.now_ms())
+    finally:
+        client.close()
+    print(
+        report_json(snapshot) if args.json else format_report(snapshot),
+        end="\n" if args.json else "",
+    )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from stream.demo_video import demo_video_path
+
+    argv = [
+        "run",
+        str(demo_video_path()),
+        "--name",
+        "demo",
+        "--live",
+        "--loop",
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+        "--compression",
+        args.compression,
+        *(["--token", args.token] if args.token else []),
+        *(["--allow-origin", ",".join(args.allow_origin)] if args.allow_origin else []),
+        *(["--allow-host", ",".join(args.allow_host)] if args.allow_host else []),
+        *(["--tls-cert", args.tls_cert] if args.tls_cert else []),
+        *(["--tls-key", args.tls_key] if args.tls_key else []),
+        *worker_argv(args),
+        *(["--config", args.config] if args.config else []),
+    ]
+    from stream.cli.main import parse_args  # the entry point's: settings, as for any command
+
+    run_args = parse_args(argv, os.environ)
+    code: int = run_args.func(run_args)
+    return code

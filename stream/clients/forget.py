@@ -1,0 +1,85 @@
+"""Every Redis key of one source, for forgetting it: ``scenecast forget`` deletes
+them (a camera taken down would otherwise stay listed, "ended", for good), a finished
+``caption --redis-url`` job lets them expire."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+
+from stream.exceptions import StreamError
+from stream.protocol import is_source_name
+from worker.bus.entries import (
+    GROUP,
+    SOURCES_KEY,
+    captions_key,
+    capture_key,
+    deadletter_key,
+    frames_key,
+    owner_key,
+    preview_key,
+    seq_key,
+    status_key,
+)
+from worker.bus.publish import done_key, parked_key
+from worker.shown import shown_key
+
+
+def source_keys(source: str) -> list[str]:
+    """The keys that carry the source in their hash tag (one Redis Cluster slot)."""
+    return [
+        f(source)
+        for f in (
+            frames_key, preview_key, captions_key, status_key, capture_key, owner_key,
+            deadletter_key, done_key, parked_key, shown_key, seq_key,
+        )
+    ]  # fmt: skip
+
+
+def forget_sources(client: Any, sources: Sequence[str]) -> list[tuple[str, int]]:
+    """Forget each of ``sources`` (each source and the keys deleted), after checking
+    them all: a StreamError, and nothing forgotten, if one is unknown or a capture holds
+    it. A running server drops a forgotten source from its list within a second."""
+    known = {key.decode() for key in client.hkeys(SOURCES_KEY)}
+    for source in sources:
+        if not is_source_name(source):
+            raise StreamError(f"{source!r} is not a source name (see scenecast status)")
+        holder: Any = client.get(owner_key(source))
+        if holder is not None:
+            raise StreamError(
+                f"{source} is being captured ({holder.decode()}): stop that capture first "
+                "(one that died lets go within 10 s)"
+            )
+        held = _frames_in_hand(client, source)
+        if held:  # their captions would make the source's caption log anew, unlisted
+            raise StreamError(
+                f"{source}: workers still hold {held} of its frames (a file job being "
+                "captioned): wait until they are done, or stop the workers first"
+            )
+        if source not in known and not client.exists(*source_keys(source)):
+            raise StreamError(
+                f"no source named {source!r}; known: {', '.join(sorted(known)) or 'none'}"
+            )
+    return [(source, forget_source(client, source)) for source in sources]
+
+
+def _frames_in_hand(client: Any, source: str) -> int:
+    """Frames of ``source`` a worker has read and not yet captioned (0: none, or no
+    stream or group)."""
+    try:
+        summary = client.xpending(frames_key(source), GROUP)
+    except redis.ResponseError:  # NOGROUP: no stream, or nobody ever read it
+        return 0
+    return int(summary.get("pending") or 0)
+
+
+def forget_source(client: Any, source: str) -> int:
+    """Delete a source's keys and its entry in the registry (``SOURCES_KEY``), so no
+    server lists it any more. The caller checks that no capture holds it. Returns the
+    number of keys deleted."""
+    client.hdel(SOURCES_KEY, source)
+    # one DEL of keys of one slot, not in a pipeline: redis-py's cluster pipeline
+    # refuses a DEL of several keys
+    return int(client.delete(*source_keys(source)))

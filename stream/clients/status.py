@@ -1,0 +1,150 @@
+"""``scenecast status``: the deployment at a glance, read from its Redis.
+
+For an operator asking "why no captions?" without a Prometheus at hand: the workers
+heard from (their heartbeats), and per source its state, when its capture was last
+heard from, the frames its stream holds and those a worker took but has not
+captioned yet (pending), and its newest caption with its age. :func:`read_snapshot`
+reads (one pipeline); :func:`format_report` — pure — writes the table.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from stream.capture.liveness import silent_sources
+from stream.server.metrics_page import heard_recently
+from worker.bus.entries import (
+    GROUP,
+    SOURCES_KEY,
+    WORKERS_KEY,
+    captions_key,
+    capture_key,
+    decode_caption,
+    frames_key,
+)
+
+
+@dataclass(frozen=True)
+class SourceRow:
+    source: str
+    state: str
+    detail: str
+    live: bool
+    capture_seen_ms: float | None  # its capture's last heartbeat
+    frames: int  # entries in frames:{src}
+    pending: int  # taken by a worker, not captioned yet
+    last_caption_ms: float | None  # the newest caption's stream id time
+    last_caption: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    now_ms: float
+    workers: Mapping[str, float]  # name → last heartbeat ms
+    sources: Sequence[SourceRow]
+
+
+def read_snapshot(client: Any, *, now_ms: float) -> Snapshot:
+    """Everything the report shows, in two round trips."""
+    registry: Mapping[bytes, bytes] = client.hgetall(SOURCES_KEY)
+    infos = {k.decode(): json.loads(v) for k, v in registry.items()}
+    names = sorted(infos)
+    pipe = client.pipeline(transaction=False)
+    pipe.hgetall(WORKERS_KEY)
+    for name in names:
+        pipe.hget(capture_key(name), "seen_ms")
+        pipe.xlen(frames_key(name))
+        pipe.xpending(frames_key(name), GROUP)
+        pipe.xrevrange(captions_key(name), count=1)
+    workers, *per_source = pipe.execute(raise_on_error=False)
+    rows = []
+    for i, name in enumerate(names):
+        seen, frames, pending, last = per_source[4 * i : 4 * i + 4]
+        caption_ms, text = None, ""
+        if isinstance(last, list) and last:
+            entry_id, fields = last[0]
+            caption_ms = float(entry_id.decode().split("-")[0])
+            try:
+                text = decode_caption(fields).text
+            except ValueError:
+                text = "(unreadable)"
+        rows.append(
+            SourceRow(
+                source=name,
+                state=str(infos[name].get("state", "")),
+                detail=str(infos[name].get("detail", "")),
+                live=bool(infos[name].get("live", True)),
+                capture_seen_ms=float(seen) if isinstance(seen, bytes | str) else None,
+                frames=frames if isinstance(frames, int) else 0,
+                pending=int(pending["pending"]) if isinstance(pending, dict) else 0,
+                last_caption_ms=caption_ms,
+                last_caption=text,
+            )
+        )
+    beats = {} if isinstance(workers, Exception) else workers
+    return Snapshot(
+        now_ms=now_ms,
+        workers={k.decode(): float(v) for k, v in beats.items()},
+        sources=rows,
+    )
+
+
+def _ago(now_ms: float, then_ms: float | None) -> str:
+    if then_ms is None:
+        return "-"
+    seconds = max(0.0, now_ms - then_ms) / 1000
+    if seconds < 60:
+        return f"{seconds:.1f} s ago"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min ago"
+    return f"{seconds / 3600:.1f} h ago"
+
+
+def shown_state(row: SourceRow, now_ms: float) -> str:
+    """The state as the server shows it: a running capture gone silent is an error."""
+    silent = silent_sources(
+        {row.source: row.state}, {row.source: row.capture_seen_ms}, now_ms=now_ms
+    )
+    return "error (capture silent)" if silent else row.state
+
+
+def format_report(snap: Snapshot, *, width: int = 44) -> str:
+    """The report as text: a workers line, then a table of sources."""
+    now = snap.now_ms
+    alive = sorted(n for n, ms in snap.workers.items() if heard_recently(ms, now))
+    lines = [
+        f"workers: {len(alive)} alive"
+        + (f" ({', '.join(f'{n} {_ago(now, snap.workers[n])}' for n in alive)})" if alive else "")
+        + ("; nothing captions the sources" if not alive and snap.sources else "")
+    ]
+    if not snap.sources:
+        return "\n".join([*lines, "sources: none yet"]) + "\n"
+    header = ("SOURCE", "KIND", "STATE", "CAPTURE HEARD", "FRAMES", "PENDING", "LAST CAPTION")
+    table = [header]
+    for row in snap.sources:
+        text = (
+            row.last_caption
+            if len(row.last_caption) <= width
+            else row.last_caption[: width - 1] + "…"
+        )
+        caption = f"{_ago(now, row.last_caption_ms)}: {text}" if row.last_caption_ms else "-"
+        table.append((
+            row.source, "live" if row.live else "file", shown_state(row, now),
+            _ago(now, row.capture_seen_ms), str(row.frames), str(row.pending), caption,
+        ))  # fmt: skip
+    widths = [max(len(r[i]) for r in table) for i in range(len(header) - 1)]
+    for r in table:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
+    return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+def report_json(snap: Snapshot) -> str:
+    """The snapshot as one JSON object (``--json``), states as the server shows them."""
+    out = asdict(snap)
+    for row, item in zip(snap.sources, out["sources"], strict=True):
+        item["shown_state"] = shown_state(row, snap.now_ms)
+    out["workers_alive"] = sum(1 for ms in snap.workers.values() if heard_recently(ms, snap.now_ms))
+    return json.dumps(out, ensure_ascii=False)

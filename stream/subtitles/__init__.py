@@ -1,0 +1,1 @@
+"""Recorded video: ``scenecast caption`` turns video files into WebVTT / SRT / JSON lines."""
