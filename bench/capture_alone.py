@@ -19,7 +19,7 @@ from stream.bench.pipeline import make_bench_video
 from stream.capture.capture import Capture, CaptureConfig
 from stream.embedded_redis import EmbeddedRedis
 from stream.sources.sources import parse_source
-from worker.bus.entries import frames_key
+from worker.bus.keys import frames_key
 
 
 def main() -> None:

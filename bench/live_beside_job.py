@@ -28,7 +28,8 @@ from stream.embedded_redis import EmbeddedRedis
 from stream.sources.sources import parse_source
 from tests.videos import make_video
 from worker.batching import BatchPolicy
-from worker.bus.entries import captions_key, decode_caption
+from worker.bus.entries import decode_caption
+from worker.bus.keys import captions_key
 from worker.worker import Worker, WorkerConfig
 
 JOB_FRAMES = 600

@@ -41,3 +41,8 @@ class ProtocolError(StreamError, ValueError):
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
+
+
+class AccessSettingError(StreamError, ValueError):
+    """A bad access setting (a token, allowed origins or hosts): what was wrong and what
+    is accepted, never the value of a secret. The CLI turns it into a flag error."""

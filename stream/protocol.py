@@ -78,6 +78,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Final, TypeAlias, get_args
 
 from stream.exceptions import ProtocolError, ProtocolErrorCode
+from worker.bus.names import SOURCE_NAME_RULE, is_source_name
 
 __all__ = [
     "BEGINNING",
@@ -88,6 +89,7 @@ __all__ = [
     "MAX_SOURCES",
     "PROTOCOL_VERSION",
     "SERVER_TYPES",
+    "SOURCE_NAME_RULE",
     "SOURCE_STATES",
     "Attention",
     "CaptionMessage",
@@ -134,13 +136,11 @@ SOURCE_STATES: Final = ("connecting", "live", "reconnecting", "ended", "error")
 FITS: Final = ("letterbox", "crop")  # how the model fitted a frame to its square input
 ERROR_CODES: Final[tuple[ProtocolErrorCode, ...]] = get_args(ProtocolErrorCode)
 
-SOURCE_NAME_RULE: Final = "1 to 64 characters from A-Z, a-z, 0-9, '_', '.' and '-'"
 AFTER_RULE: Final = (
     "a caption id '<ms>-<seq>' such as '1700000000000-0', "
     "'0' (from the beginning) or '$' (only new captions)"
 )
 
-_SOURCE_RE: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _STREAM_ID_RE: Final = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
 _TIMESTAMP_RE: Final = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z"
@@ -153,11 +153,6 @@ PingId: TypeAlias = str | int | float | bool | None
 
 
 # -- names, stream ids, timestamps ----------------------------------------------------------
-
-
-def is_source_name(name: str) -> bool:
-    """A short, URL-safe source id: :data:`SOURCE_NAME_RULE`."""
-    return _SOURCE_RE.fullmatch(name) is not None
 
 
 def parse_stream_id(text: str) -> StreamId:

@@ -9,15 +9,8 @@ import cv2
 import numpy as np
 import redis
 
-from worker.bus.entries import (
-    GROUP,
-    SOURCES_KEY,
-    CaptionEntry,
-    FrameEntry,
-    StatusEntry,
-    frames_key,
-    status_key,
-)
+from worker.bus.entries import CaptionEntry, FrameEntry, StatusEntry
+from worker.bus.keys import GROUP, SOURCES_KEY, frames_key, status_key
 
 
 def jpeg(color: tuple[int, int, int], size: tuple[int, int] = (64, 48)) -> bytes:

@@ -43,7 +43,7 @@ from tests.conftest import TIMEOUT_FACTOR
 from tests.factories import save_tiny_checkpoint, tiny_captioner
 from tests.videos import make_video
 from worker.batching import BatchPolicy
-from worker.bus.entries import (
+from worker.bus.keys import (
     SOURCES_KEY,
     captions_key,
     capture_key,

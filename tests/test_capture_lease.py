@@ -16,7 +16,7 @@ from stream.capture.capture import Capture, CaptureConfig, describe_sources
 from stream.exceptions import StreamError
 from stream.sources.sources import parse_source
 from tests.test_pipeline import T, _wait_for, video  # noqa: F401 - the fixture
-from worker.bus.entries import owner_key
+from worker.bus.keys import owner_key
 
 
 def _capture(client: redis.Redis, path: Path) -> tuple[Capture, threading.Thread, list[Any]]:

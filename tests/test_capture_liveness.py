@@ -21,7 +21,7 @@ from stream.sources.sources import parse_source
 from tests.frames import register, set_status
 from tests.test_pipeline import T, _wait_for, video  # noqa: F401 - the fixture
 from tests.test_server import _recv, _run
-from worker.bus.entries import capture_key
+from worker.bus.keys import capture_key
 
 
 def test_a_running_state_with_an_old_heartbeat_is_silent() -> None:

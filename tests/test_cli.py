@@ -355,7 +355,7 @@ def test_a_stopped_capture_says_ended_ctrl_c_or_sigterm(redis_server, sig: str) 
 
     import redis
 
-    from worker.bus.entries import SOURCES_KEY
+    from worker.bus.keys import SOURCES_KEY
 
     client = redis.Redis.from_url(redis_server.url)
     name = f"stopped-{sig.lower()}"

@@ -30,8 +30,8 @@ from tests.test_pipeline import SCENES, _start_run, _stop
 from tests.videos import make_video
 from worker.batching import BatchPolicy
 from worker.bus import cluster
-from worker.bus.entries import GROUP, SOURCES_KEY, captions_key, frames_key
-from worker.bus.publish import PUBLISH_LUA, done_key, parked_key
+from worker.bus.keys import GROUP, SOURCES_KEY, captions_key, done_key, frames_key, parked_key
+from worker.bus.publish import PUBLISH_LUA
 from worker.worker import Worker, WorkerConfig
 
 T = 30.0 * TIMEOUT_FACTOR

@@ -120,7 +120,8 @@ def test_a_worker_publishes_held_captions_as_fewer_segments(cap: Captioner, redi
     from stream.capture.capture import encode_jpeg
     from tests.frames import add_frame, register
     from worker.batching import BatchPolicy
-    from worker.bus.entries import captions_key, decode_caption
+    from worker.bus.entries import decode_caption
+    from worker.bus.keys import captions_key
     from worker.worker import Worker, WorkerConfig
 
     jpegs = [encode_jpeg(f, max_side=256, quality=90)[0] for f in _demo_frames()]

@@ -11,11 +11,10 @@ import redis
 from websockets.asyncio.client import connect
 
 from stream.cli.main import main
-from stream.clients.forget import source_keys
 from stream.server.server import CaptionServer
 from tests.frames import publish_caption, register, set_status
 from tests.test_server import _recv, _run
-from worker.bus.entries import SOURCES_KEY, capture_key, owner_key
+from worker.bus.keys import SOURCES_KEY, capture_key, owner_key, source_keys
 
 
 def test_forget_removes_a_source_and_its_keys_and_servers_stop_listing_it(
@@ -80,7 +79,7 @@ def test_forgetting_a_source_a_worker_is_reading_stops_nothing(
     from tests.factories import tiny_captioner
     from tests.frames import add_frame, jpeg
     from worker.batching import BatchPolicy
-    from worker.bus.entries import captions_key, frames_key
+    from worker.bus.keys import captions_key, frames_key
     from worker.worker import Worker, WorkerConfig
 
     for name in ("gone-cam", "door"):

@@ -16,7 +16,7 @@ from stream.protocol import Subscribe
 from stream.server.config import ServerConfig
 from stream.server.hub import Client, Hub
 from tests.frames import publish_caption, register
-from worker.bus.entries import captions_key
+from worker.bus.keys import captions_key
 
 
 def _publish(client: redis.Redis, source: str, seqs: range, text: str = "a cat") -> list[str]:

@@ -12,7 +12,8 @@ import redis.asyncio as aioredis
 from stream.server.config import ServerConfig
 from stream.server.hub import Hub
 from tests.frames import register, set_status
-from worker.bus.entries import SOURCES_KEY, StatusEntry, status_key
+from worker.bus.entries import StatusEntry
+from worker.bus.keys import SOURCES_KEY, status_key
 
 
 def _refresh(url: str) -> tuple[list[str], Hub]:

@@ -84,7 +84,7 @@ def test_metrics_count_the_workers_alive(
     from tests.factories import tiny_captioner
     from tests.test_worker import _caption_fn
     from worker.batching import BatchPolicy
-    from worker.bus.entries import WORKERS_KEY
+    from worker.bus.keys import WORKERS_KEY
     from worker.worker import Worker, WorkerConfig
 
     monkeypatch.setattr("stream.server.metrics_page.WORKER_SEEN_MS", 1500)

@@ -18,18 +18,19 @@ from websockets.exceptions import ConnectionClosed
 
 from stream.clients.listen import After, Progress, run_listen
 from stream.exceptions import StreamError
+from stream.protocol import CaptionMessage, iso_utc
 from tests.conftest import TIMEOUT_FACTOR
 
 T = 10.0 * TIMEOUT_FACTOR
 
 
 def _caption(seq: int) -> str:
-    return json.dumps({
-        "type": "caption", "v": 1, "source": "cam", "id": f"{1000 + seq}-0", "seq": seq,
-        "t_start_ms": seq * 1000, "t_end_ms": seq * 1000 + 1000, "text": f"a thing {seq}",
-        "tokens": ["a", "thing"], "score": -1.0, "latency_ms": 5.0, "segment_id": seq,
-        "is_final": True,
-    })  # fmt: skip
+    return CaptionMessage(
+        source="cam", id=f"{1000 + seq}-0", seq=seq, t_start_ms=seq * 1000,
+        t_end_ms=seq * 1000 + 1000, capture_ts=iso_utc(1_700_000_000_000_000_000 + seq),
+        text=f"a thing {seq}", tokens=("a", "thing"), score=-1.0, model="test",
+        latency_ms=5.0, segment_id=seq, is_final=True,
+    ).to_json()  # fmt: skip
 
 
 @contextmanager
@@ -207,17 +208,24 @@ def test_after_flags_parse_to_where_each_source_starts() -> None:
 
 def test_after_flags_become_subscribes() -> None:
     base = {"type": "subscribe", "v": 1, "attention": False}
-    assert After().subscribes(None) == [base]
-    assert After("5-0").subscribes(["cam"]) == [base | {"sources": ["cam"], "after": "5-0"}]
+
+    def sent(after: After, sources: list[str] | None) -> list[dict[str, object]]:
+        return [json.loads(s.to_json()) for s in after.subscribes(sources)]  # as on the wire
+
+    assert sent(After(), None) == [base]
+    assert sent(After("5-0"), ["cam"]) == [base | {"sources": ["cam"], "after": "5-0"}]
     pairs = After(None, {"cam": "5-0", "yard": "7-1"})
-    assert pairs.subscribes(None) == [base | {"after": {"cam": "5-0", "yard": "7-1"}}]
+    assert sent(pairs, None) == [base | {"after": {"cam": "5-0", "yard": "7-1"}}]
     # a default for every source, then the named ones (an explicit after replaces)
-    assert After("3-0", {"cam": "5-0"}).subscribes(None) == [
+    assert sent(After("3-0", {"cam": "5-0"}), None) == [
         base | {"after": "3-0"},
         base | {"sources": ["cam"], "after": {"cam": "5-0"}},
     ]
     with pytest.raises(StreamError, match="names yard, not among the --source given"):
         pairs.subscribes(["cam"])
+    # a malformed id is told before connecting (the server would refuse it)
+    with pytest.raises(StreamError, match=r"subscribe\.after"):
+        After("yesterday").subscribes(None)
 
 
 def test_the_resume_hint_is_one_command_for_every_source() -> None:

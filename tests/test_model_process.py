@@ -17,7 +17,8 @@ from captioner.search.hold import ShownCaptions
 from tests.factories import save_tiny_checkpoint
 from tests.frames import add_frame, jpeg, register
 from worker.batching import BatchPolicy
-from worker.bus.entries import GROUP, captions_key, deadletter_key, decode_caption, frames_key
+from worker.bus.entries import decode_caption
+from worker.bus.keys import GROUP, captions_key, deadletter_key, frames_key
 from worker.decode import decode_jpegs
 from worker.model_process import ModelProcess, ModelProcessError
 from worker.worker import Worker, WorkerConfig

@@ -37,7 +37,8 @@ from tests.mjpeg_camera import MjpegCamera, frame_number
 from tests.rtsp_camera import RtspCamera
 from tests.test_pipeline import SCENES, _collect, _start_run, _stop
 from tests.videos import make_video
-from worker.bus.entries import capture_key, decode_frame, decode_status, frames_key, status_key
+from worker.bus.entries import decode_frame, decode_status
+from worker.bus.keys import capture_key, frames_key, status_key
 
 T = 20.0 * TIMEOUT_FACTOR
 

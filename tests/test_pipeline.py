@@ -28,7 +28,8 @@ from tests.conftest import TIMEOUT_FACTOR
 from tests.factories import save_tiny_checkpoint, tiny_captioner
 from tests.videos import make_video
 from worker.batching import BatchPolicy
-from worker.bus.entries import METRICS_KEY, captions_key, decode_caption
+from worker.bus.entries import decode_caption
+from worker.bus.keys import METRICS_KEY, captions_key
 from worker.worker import Worker, WorkerConfig
 
 T = 30.0 * TIMEOUT_FACTOR
@@ -294,7 +295,8 @@ def test_live_source_with_a_slow_worker_never_captions_late(redis_server, video:
 
 
 def test_unreachable_live_source_reports_reconnecting_with_backoff(redis_server) -> None:  # type: ignore[no-untyped-def]
-    from worker.bus.entries import decode_status, status_key
+    from worker.bus.entries import decode_status
+    from worker.bus.keys import status_key
 
     client = redis.Redis.from_url(redis_server.url)
     client.flushdb()
@@ -314,7 +316,7 @@ def test_unreachable_live_source_reports_reconnecting_with_backoff(redis_server)
 
 
 def test_file_job_backs_off_when_nobody_consumes(redis_server, video: Path) -> None:  # type: ignore[no-untyped-def]
-    from worker.bus.entries import frames_key
+    from worker.bus.keys import frames_key
 
     client = redis.Redis.from_url(redis_server.url)
     client.flushdb()
@@ -337,7 +339,8 @@ def test_file_job_backs_off_when_nobody_consumes(redis_server, video: Path) -> N
 
 
 def test_file_job_trims_captioned_frames_and_keeps_the_newest(redis_server, video: Path) -> None:  # type: ignore[no-untyped-def]
-    from worker.bus.entries import captions_key, decode_caption, frames_key
+    from worker.bus.entries import decode_caption
+    from worker.bus.keys import captions_key, frames_key
 
     client = redis.Redis.from_url(redis_server.url)
     client.flushdb()
@@ -369,7 +372,7 @@ def test_file_job_trims_captioned_frames_and_keeps_the_newest(redis_server, vide
 def test_trimming_survives_the_last_pending_frame_acked_meanwhile(
     redis_server, video: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
-    from worker.bus.entries import frames_key
+    from worker.bus.keys import frames_key
 
     client = redis.Redis.from_url(redis_server.url)
     client.flushdb()
@@ -416,7 +419,7 @@ def test_file_job_waits_out_a_redis_restart_and_goes_on(video: Path) -> None:
     saying that the frames before went with the old Redis."""
     from stream.capture.capture import describe_sources
     from stream.embedded_redis import EmbeddedRedis, free_port
-    from worker.bus.entries import frames_key
+    from worker.bus.keys import frames_key
 
     port = free_port()
     server = EmbeddedRedis(port=port).start()
@@ -460,7 +463,8 @@ def test_file_job_waits_out_a_redis_restart_and_goes_on(video: Path) -> None:
 def test_live_capture_drops_frames_while_redis_is_away_then_resumes(video: Path) -> None:
     from stream.capture.capture import describe_sources
     from stream.embedded_redis import EmbeddedRedis, free_port
-    from worker.bus.entries import decode_frame, frames_key
+    from worker.bus.entries import decode_frame
+    from worker.bus.keys import frames_key
 
     port = free_port()
     server = EmbeddedRedis(port=port).start()

@@ -16,7 +16,8 @@ from stream.capture.capture import Capture, CaptureConfig
 from stream.sources.sources import parse_source
 from tests.conftest import TIMEOUT_FACTOR
 from tests.videos import make_video
-from worker.bus.entries import decode_frame, frames_key, preview_key
+from worker.bus.entries import decode_frame
+from worker.bus.keys import frames_key, preview_key
 
 T = 20 * TIMEOUT_FACTOR
 

@@ -17,21 +17,14 @@ from stream.sources.sources import parse_source
 from tests.factories import tiny_captioner
 from tests.frames import add_frame, caption, jpeg, register
 from worker.batching import BatchPolicy
-from worker.bus.entries import (
-    GROUP,
-    METRICS_KEY,
-    CaptionEntry,
-    captions_key,
-    decode_caption,
-    frames_key,
-)
+from worker.bus.entries import CaptionEntry, decode_caption
+from worker.bus.keys import GROUP, METRICS_KEY, captions_key, frames_key, parked_key
 from worker.bus.publish import (
     FLUSH_LUA,
     PUBLISH_LUA,
     Publication,
     flush_args,
     outcome,
-    parked_key,
     publish_args,
 )
 from worker.bus.segments import segment_ids

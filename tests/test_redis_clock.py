@@ -23,7 +23,8 @@ from tests.factories import tiny_captioner
 from tests.videos import make_video
 from worker.batching import BatchPolicy
 from worker.bus.clock import RedisClock, offset_of
-from worker.bus.entries import WORKERS_KEY, captions_key, capture_key, decode_caption
+from worker.bus.entries import decode_caption
+from worker.bus.keys import WORKERS_KEY, captions_key, capture_key
 from worker.worker import Worker, WorkerConfig
 
 T = 30.0 * TIMEOUT_FACTOR

@@ -3,7 +3,8 @@ import random
 import redis
 
 from tests.frames import publish_caption, register
-from worker.bus.entries import captions_key, decode_caption
+from worker.bus.entries import decode_caption
+from worker.bus.keys import captions_key
 from worker.bus.segments import is_last_of_segment, normalize_text, segment_ids
 
 

@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed
 from stream.server.server import CaptionServer, ServerConfig
 from tests.conftest import TIMEOUT_FACTOR
 from tests.frames import jpeg, publish_caption, register
-from worker.bus.entries import METRICS_KEY, frames_key, preview_key
+from worker.bus.keys import METRICS_KEY, frames_key, preview_key
 
 T = 5.0 * TIMEOUT_FACTOR
 

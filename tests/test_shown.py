@@ -16,6 +16,7 @@ from captioner.search.hold import Shown, ShownCaptions
 from stream.bench.stand_in import StandInCaption
 from tests.frames import add_frame, jpeg, register
 from worker.batching import BatchPolicy
+from worker.bus.keys import shown_key
 from worker.shown import (
     FIELDS,
     SHOWN_LUA,
@@ -25,7 +26,6 @@ from worker.shown import (
     decode_shown,
     newest_before,
     shown_args,
-    shown_key,
 )
 from worker.worker import Worker, WorkerConfig
 

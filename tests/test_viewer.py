@@ -22,7 +22,7 @@ import redis
 from stream.server.server import CaptionServer, ServerConfig
 from tests.conftest import TIMEOUT_FACTOR
 from tests.frames import jpeg, publish_caption, register, set_status
-from worker.bus.entries import frames_key
+from worker.bus.keys import frames_key
 
 playwright = pytest.importorskip("playwright.sync_api")
 

@@ -13,15 +13,14 @@ import redis
 from tests.factories import tiny_captioner
 from tests.frames import add_frame, jpeg, publish_caption, register
 from worker.batching import BatchPolicy
-from worker.bus.entries import (
+from worker.bus.entries import CaptionEntry, decode_caption
+from worker.bus.keys import (
     GROUP,
     METRICS_KEY,
     WORKER_SEEN_MS,
     WORKERS_KEY,
-    CaptionEntry,
     captions_key,
     deadletter_key,
-    decode_caption,
     frames_key,
 )
 from worker.takeover import TAKEOVER_LUA, taken_entries
@@ -442,7 +441,8 @@ def test_a_model_error_stops_run_and_leaves_no_threads_behind(redis_client) -> N
 def test_a_stored_caption_with_a_bad_fit_or_frame_is_an_entry_error(
     redis_client, field: bytes, value: bytes, message: str
 ) -> None:  # type: ignore[no-untyped-def]
-    from worker.bus.entries import EntryError, decode_caption
+    from worker.bus.entries import decode_caption
+    from worker.bus.exceptions import EntryError
 
     register(redis_client, "bad", live=False)
     publish_caption(redis_client, "bad", 0, "a dog", grid=(1, 1))

@@ -25,23 +25,13 @@ import numpy as np
 import torch
 
 from captioner.search.hold import Shown
-from worker.bus.entries import check_source
+from worker.bus.keys import shown_key
+from worker.bus.scripts import lua
 
 SHOWN_TTL_MS = 3_600_000
 FIELDS = ("seq", "model", "tokens", "pooled")
 
-SHOWN_LUA = """
-local seq = redis.call('HGET', KEYS[1], 'seq')
-if seq and tonumber(seq) >= tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'model', ARGV[2], 'tokens', ARGV[3],
-           'pooled', ARGV[4])
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-return 1
-"""
-
-
-def shown_key(source: str) -> str:
-    return f"shown:{{{check_source(source)}}}"
+SHOWN_LUA = lua("shown")
 
 
 @dataclass(frozen=True)

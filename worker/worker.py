@@ -39,7 +39,9 @@ from worker.batching import BatchPolicy, MovingAverage, live_batch_cap, split_st
 from worker.bus import cluster
 from worker.bus.backoff import backoff_delays
 from worker.bus.clock import RedisClock
-from worker.bus.entries import (
+from worker.bus.entries import CaptionEntry, FrameEntry, decode_frame, quantize_attention
+from worker.bus.exceptions import EntryError
+from worker.bus.keys import (
     CAPTION_CPU,
     GROUP,
     METRICS_KEY,
@@ -47,14 +49,10 @@ from worker.bus.entries import (
     STAGE_PREFIX,
     WORKER_SEEN_MS,
     WORKERS_KEY,
-    CaptionEntry,
-    EntryError,
-    FrameEntry,
     as_str,
     deadletter_key,
-    decode_frame,
     frames_key,
-    quantize_attention,
+    shown_key,
     source_of_key,
 )
 from worker.bus.publish import (
@@ -76,7 +74,6 @@ from worker.shown import (
     decode_shown,
     newest_before,
     shown_args,
-    shown_key,
 )
 from worker.takeover import (
     LEAVE_LUA,

@@ -41,7 +41,7 @@ from stream.capture.capture import Capture, CaptureConfig, encode_jpeg
 from stream.embedded_redis import EmbeddedRedis
 from stream.server.server import CaptionServer, ServerConfig
 from stream.sources.sources import parse_source
-from worker.bus.entries import CAPTION_CPU, METRICS_KEY, STAGE_PREFIX, captions_key
+from worker.bus.keys import CAPTION_CPU, METRICS_KEY, STAGE_PREFIX, captions_key
 from worker.decode import decode_jpegs
 
 

@@ -34,7 +34,8 @@ import redis
 from websockets.asyncio.client import ClientConnection, connect
 
 from stream.embedded_redis import EmbeddedRedis, free_port
-from worker.bus.entries import SOURCES_KEY, CaptionEntry, StatusEntry, quantize_attention
+from worker.bus.entries import CaptionEntry, StatusEntry, quantize_attention
+from worker.bus.keys import SOURCES_KEY
 from worker.bus.publish import PUBLISH_LUA, Publication, publish_args
 
 SAMPLED = 16  # clients that parse every message for its latency

@@ -52,20 +52,19 @@ from stream.sources.sources import FileReader, Frame, LatestFrameReader, SourceS
 from stream.sources.stoppable_call import call_unless_stopped
 from worker.bus.backoff import backoff_delays
 from worker.bus.clock import RedisClock
-from worker.bus.entries import (
+from worker.bus.entries import FrameEntry, StatusEntry
+from worker.bus.keys import (
     GROUP,
     SOURCES_KEY,
-    FrameEntry,
-    StatusEntry,
     as_str,
     capture_key,
     frames_key,
     owner_key,
+    parked_key,
     preview_key,
     seq_key,
     status_key,
 )
-from worker.bus.publish import parked_key
 
 log = logging.getLogger("scenecast.capture")
 

@@ -18,22 +18,14 @@ import os
 import socket
 import uuid
 
+from worker.bus.scripts import lua
+
 LEASE_MS = 10_000  # five missed heartbeats
 
-# KEYS[1] owner key; ARGV[1] our id, ARGV[2] lease ms. 1: ours (taken or renewed), 0: not.
-RENEW_LUA = """
-local owner = redis.call('GET', KEYS[1])
-if owner == false or owner == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return 0
-"""
-# KEYS[1] owner key; ARGV[1] our id. Deletes the lease only if it is ours.
-RELEASE_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
+# Takes or renews the lease: 1 when it is ours (worker/bus/lua/lease_renew.lua).
+RENEW_LUA = lua("lease_renew")
+# Deletes the lease only if it is ours (worker/bus/lua/lease_release.lua).
+RELEASE_LUA = lua("lease_release")
 
 
 def capture_id() -> str:

@@ -4,8 +4,27 @@ says what was given and what is accepted, never a traceback later on."""
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def flag_type(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """``parse`` (raising ValueError with a message) as an argparse type: the message
+    becomes the flag's error (argparse would say only "invalid value"). Attributes
+    such as ``secret`` (settings hide the value) carry over."""
+
+    @functools.wraps(parse)
+    def parsed(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parsed
 
 
 def _number(

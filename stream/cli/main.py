@@ -92,6 +92,8 @@ def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> argparse.Namespac
         )
     check_parsed(args)
     args.config = config_path
+    if getattr(args, "expands_to", None) is not None:  # demo: a run, from its own flags
+        return parse_args(args.expands_to(args), env)
     return args
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import os
 import signal
 import sys
 import threading
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from stream.cli.arg_types import (
     beam_size,
+    flag_type,
     non_negative_float,
     non_negative_int,
     port,
@@ -137,7 +137,7 @@ def _server_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--allow-origin",
-        type=allowed_origins,
+        type=flag_type(allowed_origins),
         default=(),
         metavar="ORIGINS",
         help="pages of other sites that may open the websocket, e.g. "
@@ -146,7 +146,7 @@ def _server_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--allow-host",
-        type=allowed_hosts,
+        type=flag_type(allowed_hosts),
         default=(),
         metavar="NAMES",
         help="names a server on a loopback address also answers to, e.g. the public name "
@@ -185,7 +185,9 @@ def _server_config(args: argparse.Namespace) -> Any:
 
 
 def _token_flag(p: argparse.ArgumentParser, help: str) -> None:
-    p.add_argument("--token", type=access_token, default=None, metavar="TOKEN", help=help)
+    p.add_argument(
+        "--token", type=flag_type(access_token), default=None, metavar="TOKEN", help=help
+    )
 
 
 def add_service_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -194,7 +196,7 @@ def add_service_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     )
     _worker_flags(demo)
     _server_flags(demo)
-    demo.set_defaults(func=cmd_demo)
+    demo.set_defaults(expands_to=demo_argv)  # main parses it as run, settings and all
 
     r = sub.add_parser("run", help="everything on one machine: Redis, capture, worker, server")
     r.add_argument(
@@ -565,10 +567,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def demo_argv(args: argparse.Namespace) -> list[str]:
+    """``demo`` is ``run`` on the bundled video, looped as a camera: its command line."""
     from stream.demo_video import demo_video_path
 
-    argv = [
+    return [
         "run",
         str(demo_video_path()),
         "--name",
@@ -589,8 +592,3 @@ def cmd_demo(args: argparse.Namespace) -> int:
         *worker_argv(args),
         *(["--config", args.config] if args.config else []),
     ]
-    from stream.cli.main import parse_args  # the entry point's: settings, as for any command
-
-    run_args = parse_args(argv, os.environ)
-    code: int = run_args.func(run_args)
-    return code

@@ -10,32 +10,14 @@ from typing import Any
 import redis
 
 from stream.exceptions import StreamError
-from stream.protocol import is_source_name
-from worker.bus.entries import (
+from worker.bus.keys import (
     GROUP,
     SOURCES_KEY,
-    captions_key,
-    capture_key,
-    deadletter_key,
     frames_key,
     owner_key,
-    preview_key,
-    seq_key,
-    status_key,
+    source_keys,
 )
-from worker.bus.publish import done_key, parked_key
-from worker.shown import shown_key
-
-
-def source_keys(source: str) -> list[str]:
-    """The keys that carry the source in their hash tag (one Redis Cluster slot)."""
-    return [
-        f(source)
-        for f in (
-            frames_key, preview_key, captions_key, status_key, capture_key, owner_key,
-            deadletter_key, done_key, parked_key, shown_key, seq_key,
-        )
-    ]  # fmt: skip
+from worker.bus.names import is_source_name
 
 
 def forget_sources(client: Any, sources: Sequence[str]) -> list[tuple[str, int]]:

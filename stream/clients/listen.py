@@ -16,46 +16,47 @@ from typing import Any, TextIO
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedError, InvalidHandshake, InvalidStatus, InvalidURI
 
-from stream.exceptions import StreamError
+from stream.exceptions import ProtocolError, StreamError
+from stream.protocol import (
+    CaptionMessage,
+    ErrorMessage,
+    Gap,
+    Hello,
+    ServerMessage,
+    Status,
+    Subscribe,
+    parse_server_message,
+)
 from stream.redact import redact_url
 
 
-def format_line(message: dict[str, Any]) -> str | None:
+def format_line(message: ServerMessage) -> str | None:
     """One human line per message (None: not worth a line)."""
-    kind = message.get("type")
-    if kind == "caption":
-        t = message["t_start_ms"] / 1000
+    if isinstance(message, CaptionMessage):
+        t = message.t_start_ms / 1000
         return (
-            f"[{message['source']} {t:8.2f}s #{message['seq']}] {message['text']}"
-            f"  (seg {message['segment_id']}, {message['latency_ms']:.0f} ms)"
+            f"[{message.source} {t:8.2f}s #{message.seq}] {message.text}"
+            f"  (seg {message.segment_id}, {message.latency_ms:.0f} ms)"
         )
-    if kind == "status":
+    if isinstance(message, Status):
+        return f"[{message.source}] status: {message.state} {message.detail}".rstrip()
+    if isinstance(message, Gap):
         return (
-            f"[{message['source']}] status: {message['state']} {message.get('detail', '')}".rstrip()
+            f"[{message.source}] gap: fell behind, {message.dropped} captions not sent; "
+            f"catching up from the log after {message.resume_after}"
         )
-    if kind == "gap":
-        return (
-            f"[{message['source']}] gap: fell behind, {message['dropped']} captions not sent; "
-            f"catching up from the log after {message['resume_after']}"
-        )
-    if kind == "error":
-        return f"error {message['code']}: {message['message']}"
-    if kind == "hello":
-        names = ", ".join(f"{s['source']} ({s['state']})" for s in message.get("sources", []))
-        return f"connected to {message.get('server')}; sources: {names or 'none yet'}"
+    if isinstance(message, ErrorMessage):
+        return f"error {message.code}: {message.message}"
+    if isinstance(message, Hello):
+        names = ", ".join(f"{s.source} ({s.state})" for s in message.sources)
+        return f"connected to {message.server}; sources: {names or 'none yet'}"
     return None
 
 
-def resume_after_gap(gap: dict[str, Any]) -> dict[str, Any]:
+def resume_after_gap(gap: Gap) -> Subscribe:
     """The subscribe that resumes a source a ``gap`` paused: its captions from the log
     after the last one received (the gap's ``resume_after``), then the live tail."""
-    return {
-        "type": "subscribe",
-        "v": 1,
-        "sources": [gap["source"]],
-        "after": gap["resume_after"],
-        "attention": False,
-    }
+    return Subscribe(sources=(gap.source,), after=gap.resume_after, attention=False)
 
 
 DEFAULT_URL = "ws://127.0.0.1:8765/ws"
@@ -92,23 +93,22 @@ class After:
                 by_source[source] = stream_id
         return cls(default, by_source)
 
-    def subscribes(self, sources: list[str] | None) -> list[dict[str, Any]]:
+    def subscribes(self, sources: list[str] | None) -> list[Subscribe]:
         """The subscribe messages that start there: one, or with both a default and
         named sources, the default for all and then the named ones (an explicit
-        ``after`` replaces a source's position)."""
-        first: dict[str, Any] = {"type": "subscribe", "v": 1, "attention": False}
-        if sources:
-            first["sources"] = sources
+        ``after`` replaces a source's position). A malformed id is a ProtocolError
+        (a StreamError), told before connecting."""
+        named = tuple(sources) if sources else None
         if not self.by_source:
-            return [first | ({"after": self.default} if self.default else {})]
+            return [Subscribe(sources=named, after=self.default, attention=False)]
         if sources and not set(self.by_source) <= set(sources):
             extra = ", ".join(sorted(set(self.by_source) - set(sources)))
             raise StreamError(f"--after names {extra}, not among the --source given")
         if self.default is None:  # one map; sources it does not name: the live tail
-            return [first | {"after": self.by_source}]
+            return [Subscribe(sources=named, after=self.by_source, attention=False)]
         return [
-            first | {"after": self.default},
-            first | {"sources": list(self.by_source), "after": self.by_source},
+            Subscribe(sources=named, after=self.default, attention=False),
+            Subscribe(sources=tuple(self.by_source), after=self.by_source, attention=False),
         ]
 
 
@@ -171,31 +171,43 @@ async def listen(
     async with connect(url, max_size=2**22, additional_headers=headers, close_timeout=1) as ws:
         progress.connected = True
         for subscribe in subscribes:
-            await ws.send(json.dumps(subscribe))
+            await ws.send(subscribe.to_json())
         async for raw in ws:
-            message = json.loads(raw)
-            if as_json:  # captions come without attention grids: subscribed without
-                print(json.dumps(message, ensure_ascii=False), file=out, flush=True)
+            message = _parse(raw)
+            if as_json:  # as the server sent it (captions without attention: not asked for)
+                print(json.dumps(json.loads(raw), ensure_ascii=False), file=out, flush=True)
             else:
-                line = format_line(message)
+                line = format_line(message) if message is not None else None
                 if line:
                     print(line, file=out, flush=True)
-            if message.get("type") == "caption":
+            if isinstance(message, CaptionMessage):
                 progress.captions += 1
-                progress.last_ids[str(message["source"])] = str(message["id"])
+                progress.last_ids[message.source] = message.id
                 if limit is not None and progress.captions >= limit:
                     return 0
-            elif message.get("type") == "gap":  # the source is paused until we resume it
-                await ws.send(json.dumps(resume_after_gap(message)))
-            elif message.get("type") == "error" and message.get("code") != "unknown_source":
+            elif isinstance(message, Gap):  # the source is paused until we resume it
+                await ws.send(resume_after_gap(message).to_json())
+            elif isinstance(message, ErrorMessage) and message.code != "unknown_source":
                 # our subscribe was refused (a bad --after): nothing would ever come
                 print(f"scenecast: error: the server refused the subscription: "
-                      f"{message.get('message')}", file=sys.stderr)  # fmt: skip
+                      f"{message.message}", file=sys.stderr)  # fmt: skip
                 return 2
         reason = ws.close_reason or "no reason given"
     print(f"scenecast: the server closed the connection ({reason}); "
           f"{progress.resume_hint()}", file=sys.stderr)  # fmt: skip
     return 0
+
+
+def _parse(raw: str | bytes) -> ServerMessage | None:
+    """A server message; None for a type this client does not know (a newer server's:
+    printed with --json, else skipped). A known message that breaks the protocol is an
+    error."""
+    try:
+        return parse_server_message(raw)
+    except ProtocolError as exc:
+        if exc.code == "unknown_type":
+            return None
+        raise StreamError(f"the server sent a message that breaks the protocol: {exc}") from None
 
 
 def run_listen(url: str, **kwargs: Any) -> int:

@@ -16,15 +16,8 @@ from typing import Any
 
 from stream.capture.liveness import silent_sources
 from stream.server.metrics_page import heard_recently
-from worker.bus.entries import (
-    GROUP,
-    SOURCES_KEY,
-    WORKERS_KEY,
-    captions_key,
-    capture_key,
-    decode_caption,
-    frames_key,
-)
+from worker.bus.entries import decode_caption
+from worker.bus.keys import GROUP, SOURCES_KEY, WORKERS_KEY, captions_key, capture_key, frames_key
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,6 @@ its port: ``exposure_warning`` says so at start-up.
 
 from __future__ import annotations
 
-import argparse
 import hmac
 import ipaddress
 import re
@@ -37,6 +36,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
+
+from stream.exceptions import AccessSettingError
 
 MIN_TOKEN_CHARS = 16
 TOKEN_HINT = 'make one with: python3 -c "import secrets; print(secrets.token_urlsafe(24))"'
@@ -139,12 +140,12 @@ def request_token(target: str, headers: Mapping[str, str]) -> str | None:
 def access_token(text: str) -> str:
     """The ``--token`` argument type. Its errors never repeat the value: a secret."""
     if len(text) < MIN_TOKEN_CHARS:
-        raise argparse.ArgumentTypeError(
+        raise AccessSettingError(
             f"an access token needs at least {MIN_TOKEN_CHARS} characters, the one given "
             f"has {len(text)} ({TOKEN_HINT})"
         )
     if not text.isascii() or not text.isprintable() or " " in text:
-        raise argparse.ArgumentTypeError(
+        raise AccessSettingError(
             "an access token is printable ASCII without spaces (it travels in a URL and "
             f"an HTTP header); {TOKEN_HINT}"
         )
@@ -163,14 +164,14 @@ def allowed_origins(text: str) -> tuple[str, ...]:
     for item in items:
         normal = normal_origin(item)
         if normal is None or "*" in item:
-            raise argparse.ArgumentTypeError(
+            raise AccessSettingError(
                 f"{item!r} is not an origin; accepted: scheme://host[:port] with scheme "
                 "http or https (e.g. https://dash.example.com,http://localhost:3000), "
                 "separated by commas, or * for any page"
             )
         out.append(normal)
     if not out:
-        raise argparse.ArgumentTypeError("expected one or more origins, or *")
+        raise AccessSettingError("expected one or more origins, or *")
     return tuple(out)
 
 
@@ -179,12 +180,12 @@ def allowed_hosts(text: str) -> tuple[str, ...]:
     names = tuple(item.strip().lower().rstrip(".") for item in text.split(",") if item.strip())
     for name in names:
         if not _HOST_NAME.fullmatch(name):
-            raise argparse.ArgumentTypeError(
+            raise AccessSettingError(
                 f"{name!r} is not a host name; accepted: names such as cams.example.com "
                 "(no scheme, no port), separated by commas"
             )
     if not names:
-        raise argparse.ArgumentTypeError("expected one or more host names")
+        raise AccessSettingError("expected one or more host names")
     return names
 
 

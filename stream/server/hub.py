@@ -46,16 +46,9 @@ from stream.server.latency_histogram import LatencyHistograms
 from stream.server.subscription import PendingGap, Subscription
 from worker.bus.clock import RedisClock
 from worker.bus.cluster import xread_async
-from worker.bus.entries import (
-    SOURCES_KEY,
-    CaptionEntry,
-    EntryError,
-    captions_key,
-    capture_key,
-    decode_caption,
-    decode_status,
-    status_key,
-)
+from worker.bus.entries import CaptionEntry, decode_caption, decode_status
+from worker.bus.exceptions import EntryError
+from worker.bus.keys import SOURCES_KEY, captions_key, capture_key, status_key
 
 log = logging.getLogger("scenecast.server")
 

@@ -5,7 +5,7 @@ workers' summed counters and heartbeats, each capture's counts, each caption log
 length), and :func:`exposition` — pure — writes the page from that and the server's
 own figures. Redis away: the server's own figures still go out, ``scenecast_up 0``.
 
-What is there (README, "The live service"): the server's clients, counters and
+What is there (docs/operations.md, metrics): the server's clients, counters and
 refusals; per source, capture → caption latency (``stream.server.latency_histogram``), its
 state, its caption log's length, and what its capture saw; the workers' counters,
 time per stage and the model thread's CPU time; and the workers alive.
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stream.server.metrics_help import with_help
-from worker.bus.entries import (
+from worker.bus.keys import (
     CAPTION_CPU,
     METRICS_KEY,
     STAGE_PREFIX,

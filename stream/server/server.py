@@ -57,14 +57,9 @@ from stream.server.transcript import (
     transcript_cues,
 )
 from worker.bus.cluster import connect_async
-from worker.bus.entries import (
-    CaptionEntry,
-    EntryError,
-    captions_key,
-    decode_caption,
-    frames_key,
-    preview_key,
-)
+from worker.bus.entries import CaptionEntry, decode_caption
+from worker.bus.exceptions import EntryError
+from worker.bus.keys import captions_key, frames_key, preview_key
 
 __all__ = ["COMPRESSION", "SERVER_NAME", "CaptionServer", "ServerConfig", "banner"]
 

@@ -24,9 +24,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from stream.protocol import is_source_name
 from stream.subtitles.cues import Cue, to_srt, to_webvtt
 from worker.bus.entries import CaptionEntry
+from worker.bus.names import is_source_name
 
 GAP_MS = 30_000.0  # more than scene-change sampling's default --max-interval (10 s)
 TranscriptFormat = Literal["vtt", "srt", "jsonl"]

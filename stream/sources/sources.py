@@ -40,6 +40,7 @@ import numpy.typing as npt
 
 from stream.exceptions import SourceError, SourceLostError
 from stream.redact import redact_url
+from worker.bus.names import MAX_NAME_CHARS, NAME_CHARS, is_source_name
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +64,6 @@ _SCHEMES: dict[str, SourceKind] = {
     "https": "http",
 }
 ACCEPTED = "a webcam index like 0, rtsp://…, rtsps://…, http(s)://…, or a video file path"
-_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-_NAME_MAX = 64
 _URL_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 _FFMPEG_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
 
@@ -159,7 +158,7 @@ def local_path(text: str) -> Path | None:
 
 
 def _check_name(name: str) -> None:
-    if not _NAME_RE.fullmatch(name):
+    if not is_source_name(name):
         raise SourceError(
             f"invalid source name {name!r} (accepted: 1–64 characters from A–Z, a–z, 0–9, "
             "'_', '.', '-')"
@@ -184,10 +183,10 @@ def _url_name(url: str) -> str:
 def _sanitize(text: str) -> str:
     """Map to [A-Za-z0-9_.-]; too long names keep a hash of the full text (stay distinct)."""
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    clean = re.sub(r"[^A-Za-z0-9_.-]+", "-", ascii_text).strip("-.")
-    if len(clean) > _NAME_MAX:
+    clean = re.sub(f"[^{NAME_CHARS}]+", "-", ascii_text).strip("-.")
+    if len(clean) > MAX_NAME_CHARS:
         digest = hashlib.sha1(text.encode()).hexdigest()[:8]
-        clean = f"{clean[: _NAME_MAX - 9].rstrip('-.')}-{digest}"
+        clean = f"{clean[: MAX_NAME_CHARS - 9].rstrip('-.')}-{digest}"
     return clean
 
 

@@ -498,7 +498,8 @@ def _collect(
     """Read ``captions:{job}`` until every frame the capture published has its caption."""
     import redis
 
-    from worker.bus.entries import as_str, captions_key, deadletter_key, decode_caption
+    from worker.bus.entries import decode_caption
+    from worker.bus.keys import as_str, captions_key, deadletter_key
 
     name = capture.spec.name
     key = captions_key(name)
@@ -549,7 +550,7 @@ def _collect(
 def _has_consumers(client: redis.Redis, name: str) -> bool:
     import redis
 
-    from worker.bus.entries import GROUP, as_str, frames_key
+    from worker.bus.keys import GROUP, as_str, frames_key
 
     try:
         groups: Any = client.xinfo_groups(frames_key(name))
@@ -560,8 +561,7 @@ def _has_consumers(client: redis.Redis, name: str) -> bool:
 
 def _release_job(client: redis.Redis, name: str) -> None:
     """Forget a finished (or failed) job: see the module docstring."""
-    from stream.clients.forget import source_keys
-    from worker.bus.entries import SOURCES_KEY, frames_key
+    from worker.bus.keys import SOURCES_KEY, frames_key, source_keys
 
     pipe = client.pipeline(transaction=False)
     pipe.hdel(SOURCES_KEY, name)

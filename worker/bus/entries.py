@@ -1,4 +1,4 @@
-"""The Redis contract shared by capture, workers and servers: keys, group, entries.
+"""The Redis stream entries capture, workers and servers exchange: frames, captions, statuses.
 
 Everything here is pure: entries are encoded to and decoded from the flat
 ``{field: bytes}`` maps of Redis streams, and decoding validates every field.
@@ -6,14 +6,7 @@ No pickle anywhere. Capture publishes frames through :func:`encode_frame`, the
 worker reads them with :func:`decode_frame` and publishes :func:`encode_caption`,
 the server reads captions with :func:`decode_caption`.
 
-Keys carry the source in a hash tag, so on a Redis Cluster one source's streams
-share a slot (a script may touch both) and sources spread over shards:
-
-    frames:{src}       frames to caption (consumer group ``captioners``)
-    captions:{src}     captions, also the replay log clients resume from
-    status:{src}       status events of the source (connecting, live, …)
-    deadletter:{src}   frames that failed too many deliveries
-    scenecast:sources  hash: source → JSON of its latest status (discovery)
+Key names are in :mod:`worker.bus.keys`, the source-name rule in :mod:`worker.bus.names`.
 """
 
 from __future__ import annotations
@@ -26,83 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from worker.bus.exceptions import EntryError
+from worker.bus.names import check_source
+
 PROTOCOL_VERSION = 1
-GROUP = "captioners"
-SOURCES_KEY = "scenecast:sources"
-METRICS_KEY = "scenecast:metrics"  # hash of worker counters, summed over all workers
-WORKERS_KEY = "scenecast:workers"  # hash: worker (consumer name) → last heartbeat, ms
-# a worker (heartbeat every 2 s) not heard from for longer is gone: not counted alive,
-# and its pending frames are taken over (worker/takeover.py)
-WORKER_SEEN_MS = 10_000
-STAGE_PREFIX = "seconds:"  # METRICS_KEY fields "seconds:{stage}": time spent per stage
-# METRICS_KEY field: CPU time of the thread that ran the model (with --model-process,
-# the child's), during the caption stage: against its seconds, what the model waited
-CAPTION_CPU = "cpu_seconds:caption"
-SOURCE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 STATES = ("connecting", "live", "reconnecting", "ended", "error")
-
-
-class EntryError(ValueError):
-    """A stream entry is malformed (missing field, wrong type, other protocol version)."""
-
-
-def check_source(source: str) -> str:
-    if not SOURCE_NAME.match(source):
-        raise EntryError(
-            f"bad source name {source!r}: use 1-64 characters of letters, digits, '_', '.', '-'"
-        )
-    return source
-
-
-def frames_key(source: str) -> str:
-    return f"frames:{{{check_source(source)}}}"
-
-
-def preview_key(source: str) -> str:
-    """Live frames at a viewer's size, under their ``frames:{src}`` entry ids (fields
-    ``data``, ``width``, ``height``): workers never read them."""
-    return f"preview:{{{check_source(source)}}}"
-
-
-def captions_key(source: str) -> str:
-    return f"captions:{{{check_source(source)}}}"
-
-
-def status_key(source: str) -> str:
-    return f"status:{{{check_source(source)}}}"
-
-
-def capture_key(source: str) -> str:
-    """A hash of what the source's capture counted (stream/capture_counts.py FIELDS)."""
-    return f"capture:{{{check_source(source)}}}"
-
-
-def owner_key(source: str) -> str:
-    """Which capture publishes the source's frames: one at a time (stream/capture_lease.py)."""
-    return f"owner:{{{check_source(source)}}}"
-
-
-def seq_key(source: str) -> str:
-    """The source's next frame sequence number (capture continues it across restarts)."""
-    return f"seq:{{{check_source(source)}}}"
-
-
-def deadletter_key(source: str) -> str:
-    return f"deadletter:{{{check_source(source)}}}"
-
-
-def as_str(value: object) -> str:
-    """A name or id as redis-py returns it (bytes, or str with decode_responses) → str."""
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def source_of_key(key: str | bytes) -> str:
-    """``frames:{cam0}`` → ``cam0``."""
-    text = as_str(key)
-    start, end = text.find("{"), text.rfind("}")
-    if start < 0 or end < start:
-        raise EntryError(f"not a scenecast stream key: {text!r}")
-    return text[start + 1 : end]
 
 
 # -- field helpers ------------------------------------------------------------------------
