@@ -74,7 +74,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    from tests.videos import make_video
+    from tests.support.videos import make_video
 
     with tempfile.TemporaryDirectory() as tmp:
         clip = make_video(

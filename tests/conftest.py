@@ -1,8 +1,20 @@
-"""Shared fixtures: small decoders and vocabularies that run in milliseconds."""
+"""Shared fixtures: small decoders and vocabularies that run in milliseconds, a private
+redis-server, and the ``integration`` marker kept honest.
+
+``integration`` marks the tests that start something: a server (redis-server, a
+network camera), a browser, a subprocess (a ``scenecast`` command, ffmpeg, openssl) or a
+child process. ``pytest -m
+"not integration"`` runs the rest, pure and fast; ``make test`` runs everything. A test
+that uses the ``redis_server`` fixture is marked by its use; any other unmarked test
+that starts a process fails, saying to mark it.
+"""
 
 from __future__ import annotations
 
+import multiprocessing.process
 import os
+import subprocess
+from collections.abc import Iterator
 
 import pytest
 
@@ -39,3 +51,31 @@ def redis_client(redis_server):  # type: ignore[no-untyped-def]
     client.flushdb()  # our own private server: each test starts empty
     yield client
     client.close()
+
+
+# fixtures that start a server: the tests that use them are integration tests
+SERVER_FIXTURES = frozenset({"redis_server", "redis_client"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_start_no_process(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """An unmarked test that starts a process fails, saying so: the marker stays true."""
+    if request.node.get_closest_marker("integration") is None:
+
+        def refuse(*args: object, **kwargs: object) -> None:
+            raise RuntimeError(
+                f"{request.node.nodeid} starts a process: mark it @pytest.mark.integration "
+                "(tests/conftest.py)"
+            )
+
+        monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+        monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", refuse)
+    yield

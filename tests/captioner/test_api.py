@@ -1,0 +1,131 @@
+"""Checkpoints round-trip and the public API captions any-sized images in order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from captioner import Captioner, CheckpointError, NoDefaultModelError
+from captioner import api as api_module
+from captioner.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from captioner.encoder import EncoderSpec
+from captioner.preprocess import Preprocess
+from captioner.search.search import SearchConfig
+from captioner.vocab import SPECIALS, Vocabulary
+from tests.support.factories import tiny_decoder
+
+VOCAB = Vocabulary([*SPECIALS, *(f"w{i}" for i in range(30))])
+
+
+def _checkpoint(**search: object) -> Checkpoint:
+    decoder = tiny_decoder(len(VOCAB), encoder_dim=1280, end_bias=-1.0)
+    return Checkpoint(
+        config=decoder.config,
+        encoder=EncoderSpec(),
+        preprocess=Preprocess(),
+        vocab=VOCAB,
+        decoder_state=decoder.state_dict(),
+        search=SearchConfig(**search),
+        metrics={"val": {"CIDEr-D": 0.5}},
+    )  # type: ignore[arg-type]
+
+
+def _images() -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [
+        rng.integers(0, 256, size=s, dtype=np.uint8)
+        for s in [(240, 320, 3), (100, 100, 3), (64, 200, 3)]
+    ]
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
+    save_checkpoint(path, _checkpoint(max_len=8))
+    return path
+
+
+def test_checkpoint_round_trip(saved: Path) -> None:
+    original = _checkpoint(max_len=8)
+    loaded = load_checkpoint(saved)
+    assert loaded.config == original.config
+    assert loaded.vocab.words == VOCAB.words
+    assert loaded.encoder == EncoderSpec()
+    assert loaded.preprocess == Preprocess()
+    assert loaded.search == SearchConfig(max_len=8)
+    assert loaded.metrics == {"val": {"CIDEr-D": 0.5}}
+    for name, tensor in original.decoder_state.items():
+        torch.testing.assert_close(loaded.decoder_state[name], tensor)
+    features = torch.randn(2, 49, 1280)
+    from captioner.search.search import search
+
+    a = search(original.build_decoder(), features, VOCAB, SearchConfig(beam=3))
+    b = search(loaded.build_decoder(), features, VOCAB, SearchConfig(beam=3))
+    assert [h.ids for h in a] == [h.ids for h in b]
+
+
+def test_half_precision_checkpoint_loads_as_float32(tmp_path: Path) -> None:
+    save_checkpoint(tmp_path / "half.pt", _checkpoint(), half=True)
+    loaded = load_checkpoint(tmp_path / "half.pt")
+    assert loaded.decoder_state["fc.weight"].dtype == torch.float16
+    assert loaded.build_decoder().fc.weight.dtype == torch.float32
+
+
+def test_bad_checkpoints_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint") as caught:
+        load_checkpoint(tmp_path / "junk.pt")
+    assert "accepted: a .pt file written by scenecast train" in str(caught.value)
+    assert "weights_only" not in str(caught.value)  # torch's advice to run the file's code
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a scenecast captioner checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "module.pt")  # a pickled module is refused
+    with pytest.raises(CheckpointError):
+        load_checkpoint(tmp_path / "module.pt")
+
+
+def test_caption_returns_one_caption_per_image_in_order(saved: Path) -> None:
+    cap = Captioner.load(saved, device="cpu")
+    images = _images()
+    batched = cap.caption(images, beam=3)
+    single = [cap.caption([im], beam=3)[0] for im in images]
+    assert [c.tokens for c in batched] == [c.tokens for c in single]
+    assert len({c.text for c in batched}) > 1  # the images get different captions
+    for c in batched:
+        assert c.text == " ".join(c.tokens)
+        assert c.attention.shape == (len(c.tokens), 7, 7)
+        np.testing.assert_allclose(c.attention.sum(axis=(1, 2)), 1.0, rtol=1e-5)
+        assert c.score < 0
+    assert cap.caption([]) == []
+
+
+def test_greedy_is_beam_one(saved: Path) -> None:
+    cap = Captioner.load(saved, device="cpu")
+    images = _images()
+    greedy = cap.caption(images, beam=1)
+    explicit = cap.caption(images, config=SearchConfig(method="greedy", max_len=8))
+    assert [c.tokens for c in greedy] == [c.tokens for c in explicit]
+
+
+def test_load_without_a_bundled_default_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(api_module, "default_weights_path", lambda: tmp_path / "default.pt")
+    with pytest.raises(NoDefaultModelError, match="no default captioner"):
+        Captioner.load()
+
+
+def test_bad_device_is_a_clear_error(saved: Path) -> None:
+    from captioner import DeviceError
+
+    with pytest.raises(DeviceError, match="accepted: 'cpu', 'cuda'"):
+        Captioner.load(saved, device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="CUDA is not available; use 'cpu'"):
+            Captioner.load(saved, device="cuda")
