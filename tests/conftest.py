@@ -54,7 +54,7 @@ def redis_client(redis_server):  # type: ignore[no-untyped-def]
 
 
 # fixtures that start a server: the tests that use them are integration tests
-SERVER_FIXTURES = frozenset({"redis_server", "redis_client"})
+SERVER_FIXTURES = frozenset({"redis_server", "redis_client", "browser", "page"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

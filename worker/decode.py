@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from worker.bus.entries import MIN_FRAME_SIDE
+
 if TYPE_CHECKING:  # torch is imported where a GPU decodes: the CLI's start need not pay
     import torch
 
@@ -16,7 +18,7 @@ log = logging.getLogger("scenecast.worker")
 
 
 DECODE_ON = ("device", "cpu")  # the worker's --decode choices
-MIN_SIDE = 2  # pixels: what the captioner takes (captioner.preprocess.MIN_IMAGE_SIDE)
+MIN_SIDE = MIN_FRAME_SIDE  # pixels: what the captioner takes
 
 
 def decode_device(decode_on: str, model_device: str) -> str:

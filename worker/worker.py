@@ -31,7 +31,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-import numpy as np
 import redis
 
 from captioner.search.hold import ShownCaptions
@@ -39,7 +38,7 @@ from worker.batching import BatchPolicy, MovingAverage, live_batch_cap, split_st
 from worker.bus import cluster
 from worker.bus.backoff import backoff_delays
 from worker.bus.clock import RedisClock
-from worker.bus.entries import CaptionEntry, FrameEntry, decode_frame, quantize_attention
+from worker.bus.entries import FrameEntry, decode_frame
 from worker.bus.exceptions import EntryError
 from worker.bus.keys import (
     CAPTION_CPU,
@@ -63,6 +62,7 @@ from worker.bus.publish import (
     outcome,
     publish_args,
 )
+from worker.captioning import CaptionLike, caption_entry
 from worker.decode import decode_jpegs
 from worker.handoff import Handoff
 from worker.prefetch import BatchBuffer
@@ -90,19 +90,6 @@ SHARED_KEEP = 4096  # sources whose state in Redis a worker remembers between re
 HEARTBEAT_S = 2.0  # how often a worker notes in WORKERS_KEY that it is alive
 UNDECODABLE = "not a decodable JPEG of at least 2x2 pixels"  # a dead letter's reason
 LIVE_RECENT_S = 10.0  # live frames read this recently: batches kept to their deadline
-
-
-class CaptionLike(Protocol):
-    """What the worker needs of a caption (``captioner.Caption`` has it)."""
-
-    @property
-    def text(self) -> str: ...
-    @property
-    def tokens(self) -> list[str]: ...
-    @property
-    def score(self) -> float: ...
-    @property
-    def attention(self) -> np.ndarray: ...
 
 
 class CaptionFn(Protocol):
@@ -166,35 +153,6 @@ class WorkerStats:
 
     def as_dict(self) -> dict[str, int]:
         return {k: v for k, v in vars(self).items() if isinstance(v, int)}
-
-
-def caption_entry(
-    frame: FrameEntry,
-    caption: CaptionLike,
-    *,
-    model: str,
-    fit: str,
-    latency_ms: float,
-    attention: bool,
-) -> CaptionEntry:
-    """The stored caption of ``frame`` (shared with ``scenecast caption``'s in-process path,
-    so both produce the very same entries)."""
-    maps = np.asarray(caption.attention)  # (T, h, w)
-    return CaptionEntry(
-        source=frame.source,
-        seq=frame.seq,
-        pts_ms=frame.pts_ms,
-        end_ms=frame.pts_ms + frame.interval_ms,
-        capture_ns=frame.capture_ns,
-        text=caption.text,
-        tokens=list(caption.tokens),
-        score=caption.score,
-        model=model,
-        latency_ms=latency_ms,
-        attention=quantize_attention(maps) if attention else b"",
-        grid=(maps.shape[1], maps.shape[2]) if attention and maps.ndim == 3 else (0, 0),
-        fit=fit if attention else "",
-    )
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 The captioner's own subcommands (train, evaluate, describe) come from
 ``stream.cli.model``, the service's from ``stream.cli.service``, ``caption`` from
-``stream.subtitles.caption`` and ``bench`` from ``stream.cli.bench``; this module puts them
+``stream.cli.caption`` and ``bench`` from ``stream.cli.bench``; this module puts them
 together, reads the settings (``stream.cli.settings``) and owns the entry point.
 """
 
@@ -19,6 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 from captioner.exceptions import CaptionerError
 from stream.cli.bench import add_bench_subcommand
+from stream.cli.caption import add_caption_subcommand
 from stream.cli.help_defaults import add_default_help
 from stream.cli.model import add_subcommands as add_captioner_subcommands
 from stream.cli.service import add_service_subcommands
@@ -34,7 +35,6 @@ from stream.cli.settings import (
     split_config_flag,
 )
 from stream.exceptions import StreamError
-from stream.subtitles.caption import add_caption_subcommand
 
 
 def build_parser() -> argparse.ArgumentParser:

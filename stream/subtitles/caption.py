@@ -35,6 +35,7 @@ a failed run leaves no partial file and an existing file as it was.
 
 Bad input (missing file, not a video, no frames, undecodable, unknown extension,
 unwritable output) raises ``StreamError``: ``scenecast: error: …`` and exit code 2.
+Many videos in one run, and the output files: ``stream.subtitles.batch``.
 
 Redis keys of a job: when it ends (or fails) the job leaves ``scenecast:sources`` (so
 workers and servers stop polling it), its frame stream is emptied, and its keys expire
@@ -43,29 +44,24 @@ after ``JOB_KEYS_TTL_S`` (a viewer can still replay its captions meanwhile).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import logging
 import os
 import re
 import secrets
-import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from stream.cli.sampling_flags import add_sampling_flags, sampling_config
 from stream.exceptions import SourceError, StreamError
 from stream.protocol import Attention
 from stream.redact import redact_url
 from stream.sources.read_ahead import read_ahead
-from stream.subtitles.cues import STDOUT, SampleCaption, TimedSample, render, time_samples
-from stream.subtitles.output_file import OutputFile
-from stream.subtitles.outputs import DIR_FORMATS, Job, plan_outputs
-from stream.subtitles.progress import Progress, ProgressBar, ProgressFn
+from stream.subtitles.cues import SampleCaption, TimedSample, time_samples
+from stream.subtitles.progress import Progress, ProgressFn
 
 if TYPE_CHECKING:
     import redis
@@ -153,7 +149,7 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
     import cv2
 
     from stream.sources.sources import capture_fps, grab_first, is_recording, open_capture
-    from worker.decode import MIN_SIDE
+    from worker.bus.entries import MIN_FRAME_SIDE as MIN_SIDE
 
     spec = video_spec(path)
     capture = open_capture(spec)
@@ -384,28 +380,15 @@ def _frame_entries(
 def _caption_entries(
     frames: Sequence[FrameEntry], captioner: Captioner, *, beam: int, shown: ShownCaptions
 ) -> list[CaptionEntry]:
-    """Decode and caption one batch as a worker does; entries as a worker publishes them.
-    ``shown``: the job's own caption-hold memory."""
+    """Decode and caption one batch as a worker does; entries as a worker publishes them,
+    through the Redis codec. ``shown``: the job's own caption-hold memory."""
     from worker.bus.entries import decode_caption
-    from worker.decode import decode_jpegs
-    from worker.worker import caption_entry
+    from worker.captioning import caption_frames
 
-    images = decode_jpegs([f.jpeg for f in frames], device=str(captioner.device))
-    if any(image is None for image in images):
+    entries = caption_frames(frames, captioner, beam=beam, shown=shown)
+    if entries is None:
         raise StreamError("a sampled frame could not be decoded back from its JPEG")
-    captions = captioner.caption(
-        [im for im in images if im is not None],
-        beam=beam,
-        sources=[f.source for f in frames],
-        shown=shown,
-    )
-    out = []
-    for f, c in zip(frames, captions, strict=True):
-        entry = caption_entry(
-            f, c, model=captioner.model_id, fit=captioner.fit, latency_ms=0.0, attention=True
-        )
-        out.append(decode_caption(_as_stored(entry.encode())))
-    return out
+    return [decode_caption(_as_stored(entry.encode())) for entry in entries]
 
 
 def _caption_here(
@@ -569,232 +552,3 @@ def _release_job(client: redis.Redis, name: str) -> None:
     for key in source_keys(name):
         pipe.expire(key, JOB_KEYS_TTL_S)
     pipe.execute()
-
-
-# -- the command ---------------------------------------------------------------------------------
-
-
-def add_caption_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``scenecast caption``."""
-    from stream.cli.arg_types import beam_size, positive_int
-    from stream.cli.model import add_ban_words_flag, add_consensus_flag, add_hold_flag
-
-    p = sub.add_parser(
-        "caption",
-        help="recorded video → WebVTT / SRT / JSON lines",
-        description="Caption a video file's sampled frames and write subtitles (.vtt, .srt) "
-        "or one JSON line per sampled frame (.jsonl, or - for stdout). In-process unless a "
-        "Redis URL is given; then the live pipeline's workers caption it (with their own "
-        "model and beam). The same file and options always give the same bytes.",
-    )
-    p.add_argument(
-        "videos", nargs="+", metavar="VIDEO", help="video files OpenCV/FFmpeg can decode"
-    )
-    p.add_argument(
-        "-o",
-        "--output",
-        default=None,
-        metavar="OUT",
-        help="one video's OUT.vtt, OUT.srt or OUT.jsonl (format by extension); "
-        "- (default): JSONL on stdout",
-    )
-    p.add_argument(
-        "--output-dir",
-        default=None,
-        metavar="DIR",
-        help="write each video as DIR/STEM.FORMAT (needed for several videos; created)",
-    )
-    p.add_argument(
-        "--format",
-        choices=DIR_FORMATS,
-        default=None,
-        help="the format of --output-dir's files (default: vtt)",
-    )
-    p.add_argument(
-        "--skip-existing",
-        action="store_true",
-        help="leave a video whose output exists (outputs are only ever written whole, "
-        "so this resumes an interrupted batch)",
-    )
-    add_sampling_flags(p)
-    p.add_argument(
-        "--beam", type=beam_size, default=None, help=f"beam size (default {SERVICE_BEAM})"
-    )
-    add_consensus_flag(p)
-    add_ban_words_flag(p)
-    add_hold_flag(p)
-    p.add_argument(
-        "--redis-url",
-        default=None,
-        help="caption on the worker pool of this Redis (env SCENECAST_REDIS_URL); "
-        "default: in this process",
-    )
-    p.add_argument("--checkpoint", default=None, help="captioner checkpoint (default: bundled)")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--batch", type=positive_int, default=None, help="images per batch (16)")
-    p.add_argument("--attention", action="store_true", help="JSONL: add each word's attention grid")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_caption)
-
-
-def _load_captioner(
-    checkpoint: str | None, device: str | None, search: Mapping[str, Any]
-) -> Captioner:
-    from captioner.api import Captioner
-
-    cap = Captioner.load(checkpoint, device=device)
-    cap.override(search)
-    return cap
-
-
-def cmd_caption(args: argparse.Namespace) -> int:
-    if not logging.getLogger().handlers:  # warnings as one line each: "scenecast: …"
-        logging.basicConfig(level=logging.WARNING, format="scenecast: %(message)s")
-    try:
-        return _run_caption(args)
-    except KeyboardInterrupt:
-        print("\nscenecast: interrupted; no output written", file=sys.stderr)
-        return 130
-
-
-def _run_caption(args: argparse.Namespace) -> int:
-    jobs = plan_outputs(
-        args.videos, output=args.output, output_dir=args.output_dir, fmt=args.format
-    )
-    sampling = sampling_config(args)
-    if sampling.scene_change and sampling.max_interval_s <= 1.0 / sampling.fps:
-        raise StreamError(
-            f"--max-interval ({sampling.max_interval_s:g} s) must be longer than 1/--fps "
-            f"({1.0 / sampling.fps:g} s)"
-        )
-    if args.redis_url is None:
-        from captioner.api import resolve_device
-
-        resolve_device(args.device)  # captioner.DeviceError: exit 2, before any work
-    created = args.output_dir is not None and _make_dir(args.output_dir)
-    try:
-        return _caption_jobs(args, jobs, sampling)
-    finally:  # a run that wrote nothing leaves no empty directory of its own behind
-        if created:
-            with contextlib.suppress(OSError):
-                os.rmdir(args.output_dir)  # only if empty
-
-
-def _caption_jobs(args: argparse.Namespace, jobs: list[Job], sampling: CaptureConfig) -> int:
-    if args.skip_existing:
-        done = [job for job in jobs if job.output != STDOUT and os.path.exists(job.output)]
-        if done and not args.quiet:
-            print(f"scenecast: {len(done)} of {len(jobs)} outputs exist, left as they are "
-                  "(--skip-existing)", file=sys.stderr)  # fmt: skip
-        jobs = [job for job in jobs if job not in done]
-        if not jobs:
-            return 0
-    first = OutputFile(jobs[0].output)
-    first.open()  # an unwritable output fails before any work
-    try:
-        for job in jobs:  # every bad file fails before a model is loaded
-            probe_video(job.video)
-        captioner = _captioner_for(args)
-    except BaseException:
-        first.discard()
-        raise
-    failed: list[str] = []
-    for i, job in enumerate(jobs):
-        output = first if i == 0 else OutputFile(job.output)
-        if len(jobs) > 1 and not args.quiet:
-            print(f"scenecast: [{i + 1}/{len(jobs)}] {job.video} -> {job.output}", file=sys.stderr)
-        try:
-            if i > 0:
-                output.open()
-            _caption_job(args, job, output, sampling, captioner)
-        except StreamError as exc:
-            if len(jobs) == 1:
-                raise
-            print(f"scenecast: error: {job.video}: {exc}", file=sys.stderr)
-            failed.append(job.video)
-        except KeyboardInterrupt:
-            if len(jobs) == 1:
-                raise
-            print(f"\nscenecast: interrupted; {i - len(failed)} of {len(jobs)} outputs "
-                  f"written, not {job.output}", file=sys.stderr)  # fmt: skip
-            return 130
-    if failed:
-        print(f"scenecast: {len(failed)} of {len(jobs)} videos failed, their outputs not "
-              f"written: {', '.join(failed)}", file=sys.stderr)  # fmt: skip
-        return 2
-    return 0
-
-
-def _make_dir(path: str) -> bool:
-    """Make ``path`` (with its parents) if it is not there; True when it was made."""
-    if os.path.isdir(path):
-        return False
-    try:
-        os.makedirs(path)
-    except FileExistsError:
-        raise StreamError(f"--output-dir {path}: not a directory") from None
-    except OSError as exc:
-        raise StreamError(f"--output-dir {path}: cannot create it: {exc.strerror}") from None
-    return True
-
-
-def _captioner_for(args: argparse.Namespace) -> Captioner | None:
-    """The model of an in-process job; None when workers caption (``--redis-url``)."""
-    if args.redis_url is None:
-        from stream.cli.model import search_overrides
-
-        return _load_captioner(args.checkpoint, args.device, search_overrides(args))
-    ignored = [
-        flag
-        for flag, value in (
-            ("--beam", args.beam),
-            ("--consensus-k", args.consensus_k),
-            ("--hold", args.hold),
-            ("--checkpoint", args.checkpoint),
-            ("--device", args.device),
-            ("--batch", args.batch),
-        )
-        if value is not None
-    ]
-    if ignored and not args.quiet:
-        log.warning(
-            "with --redis-url the workers caption with their own model and settings; %s not used",
-            ", ".join(ignored),
-        )
-    return None
-
-
-def _caption_job(
-    args: argparse.Namespace,
-    job: Job,
-    output: OutputFile,
-    sampling: Any,
-    captioner: Captioner | None,
-) -> None:
-    """Caption one video and write its output whole (or nothing, on any error)."""
-    bar = ProgressBar(sys.stderr) if sys.stderr.isatty() and not args.quiet else None
-    try:
-        result = caption_video(
-            job.video,
-            sampling=sampling,
-            captioner=captioner,
-            beam=args.beam or SERVICE_BEAM,
-            batch=args.batch or 16,
-            redis_url=args.redis_url,
-            progress=bar,
-        )
-        if bar is not None:
-            bar.close()
-        if args.attention and job.format == "jsonl":
-            missing = [s.seq for s in result.samples if s.tokens and s.attention is None]
-            if missing:
-                raise StreamError(
-                    f"--attention: the workers sent no attention maps ({len(missing)} "
-                    "captions without); run without --attention or with workers that send them"
-                )
-        output.commit(render(job.format, result.timed(), attention=args.attention))
-    except BaseException:
-        if bar is not None:
-            bar.close()
-        output.discard()
-        raise

@@ -24,6 +24,9 @@ from worker.bus.names import check_source
 
 PROTOCOL_VERSION = 1
 STATES = ("connecting", "live", "reconnecting", "ended", "error")
+# a frame whose JPEG decodes to less than this a side is dead-lettered: the model takes
+# no smaller image (captioner.preprocess.MIN_IMAGE_SIDE; a test checks they agree)
+MIN_FRAME_SIDE = 2
 
 
 # -- field helpers ------------------------------------------------------------------------

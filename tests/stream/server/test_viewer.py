@@ -29,9 +29,12 @@ playwright = pytest.importorskip("playwright.sync_api")
 CHROMIUM = os.environ.get("SCENECAST_CHROMIUM") or next(
     (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None
 )
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="no Chromium: apt-get install chromium, or set SCENECAST_CHROMIUM"
-)
+pytestmark = [
+    pytest.mark.integration,  # a browser, and the server it talks to
+    pytest.mark.skipif(
+        CHROMIUM is None, reason="no Chromium: apt-get install chromium, or set SCENECAST_CHROMIUM"
+    ),
+]
 # as root, on a closed network: no sandbox, no background connections
 CHROMIUM_ARGS = [
     "--no-sandbox",

@@ -385,7 +385,7 @@ def test_caption_writes_a_recording_at_a_url_as_it_writes_the_file(
     from tests.support.factories import tiny_captioner
 
     model = tiny_captioner()
-    monkeypatch.setattr("stream.subtitles.caption._load_captioner", lambda *args: model)
+    monkeypatch.setattr("stream.subtitles.batch._load_captioner", lambda *args: model)
     local = tmp_path / "scenes.mp4"
     with urllib.request.urlopen(clip_url, timeout=T) as response:
         local.write_bytes(response.read())

@@ -73,7 +73,7 @@ def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_model(monkeypatch: pytest.MonkeyPatch, captioner: Any) -> None:
     """``--checkpoint`` is not needed in-process: the tiny captioner is loaded instead."""
     monkeypatch.setattr(
-        "stream.subtitles.caption._load_captioner", lambda checkpoint, device, k: captioner
+        "stream.subtitles.batch._load_captioner", lambda checkpoint, device, k: captioner
     )
     monkeypatch.delenv("SCENECAST_REDIS_URL", raising=False)
 
@@ -645,7 +645,7 @@ def test_bad_options_exit_2(
     def no_model(checkpoint: str | None, device: str | None, k: int | None) -> None:
         pytest.fail("the model was loaded before the options were checked")
 
-    monkeypatch.setattr("stream.subtitles.caption._load_captioner", no_model)
+    monkeypatch.setattr("stream.subtitles.batch._load_captioner", no_model)
     code, _, err = run(capsys, video, "-o", tmp_path / "o.vtt", "--checkpoint", "x.pt", *args)
     assert code == 2 and message in err, err
     assert list(tmp_path.iterdir()) == []

@@ -79,7 +79,7 @@ def test_several_videos_one_model_load_each_in_its_file(
         loads.append(checkpoint)
         return captioner
 
-    monkeypatch.setattr("stream.subtitles.caption._load_captioner", load)
+    monkeypatch.setattr("stream.subtitles.batch._load_captioner", load)
     out = tmp_path / "subs" / "new"  # created
     code, stdout, err = run(capsys, *videos, "--output-dir", out, "--quiet")
     assert (code, stdout) == (0, ""), err
@@ -108,7 +108,7 @@ def test_conflicts_and_bad_videos_are_refused_before_any_work(
     def no_model(checkpoint: str | None, device: str | None, k: Any) -> None:
         pytest.fail("the model was loaded before the videos were checked")
 
-    monkeypatch.setattr("stream.subtitles.caption._load_captioner", no_model)
+    monkeypatch.setattr("stream.subtitles.batch._load_captioner", no_model)
     out = tmp_path / "out"
     not_a_video = tmp_path / "in" / "notes.mp4"
     not_a_video.write_text("not a video\n")
@@ -143,7 +143,7 @@ def test_a_video_that_fails_midway_costs_only_its_own_output(
             raise StreamError("b.mkv: the disk went away")
         return real(path, **kwargs)
 
-    monkeypatch.setattr("stream.subtitles.caption.caption_video", flaky)
+    monkeypatch.setattr("stream.subtitles.batch.caption_video", flaky)
     out = tmp_path / "out"
     code, _, err = run(capsys, *videos, third, "--output-dir", out, "--quiet")
     assert code == 2
@@ -190,7 +190,7 @@ def test_each_video_of_a_batch_starts_with_nothing_held(
 
     default = Captioner.load(device="cpu")  # the bundled model holds captions; the tiny not
     monkeypatch.setattr(
-        "stream.subtitles.caption._load_captioner", lambda checkpoint, device, k: default
+        "stream.subtitles.batch._load_captioner", lambda checkpoint, device, k: default
     )
     (tmp_path / "in").mkdir()
     first = make_video(tmp_path / "in" / "x y.mp4", scenes=SCENES_A, fps=10)

@@ -261,7 +261,7 @@ def test_a_caption_job_through_a_cluster_gives_the_in_process_bytes(
     bytes of the in-process run."""
     captioner = tiny_captioner()
     monkeypatch.setattr(
-        "stream.subtitles.caption._load_captioner", lambda checkpoint, device, k: captioner
+        "stream.subtitles.batch._load_captioner", lambda checkpoint, device, k: captioner
     )
     monkeypatch.delenv("SCENECAST_REDIS_URL", raising=False)
 
