@@ -19,11 +19,10 @@ from types import TracebackType
 from typing import Any
 
 import redis
-from redis.exceptions import RedisClusterException
 
 from stream.exceptions import StreamError
-from stream.redact import redact_url
-from worker.bus.cluster import connect
+from worker.bus.connect import check_redis as connect_checked
+from worker.bus.exceptions import RedisUnavailable
 from worker.bus.parent_death import parent_death_preexec
 
 
@@ -46,36 +45,11 @@ def find_redis_server() -> Path:
 
 
 def check_redis(url: str) -> Any:
-    """A client for ``url`` that answered PING (a ``RedisCluster`` for a cluster node,
-    worker/cluster.py), or a clear error."""
+    """:func:`worker.bus.connect.check_redis`, its error a ``StreamError``."""
     try:
-        redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
-    except ValueError as exc:
-        raise StreamError(f"not a Redis URL: {url!r} ({exc})") from None
-    try:
-        client = connect(url, socket_connect_timeout=3, socket_timeout=None)
-        client.ping()
-    except redis.AuthenticationError as exc:
-        if "HELLO must be called" in str(exc) or "NOAUTH" in str(exc):  # none given
-            raise StreamError(
-                f"Redis at {redact_url(url)} requires a password, and the URL gives none "
-                "(accepted: redis://:PASSWORD@HOST:PORT/DB, or redis://USER:PASSWORD@... "
-                "with an ACL user)"
-            ) from None
-        raise StreamError(f"cannot reach Redis at {redact_url(url)}: {exc}") from exc
-    except redis.ResponseError as exc:  # e.g. a database the server does not have
-        if "DB index is out of range" in str(exc):
-            db = redis.connection.parse_url(url).get("db", 0)  # type: ignore[no-untyped-call]
-            raise StreamError(
-                f"Redis at {redact_url(url)} has no database {db} (accepted: 0 to the "
-                "server's `databases` setting - 1, 16 by default: 0-15)"
-            ) from None
-        raise StreamError(f"Redis at {redact_url(url)} refused us: {exc}") from exc
-    except (redis.ConnectionError, redis.TimeoutError, ValueError) as exc:
-        raise StreamError(f"cannot reach Redis at {redact_url(url)}: {exc}") from exc
-    except RedisClusterException as exc:
-        raise StreamError(f"Redis Cluster at {redact_url(url)} is not usable: {exc}") from exc
-    return client
+        return connect_checked(url)
+    except RedisUnavailable as exc:
+        raise StreamError(str(exc)) from exc.__cause__
 
 
 def free_port() -> int:

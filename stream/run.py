@@ -144,3 +144,25 @@ class Runner:
             print(f"scenecast: embedded Redis at {server.url} (no persistence)", flush=True)
             asyncio.run(self.serve(server.url, server))
         return 0
+
+
+def check_model(checkpoint: str | None, device: str | None) -> None:
+    """Fail now, with a clear message, rather than in the worker process: a device this
+    machine has not, or a checkpoint that does not load. The bundled model is not loaded
+    here only to be loaded again by the worker (2-3 s on a CPU)."""
+    from captioner.default_model import default_weights_path
+
+    if device is not None:
+        from captioner.api import resolve_device
+
+        resolve_device(device)
+    if checkpoint is not None or not default_weights_path().is_file():
+        from captioner.api import Captioner
+
+        Captioner.load(checkpoint, device="cpu")
+
+
+def run(config: RunConfig, *, checkpoint: str | None, device: str | None) -> int:
+    """Everything for one machine, until a signal or a part's end: see :class:`Runner`."""
+    check_model(checkpoint, device)
+    return Runner(config).run()

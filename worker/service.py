@@ -6,18 +6,97 @@ captioned, published and acked — the second one exits at once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import threading
 import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from worker.batching import BatchPolicy
 from worker.bus import cluster
+from worker.bus.connect import check_redis
 from worker.worker import CaptionFn, Worker, WorkerConfig, WorkerStats
 
+if TYPE_CHECKING:
+    from captioner.search.hold import ShownCaptions
+
 log = logging.getLogger("scenecast.worker")
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """What ``scenecast worker`` runs with."""
+
+    redis_url: str
+    checkpoint: str | None = None  # None: the bundled model
+    device: str | None = None  # None: cuda when there is one
+    beam: int = 5
+    search: Mapping[str, Any] = field(default_factory=dict)  # Captioner.override()
+    max_batch: int = 32
+    max_wait_ms: float = 50.0
+    max_age_ms: float = 3000.0
+    model_process: bool = False  # the model in a process of its own (worker.model_process)
+    decode: str = "device"  # where JPEGs are decoded: worker.decode.DECODE_ON
+    exit_with_parent: int | None = None  # stop when this process is gone
+
+
+def run_worker(settings: WorkerSettings) -> int:
+    """Check the device and Redis (clear errors, before the model loads), load the model,
+    caption until SIGTERM/SIGINT; 0 when it drained."""
+    from captioner.api import Captioner, resolve_device
+    from worker.decode import decode_device
+    from worker.model_process import ModelProcess
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    device = resolve_device(settings.device)
+    check_redis(settings.redis_url).close()  # before the model loads: a clear error, exit 2
+    policy = BatchPolicy(
+        max_batch=settings.max_batch,
+        max_wait_ms=settings.max_wait_ms,
+        max_age_ms=settings.max_age_ms,
+    )
+    if settings.model_process:
+        with contextlib.closing(
+            ModelProcess(
+                settings.checkpoint,
+                device=str(device),
+                beam=settings.beam,
+                search=settings.search,
+                max_batch=settings.max_batch,
+                decode_on=settings.decode,
+            )
+        ) as model:
+            config = WorkerConfig(
+                policy=policy,
+                model=model.model_id,
+                fit=model.fit,
+                device=model.device,
+                model_decodes=True,
+            )
+            serve_worker(settings.redis_url, model, config, parent_pid=settings.exit_with_parent)
+        return 0
+    cap = Captioner.load(settings.checkpoint, device=device)
+    cap.override(settings.search)
+    if cap.device.type == "cuda":
+        cap.warm_up(settings.max_batch)
+    beam = settings.beam
+
+    def caption(images: Sequence[Any], sources: Sequence[str], shown: ShownCaptions) -> Any:
+        return cap.caption(list(images), beam=beam, sources=sources, shown=shown)
+
+    config = WorkerConfig(
+        policy=policy,
+        model=cap.model_id,
+        fit=cap.fit,
+        device=decode_device(settings.decode, str(cap.device)),
+    )
+    serve_worker(settings.redis_url, caption, config, parent_pid=settings.exit_with_parent)
+    return 0
 
 
 def connect(url: str) -> Any:

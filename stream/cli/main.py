@@ -35,6 +35,7 @@ from stream.cli.settings import (
     split_config_flag,
 )
 from stream.exceptions import StreamError
+from worker.bus.exceptions import BusError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,7 +133,7 @@ def _main(argv: Sequence[str] | None) -> int:
         try:
             code: int = args.func(args)
             return code
-        except (CaptionerError, StreamError) as exc:
+        except (CaptionerError, StreamError, BusError) as exc:
             print(f"scenecast: error: {exc}", file=sys.stderr)
             return 2
         except BrokenPipeError:  # `scenecast caption v.mp4 | head`: the reader is done

@@ -4,12 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import dataclasses
-import signal
-import sys
-import threading
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from stream.cli.arg_types import (
@@ -30,7 +24,7 @@ from stream.subtitles.caption import SERVICE_BEAM
 from worker.decode import DECODE_ON
 
 if TYPE_CHECKING:
-    from captioner.search.hold import ShownCaptions
+    pass
 
 
 def _redis_url(p: argparse.ArgumentParser, *, required: bool) -> None:
@@ -268,70 +262,6 @@ def add_service_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     st.set_defaults(func=cmd_status)
 
 
-def _sources(args: argparse.Namespace, texts: list[str], names: list[str] | None) -> list[Any]:
-    from stream.sources.sources import parse_source
-
-    if names is not None and len(names) != len(texts):
-        raise StreamError(
-            f"--name given {len(names)} times for {len(texts)} sources; "
-            "give one per source, in order, or none"
-        )
-    specs = []
-    for i, text in enumerate(texts):
-        live = True if args.live else None
-        specs.append(parse_source(text, name=names[i] if names else None, live=live))
-    if len({s.name for s in specs}) != len(specs):
-        raise StreamError("two sources have the same name; set them apart with --name")
-    if args.loop and not args.live:
-        raise StreamError("--loop needs --live (a looped file is played as a camera)")
-    for i, spec in enumerate(specs):
-        recording = probe(spec)
-        if spec.kind == "file":
-            continue
-        if args.loop and not recording:
-            raise StreamError(
-                f"--loop is for recordings; {spec.display} is a live {spec.kind} stream"
-            )
-        if recording and not args.live:
-            # a clip at a URL (https://host/clip.mp4) is a job like a file, not a stream
-            # read as fast as it downloads whose end looks like a lost camera
-            specs[i] = dataclasses.replace(spec, live=False)
-            print(
-                f"scenecast: {spec.display} is a recording: captioned as a file job "
-                "(every sampled frame, then 'ended'); --live plays it as a camera",
-                file=sys.stderr,
-            )
-    return specs
-
-
-def probe(spec: Any) -> bool:
-    """Open a source once before starting: a bad file or URL is an error now, not a
-    reconnect loop later (a live source that fails after a good start is retried).
-    Returns whether it is a recording (``stream.sources.sources.is_recording``)."""
-
-    from stream.sources.sources import grab_first, is_recording, open_capture
-    from stream.sources.stoppable_call import call_unless_stopped
-
-    # in a thread: Ctrl+C (KeyboardInterrupt in the wait) need not wait out the open
-    # timeout of a camera that takes the connection and sends nothing
-    capture = call_unless_stopped(
-        lambda: open_capture(spec, open_timeout_ms=5000, read_timeout_ms=5000),
-        threading.Event(),  # never set: only an interrupt leaves early
-        discard=lambda c: c.release(),
-        name="probe",
-    )
-    assert capture is not None
-    try:
-        if spec.kind == "file" and not grab_first(capture):
-            raise StreamError(
-                f"{spec.display}: no video frames could be read (accepted: video "
-                "files OpenCV/FFmpeg can decode, e.g. MP4/H.264, MKV, AVI, WebM)"
-            )
-        return is_recording(capture)
-    finally:
-        capture.release()
-
-
 def _capture_config(args: argparse.Namespace) -> Any:
     from stream.capture.capture import CaptureConfig
 
@@ -384,142 +314,55 @@ def worker_argv(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from captioner.default_model import default_weights_path
-    from stream.run import RunConfig, Runner
+    from stream.run import RunConfig, run
+    from stream.sources.probe import resolve_sources
 
-    specs = _sources(args, args.sources, args.name)
-    capture = _capture_config(args)
-    server = _server_config(args)
-    # fail now, with a clear message, rather than in the worker process; the bundled
-    # model is not loaded here only to be loaded again by the worker (2-3 s on a CPU)
-    if args.device is not None:
-        from captioner.api import resolve_device
-
-        resolve_device(args.device)
-    if args.checkpoint is not None or not default_weights_path().is_file():
-        from captioner.api import Captioner
-
-        Captioner.load(args.checkpoint, device="cpu")
+    specs = resolve_sources(args.sources, args.name, live=args.live, loop=args.loop)
     config = RunConfig(
         sources=specs,
-        capture=capture,
-        server=server,
+        capture=_capture_config(args),
+        server=_server_config(args),
         redis_url=args.redis_url,
         worker_args=worker_argv(args),
     )
-    return Runner(config).run()
+    return run(config, checkpoint=args.checkpoint, device=args.device)
 
 
 def cmd_capture(args: argparse.Namespace) -> int:
-    from stream.capture.capture import Capture
-    from stream.embedded_redis import check_redis
+    from stream.capture.service import run_capture
+    from stream.sources.probe import resolve_sources
 
-    (spec,) = _sources(args, [args.source], [args.name] if args.name else None)
+    (spec,) = resolve_sources(
+        [args.source], [args.name] if args.name else None, live=args.live, loop=args.loop
+    )
     config = _capture_config(args)  # a bad flag is told before Redis is tried
-    capture = Capture(check_redis(args.redis_url), spec, config)
-    signals = 0
-
-    def on_signal(signum: int, frame: object) -> None:
-        """Ctrl+C as SIGTERM: stop, so the last state said is "ended" (interrupted
-        here, the capture said "live" to the end and was then shown as gone silent);
-        a second one: at once."""
-        nonlocal signals
-        signals += 1
-        if signals > 1:
-            raise KeyboardInterrupt
-        capture.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    try:
-        capture.run()
-    except KeyboardInterrupt:
-        capture.stop()
-        return 130
-    return 1 if capture.redis_data_lost and not spec.live else 0  # said in the log
+    return run_capture(args.redis_url, spec, config)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    import logging
+    from worker.service import WorkerSettings, run_worker
 
-    from captioner.api import Captioner, resolve_device
-    from stream.embedded_redis import check_redis
-    from worker.batching import BatchPolicy
-    from worker.decode import decode_device
-    from worker.model_process import ModelProcess
-    from worker.service import serve_worker
-    from worker.worker import WorkerConfig
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    device = resolve_device(args.device)
-    check_redis(args.redis_url).close()  # before the model loads: a clear error, exit 2
-    policy = BatchPolicy(
-        max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_age_ms=args.max_age_ms
+    return run_worker(
+        WorkerSettings(
+            redis_url=args.redis_url,
+            checkpoint=args.checkpoint,
+            device=args.device,
+            beam=args.beam,
+            search=search_overrides(args),
+            max_batch=args.max_batch,
+            max_wait_ms=args.max_wait_ms,
+            max_age_ms=args.max_age_ms,
+            model_process=args.model_process,
+            decode=args.decode,
+            exit_with_parent=args.exit_with_parent,
+        )
     )
-    if args.model_process:
-        with contextlib.closing(
-            ModelProcess(
-                args.checkpoint,
-                device=str(device),
-                beam=args.beam,
-                search=search_overrides(args),
-                max_batch=args.max_batch,
-                decode_on=args.decode,
-            )
-        ) as model:
-            config = WorkerConfig(
-                policy=policy,
-                model=model.model_id,
-                fit=model.fit,
-                device=model.device,
-                model_decodes=True,
-            )
-            serve_worker(args.redis_url, model, config, parent_pid=args.exit_with_parent)
-        return 0
-    cap = Captioner.load(args.checkpoint, device=device)
-    cap.override(search_overrides(args))
-    if cap.device.type == "cuda":
-        cap.warm_up(args.max_batch)
-    beam = args.beam
-
-    def caption(images: Sequence[Any], sources: Sequence[str], shown: ShownCaptions) -> Any:
-        return cap.caption(list(images), beam=beam, sources=sources, shown=shown)
-
-    config = WorkerConfig(
-        policy=policy,
-        model=cap.model_id,
-        fit=cap.fit,
-        device=decode_device(args.decode, str(cap.device)),
-    )
-    serve_worker(args.redis_url, caption, config, parent_pid=args.exit_with_parent)
-    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import asyncio
+    from stream.server.serve import serve_until_stopped
 
-    from stream.embedded_redis import check_redis
-    from stream.server.config import announce
-    from stream.server.server import CaptionServer
-
-    config = _server_config(args)
-    check_redis(args.redis_url).close()
-
-    async def main() -> None:
-        # SIGTERM (docker stop, systemd, Kubernetes) as Ctrl+C: the server closes each
-        # connection as going away (1001), not with an internal error (1011) from a
-        # SystemExit raised inside the event loop
-        stop = asyncio.Event()
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # main thread
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-        async with CaptionServer(args.redis_url, config) as s:
-            announce(config, s.port)
-            await stop.wait()
-
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
-    return 0
+    return serve_until_stopped(args.redis_url, _server_config(args))
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
@@ -536,35 +379,15 @@ def cmd_listen(args: argparse.Namespace) -> int:
 
 
 def cmd_forget(args: argparse.Namespace) -> int:
-    from stream.clients.forget import forget_sources
-    from stream.embedded_redis import check_redis
+    from stream.clients.forget import forget_and_say
 
-    client = check_redis(args.redis_url)
-    try:
-        for source, n in forget_sources(client, args.sources):
-            print(f"scenecast: forgot {source} ({n} keys)")
-    finally:
-        client.close()
-    return 0
+    return forget_and_say(args.redis_url, args.sources)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from stream.clients.status import format_report, read_snapshot, report_json
-    from stream.embedded_redis import check_redis
-    from worker.bus.clock import RedisClock
+    from stream.clients.status import print_status
 
-    client = check_redis(args.redis_url)
-    try:
-        clock = RedisClock()  # heartbeats are in Redis's time (worker/redis_clock.py)
-        clock.sync(client)
-        snapshot = read_snapshot(client, now_ms=clock.now_ms())
-    finally:
-        client.close()
-    print(
-        report_json(snapshot) if args.json else format_report(snapshot),
-        end="\n" if args.json else "",
-    )
-    return 0
+    return print_status(args.redis_url, as_json=args.json)
 
 
 def demo_argv(args: argparse.Namespace) -> list[str]:

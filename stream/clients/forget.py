@@ -65,3 +65,16 @@ def forget_source(client: Any, source: str) -> int:
     # one DEL of keys of one slot, not in a pipeline: redis-py's cluster pipeline
     # refuses a DEL of several keys
     return int(client.delete(*source_keys(source)))
+
+
+def forget_and_say(redis_url: str, sources: Sequence[str]) -> int:
+    """``scenecast forget``: forget each source, a line each; 0."""
+    from stream.embedded_redis import check_redis
+
+    client = check_redis(redis_url)
+    try:
+        for source, n in forget_sources(client, sources):
+            print(f"scenecast: forgot {source} ({n} keys)")
+    finally:
+        client.close()
+    return 0

@@ -27,7 +27,7 @@ from stream.protocol import (
     Subscribe,
     parse_server_message,
 )
-from stream.redact import redact_url
+from worker.bus.redact import redact_url
 
 
 def format_line(message: ServerMessage) -> str | None:

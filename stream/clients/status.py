@@ -141,3 +141,21 @@ def report_json(snap: Snapshot) -> str:
         item["shown_state"] = shown_state(row, snap.now_ms)
     out["workers_alive"] = sum(1 for ms in snap.workers.values() if heard_recently(ms, snap.now_ms))
     return json.dumps(out, ensure_ascii=False)
+
+
+def print_status(redis_url: str, *, as_json: bool) -> int:
+    """``scenecast status``: the report (a table, or one JSON object); 0."""
+    from stream.embedded_redis import check_redis
+    from worker.bus.clock import RedisClock
+
+    client = check_redis(redis_url)
+    try:
+        clock = RedisClock()  # heartbeats are in Redis's time (worker/bus/clock.py)
+        clock.sync(client)
+        snapshot = read_snapshot(client, now_ms=clock.now_ms())
+    finally:
+        client.close()
+    print(
+        report_json(snapshot) if as_json else format_report(snapshot), end="\n" if as_json else ""
+    )
+    return 0

@@ -39,8 +39,8 @@ import numpy as np
 import numpy.typing as npt
 
 from stream.exceptions import SourceError, SourceLostError
-from stream.redact import redact_url
 from worker.bus.names import MAX_NAME_CHARS, NAME_CHARS, is_source_name
+from worker.bus.redact import redact_url
 
 log = logging.getLogger(__name__)
 

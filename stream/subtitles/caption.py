@@ -58,10 +58,10 @@ from typing import TYPE_CHECKING, Any
 
 from stream.exceptions import SourceError, StreamError
 from stream.protocol import Attention
-from stream.redact import redact_url
 from stream.sources.read_ahead import read_ahead
 from stream.subtitles.cues import SampleCaption, TimedSample, time_samples
 from stream.subtitles.progress import Progress, ProgressFn
+from worker.bus.redact import redact_url
 
 if TYPE_CHECKING:
     import redis
