@@ -1,21 +1,20 @@
-"""The captioner's subcommands: ``train``, ``evaluate``, ``bench captioner``, ``describe``.
+"""The captioner's subcommands: ``train``, ``evaluate``, ``neighbours``, ``describe``; and
+the search flags that the service's commands share.
 
-``stream/cli.py`` owns the ``scenecast`` entry point and adds these to it.
+Training, evaluation and indexing runs are ``captioner.training.run``'s; ``describe``
+captions image files with ``captioner.api``. ``stream.cli.main`` adds these to the
+``scenecast`` entry point.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from captioner.exceptions import CheckpointError, DatasetError
 from captioner.search.config import SearchConfig
 from stream.cli.arg_types import (
     OFF,
@@ -31,15 +30,7 @@ from stream.cli.arg_types import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-    import numpy as np
-
-    from captioner.checkpoint import Checkpoint
-    from captioner.encoder import Encoder, EncoderSpec
-    from captioner.training.data import Item
-    from captioner.training.train import TrainSet
-    from captioner.vocab import Vocabulary
+    pass
 
 DEFAULT_CACHE = (
     Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "scenecast" / "features"
@@ -213,144 +204,43 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     d.set_defaults(func=cmd_describe)
 
 
-# -- train ------------------------------------------------------------------------------
+# -- train, evaluate, neighbours ---------------------------------------------------------
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import torch
+    from captioner.training.run import TrainRun, train_from_folder
 
-    from captioner.checkpoint import save_checkpoint
-    from captioner.encoder import EncoderSpec, build_encoder
-    from captioner.training.data import load_dataset
-    from captioner.training.features import cache_path, extract_features
-    from captioner.training.train import TrainSet
-    from captioner.vocab import Vocabulary
-
-    log = _logger(args.out / "train.log")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    dataset = load_dataset(args.data)
-    train_items, val_items = dataset.split("train"), dataset.split("val")
-    vocab = Vocabulary.build((c for it in train_items for c in it.captions), min_freq=args.min_freq)
-    log(
-        f"{len(train_items)} train / {len(val_items)} val images; vocabulary {len(vocab)} words "
-        f"(min freq {args.min_freq})"
-    )
-    spec = EncoderSpec(name=args.encoder, size=args.input_size)
-    encoder = build_encoder(spec, weights=args.encoder_weights)
-    feats = {}
-    for split, items, flipped in (
-        ("val", val_items, False),
-        ("train", train_items, False),
-        ("train", train_items, True),
-    ):
-        if flipped and args.no_flip:
-            continue
-        path = cache_path(args.cache, encoder, split, flipped=flipped)
-        feats[(split, flipped)] = extract_features(
-            dataset, items, encoder, path, flipped=flipped, log=log
+    train_from_folder(
+        TrainRun(
+            data=args.data,
+            out=args.out,
+            cache=args.cache,
+            encoder=args.encoder,
+            encoder_weights=args.encoder_weights,
+            input_size=args.input_size,
+            min_freq=args.min_freq,
+            max_words=args.max_words,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            dropout=args.dropout,
+            label_smoothing=args.label_smoothing,
+            alpha_c=args.alpha_c,
+            dims=tuple(args.dims),
+            early_stop=args.early_stop,
+            flip=not args.no_flip,
+            seed=args.seed,
+            threads=args.threads,
+            log_every=args.log_every,
+            steps_per_epoch=args.steps_per_epoch,
+            scst=args.scst,
         )
-    train_set = TrainSet.build(train_items, feats[("train", False)], feats.get(("train", True)))
-    log(f"{len(train_set.captions)} training rows (captions × images, flips included)")
-    if args.scst:
-        from captioner.checkpoint import load_checkpoint
-        from captioner.training.scst import ScstConfig, scst
-
-        start = load_checkpoint(args.scst)
-        if start.encoder != spec:
-            raise CheckpointError(f"{args.scst} was trained on {start.encoder}, not {spec}")
-        best = scst(
-            ScstConfig(
-                out=args.out,
-                epochs=args.epochs,
-                lr=args.lr,
-                log_every=args.log_every,
-                max_words=args.max_words,
-                early_stop=args.early_stop,
-                seed=args.seed,
-                steps_per_epoch=args.steps_per_epoch,
-            ),
-            start,
-            train_set=train_set,
-            val_items=val_items,
-            val_features=feats[("val", False)],
-            log=log,
-        )
-    else:
-        best = _train_xe(
-            args, log, train_set, val_items, feats[("val", False)], vocab, spec, encoder
-        )
-    save_checkpoint(args.out / "model-fp16.pt", best, half=True)
-    log(
-        f"best val {best.metrics.get('val')} → {args.out / 'best.pt'} "
-        f"(fp16 copy: {args.out / 'model-fp16.pt'})"
     )
     return 0
 
 
-def _train_xe(
-    args: argparse.Namespace,
-    log: Callable[[str], None],
-    train_set: TrainSet,
-    val_items: Sequence[Item],
-    val_features: np.ndarray,
-    vocab: Vocabulary,
-    spec: EncoderSpec,
-    encoder: Encoder,
-) -> Checkpoint:
-    from captioner.model import ModelConfig
-    from captioner.training.train import TrainConfig, train
-
-    embed, attention, decoder_dim = args.dims
-    model_config = ModelConfig(
-        vocab_size=len(vocab),
-        encoder_dim=encoder.dim,
-        embed_dim=embed,
-        attention_dim=attention,
-        decoder_dim=decoder_dim,
-        dropout=args.dropout,
-    )
-    config = TrainConfig(
-        out=args.out,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        alpha_c=args.alpha_c,
-        label_smoothing=args.label_smoothing,
-        max_words=args.max_words,
-        early_stop=args.early_stop,
-        log_every=args.log_every,
-        seed=args.seed,
-    )
-    return train(
-        config,
-        train_set=train_set,
-        val_items=val_items,
-        val_features=val_features,
-        vocab=vocab,
-        model_config=model_config,
-        encoder=spec,
-        preprocess=encoder.preprocess,
-        log=log,
-    )
-
-
-def _logger(path: Path) -> Callable[[str], None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-
-    def log(line: str) -> None:
-        stamped = f"{time.strftime('%H:%M:%S')} {line}"
-        print(stamped, flush=True)
-        with path.open("a", encoding="utf-8") as f:
-            f.write(stamped + "\n")
-
-    return log
-
-
-# -- evaluate ---------------------------------------------------------------------------
-
-
-def _search_config(args: argparse.Namespace, base: SearchConfig) -> SearchConfig:
+def search_changes(args: argparse.Namespace) -> dict[str, Any]:
+    """The SearchConfig fields that ``evaluate`` and ``describe``'s search flags set."""
     changes: dict[str, Any] = {"method": "beam" if args.beam > 1 else "greedy", "beam": args.beam}
     if args.length_penalty is not None:
         changes["length_penalty"] = args.length_penalty
@@ -362,121 +252,43 @@ def _search_config(args: argparse.Namespace, base: SearchConfig) -> SearchConfig
         changes["banned_words"] = args.ban_words
     if args.consensus_k is not None:
         changes["consensus_k"] = args.consensus_k
-    return dataclasses.replace(base, **changes)
+    return changes
+
+
+def _search_config(args: argparse.Namespace, base: SearchConfig) -> SearchConfig:
+    return dataclasses.replace(base, **search_changes(args))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from captioner.api import Captioner
-    from captioner.search.reranked import reranks
-    from captioner.training.data import load_dataset
-    from captioner.training.evaluate import Evaluation, format_table, generate, score
-    from captioner.training.features import cache_path, extract_features
+    from captioner.training.run import EvaluateRun, evaluate_folder
 
-    dataset = load_dataset(args.data)
-    items = dataset.split(args.split)[: args.limit]
-    if args.baseline == "knn":  # told before features are extracted
-        n_train = len(dataset.split("train"))
-        high = n_train - 1 if args.split == "train" else n_train  # less the query itself
-        if not 1 <= args.knn_k <= high:
-            raise DatasetError(
-                f"--knn-k {args.knn_k}: {args.data} has {n_train} training images; accepted "
-                f"here: 1 to {high}"
-            )
-    cap = Captioner.load(args.checkpoint, device="cpu", encoder_weights=args.encoder_weights)
-    config = _search_config(args, cap.search_config)
-    path = cache_path(args.cache, cap.encoder, args.split, flipped=False)
-    if args.limit:
-        path = path.with_name(f"{args.split}-first{args.limit}.npy")
-    features = extract_features(dataset, items, cap.encoder, path, log=print)
-    systems: dict[str, Evaluation] = {}
-    started = time.monotonic()
-    name = f"{cap.model_id} ({config.method}, beam {config.beam})"
-    if reranks(config, cap.neighbours):
-        name = f"{name[:-1]}, consensus k={config.consensus_k})"
-    hyps = generate(cap.decoder, features, cap.vocab, config, index=cap.neighbours)
-    systems[name] = score(hyps, items)
-    seconds = time.monotonic() - started
-    if args.baseline == "knn":
-        from captioner.training.baseline import knn_consensus, pool_features
-
-        train_items = dataset.split("train")
-        train_path = cache_path(args.cache, cap.encoder, "train", flipped=False)
-        train_grid = extract_features(dataset, train_items, cap.encoder, train_path, log=print)
-        hyps = knn_consensus(
-            pool_features(train_grid),
-            [it.captions[0] for it in train_items],
-            pool_features(features),
-            k=args.knn_k,
-            exclude_self=args.split == "train",
+    evaluate_folder(
+        EvaluateRun(
+            data=args.data,
+            cache=args.cache,
+            split=args.split,
+            checkpoint=args.checkpoint,
+            encoder_weights=args.encoder_weights,
+            search=search_changes(args),
+            json=args.json,
+            limit=args.limit,
+            knn_k=args.knn_k if args.baseline == "knn" else None,
         )
-        systems[f"kNN consensus (k={args.knn_k}, {cap.encoder.name} pooled)"] = score(hyps, items)
-    print(format_table({n: e.scores for n, e in systems.items()}))
-    for n, e in systems.items():
-        print(f"{n}: mean length {e.mean_length:.1f} words, {e.distinct_words} distinct words")
-    print(f"{len(items)} images; model search {seconds:.1f}s")
-    json_path = (
-        args.json or Path("runs/evaluate") / f"{cap.model_id}-{args.split}-beam{args.beam}.json"
     )
-    report = {
-        "split": args.split,
-        "images": len(items),
-        "search": dataclasses.asdict(config),
-        "systems": {
-            n: {
-                "scores": e.scores,
-                "mean_length": e.mean_length,
-                "distinct_words": e.distinct_words,
-                "captions": [
-                    {
-                        "filename": it.filename,
-                        "caption": " ".join(h),
-                        "references": [" ".join(c) for c in it.captions],
-                    }
-                    for it, h in zip(items, e.hypotheses, strict=True)
-                ],
-            }
-            for n, e in systems.items()
-        },
-    }
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"wrote {json_path}")
     return 0
 
 
-# -- neighbours -------------------------------------------------------------------------
-
-
 def cmd_neighbours(args: argparse.Namespace) -> int:
-    from captioner.api import Captioner
-    from captioner.checkpoint import neighbours_path
-    from captioner.default_model import default_weights_path
-    from captioner.search.consensus import build_index, save_index
-    from captioner.training.baseline import pool_features
-    from captioner.training.data import load_dataset
-    from captioner.training.features import cache_path, extract_features
+    from captioner.training.run import index_neighbours
 
-    checkpoint = args.checkpoint or default_weights_path()
-    dataset = load_dataset(args.data)
-    items = dataset.split("train")
-    if args.dims > len(items):  # told before features are extracted
-        raise DatasetError(
-            f"--dims {args.dims}: {args.data} has {len(items)} training images, and an "
-            f"index keeps at most as many principal components; accepted here: 1 to "
-            f"{len(items)}"
-        )
-    cap = Captioner.load(checkpoint, device="cpu", encoder_weights=args.encoder_weights)
-    path = cache_path(args.cache, cap.encoder, "train", flipped=False)
-    grid = extract_features(dataset, items, cap.encoder, path, log=print)
-    index = build_index(
-        pool_features(grid),
-        [it.captions[0] for it in items],
-        encoder=cap.encoder.id,
+    index_neighbours(
+        args.data,
+        cache=args.cache,
+        checkpoint=args.checkpoint,
+        encoder_weights=args.encoder_weights,
         dims=args.dims,
+        out=args.out,
     )
-    out = args.out or neighbours_path(checkpoint)
-    save_index(out, index)
-    print(f"wrote {out}: {len(index)} training images, {args.dims} dims ({cap.encoder.id})")
     return 0
 
 
