@@ -11,8 +11,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -94,3 +95,35 @@ def run_bench(
                 f"{duration / pooled:.1f}× realtime"
             )
     return "\n".join(lines)
+
+
+def report_caption(
+    checkpoint: str | None,
+    *,
+    device: str | None,
+    search: Mapping[str, Any],
+    minutes: float,
+    beam: int,
+    batch: int,
+    workers: int,
+    video: Path | None,
+    worker_args: Sequence[str],
+) -> None:
+    """``scenecast bench caption``: load the model, then in-process and worker rounds."""
+    from stream.bench.context import bench_context
+
+    cap = Captioner.load(checkpoint, device=device)
+    cap.override(search)
+    print(f"scenecast bench caption — {bench_context(cap)}")
+    print(
+        run_bench(
+            cap,
+            minutes=minutes,
+            beam=beam,
+            batch=batch,
+            workers=workers,
+            checkpoint=checkpoint,
+            video=video,
+            worker_args=list(worker_args),
+        )
+    )

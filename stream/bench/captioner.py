@@ -83,3 +83,26 @@ def format_rows(rows: Sequence[BenchRow]) -> str:
             f"| {r.peak_mb:.0f} | {r.mean_words:.1f} |"
         )
     return "\n".join(lines)
+
+
+def report_captioner(
+    checkpoint: str | None,
+    *,
+    device: str | None,
+    batches: Sequence[int],
+    beams: Sequence[int],
+    seconds: float,
+) -> None:
+    """``scenecast bench captioner``: load the model, measure, print the table and each
+    beam's speed-up of its largest batch over batch 1."""
+    from stream.bench.context import bench_context
+
+    cap = Captioner.load(checkpoint, device=device)
+    print(f"scenecast bench captioner — {bench_context(cap)}")
+    rows = bench_captioner(cap, batches=batches, beams=beams, min_seconds=seconds)
+    print(format_rows(rows))
+    for beam in beams:
+        by_batch = {r.batch: r.images_per_s for r in rows if r.beam == beam}
+        if 1 in by_batch and len(by_batch) > 1:
+            top = max(by_batch)
+            print(f"beam {beam}: batch {top} = {by_batch[top] / by_batch[1]:.2f}× batch 1")

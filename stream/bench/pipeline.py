@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -430,3 +430,35 @@ def run_bench(
             f"{live.batch_ms + 150:.0f} ms; {live.stale} stale frames skipped"
         )
     return "\n".join(lines)
+
+
+def report_pipeline(
+    checkpoint: str | None,
+    *,
+    device: str | None,
+    search: Mapping[str, Any],
+    batch: int,
+    beam: int,
+    frames: int,
+    seconds: float,
+    rounds: int,
+    worker_args: Sequence[str],
+) -> None:
+    """``scenecast bench pipeline``: load the model, then the file job and live rounds."""
+    from stream.bench.context import bench_context
+
+    cap = Captioner.load(checkpoint, device=device)
+    cap.override(search)
+    print(f"scenecast bench pipeline — {bench_context(cap)}; worker {' '.join(worker_args)}")
+    print(
+        run_bench(
+            cap,
+            batch=batch,
+            beam=beam,
+            frames=frames,
+            seconds=seconds,
+            checkpoint=checkpoint,
+            rounds=rounds,
+            worker_args=list(worker_args),
+        )
+    )

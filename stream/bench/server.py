@@ -262,3 +262,19 @@ def measure(
                 publisher.join(5)
         client.close()
     return rows
+
+
+def report_server(
+    *, clients: Sequence[int], rate: float, sources: int, seconds: float, compression: str
+) -> None:
+    """``scenecast bench server``: the machine, then the table."""
+    import platform
+
+    from stream.bench.context import host_line
+
+    print(f"scenecast bench server — {host_line()}, Python {platform.python_version()}")
+    print(
+        run_bench(
+            clients=clients, rate=rate, sources=sources, seconds=seconds, compression=compression
+        )
+    )

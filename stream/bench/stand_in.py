@@ -104,3 +104,11 @@ def run_stand_in_bench(*, ms: float, batch: int, frames: int, rounds: int) -> st
         result = bench_stand_in(ms=ms, batch=batch, frames=frames, rounds=rounds, workdir=Path(tmp))
     lines = [f"stand-in model: {ms:g} ms per batch of {batch} = {batch / (ms / 1000):.0f} images/s"]
     return "\n".join(lines + format_file(result, batch=batch, beam=None))
+
+
+def report_stand_in(*, ms: float, batch: int, frames: int, rounds: int) -> None:
+    """``scenecast bench pipeline --stand-in-ms``: the machine, then the table."""
+    from stream.bench.context import host_line
+
+    print(f"scenecast bench pipeline — stand-in model, {host_line()}")
+    print(run_stand_in_bench(ms=ms, batch=batch, frames=frames, rounds=rounds))

@@ -1,12 +1,10 @@
-"""``scenecast bench``: the benchmarks' subcommands (figures go to BENCHMARKS.md)."""
+"""``scenecast bench``: the benchmarks' subcommands (figures go to docs/benchmarks.md): their
+flags; each runs one function of ``stream.bench``."""
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 from pathlib import Path
-from typing import Any
 
 from stream.cli.arg_types import (
     beam_size,
@@ -97,112 +95,70 @@ def add_bench_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser
     bcap.set_defaults(func=cmd_bench_caption)
 
 
-def _host_line() -> str:
-    """The machine a benchmark with no model ran on, for its first line."""
-    return f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
-
-
-def _bench_context(cap: Any) -> str:
-    """The model and machine a benchmark ran on, for its first line."""
-    import torch
-
-    where = (
-        torch.cuda.get_device_name(cap.device)
-        if cap.device.type == "cuda"
-        else f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
-    )
-    search = cap.search_config
-    hold = "off" if search.hold_margin is None else f"{search.hold_margin:g}"
-    choice = f"consensus k={search.consensus_k}, hold {hold}"
-    return f"model {cap.model_id} ({choice}), {where}, torch {torch.__version__}"
-
-
 def cmd_bench_server(args: argparse.Namespace) -> int:
-    from stream.bench.server import run_bench
+    from stream.bench.server import report_server
 
-    print(f"scenecast bench server — {_host_line()}, Python {platform.python_version()}")
-    print(
-        run_bench(
-            clients=args.clients,
-            rate=args.rate,
-            sources=args.sources,
-            seconds=args.seconds,
-            compression=args.compression,
-        )
+    report_server(
+        clients=args.clients,
+        rate=args.rate,
+        sources=args.sources,
+        seconds=args.seconds,
+        compression=args.compression,
     )
     return 0
 
 
 def cmd_bench_captioner(args: argparse.Namespace) -> int:
+    from stream.bench.captioner import report_captioner
 
-    from captioner.api import Captioner
-    from stream.bench.captioner import bench_captioner, format_rows
-
-    cap = Captioner.load(args.checkpoint, device=args.device)
-    print(f"scenecast bench captioner — {_bench_context(cap)}")
-    rows = bench_captioner(cap, batches=args.batches, beams=args.beams, min_seconds=args.seconds)
-    print(format_rows(rows))
-    for beam in args.beams:
-        by_batch = {r.batch: r.images_per_s for r in rows if r.beam == beam}
-        if 1 in by_batch and len(by_batch) > 1:
-            top = max(by_batch)
-            print(f"beam {beam}: batch {top} = {by_batch[top] / by_batch[1]:.2f}× batch 1")
+    report_captioner(
+        args.checkpoint,
+        device=args.device,
+        batches=args.batches,
+        beams=args.beams,
+        seconds=args.seconds,
+    )
     return 0
 
 
 def cmd_bench_pipeline(args: argparse.Namespace) -> int:
     if args.stand_in_ms is not None:
-        from stream.bench.stand_in import run_stand_in_bench
+        from stream.bench.stand_in import report_stand_in
 
-        print(f"scenecast bench pipeline — stand-in model, {_host_line()}")
-        print(
-            run_stand_in_bench(
-                ms=args.stand_in_ms, batch=args.batch, frames=args.frames, rounds=args.rounds
-            )
+        report_stand_in(
+            ms=args.stand_in_ms, batch=args.batch, frames=args.frames, rounds=args.rounds
         )
         return 0
+    from stream.bench.pipeline import report_pipeline
 
-    from captioner.api import Captioner
-    from stream.bench.pipeline import run_bench
-
-    cap = Captioner.load(args.checkpoint, device=args.device)
-    cap.override(search_overrides(args))
     worker_args = ["--model-process"] if args.model_process else []
     worker_args += ["--decode", args.decode, *choice_argv(args)]
-    print(f"scenecast bench pipeline — {_bench_context(cap)}; worker {' '.join(worker_args)}")
-    print(
-        run_bench(
-            cap,
-            batch=args.batch,
-            beam=args.beam,
-            frames=args.frames,
-            seconds=args.live_seconds,
-            checkpoint=args.checkpoint,
-            rounds=args.rounds,
-            worker_args=worker_args,
-        )
+    report_pipeline(
+        args.checkpoint,
+        device=args.device,
+        search=search_overrides(args),
+        batch=args.batch,
+        beam=args.beam,
+        frames=args.frames,
+        seconds=args.live_seconds,
+        rounds=args.rounds,
+        worker_args=worker_args,
     )
     return 0
 
 
 def cmd_bench_caption(args: argparse.Namespace) -> int:
+    from stream.bench.caption import report_caption
 
-    from captioner.api import Captioner
-    from stream.bench.caption import run_bench
-
-    cap = Captioner.load(args.checkpoint, device=args.device)
-    cap.override(search_overrides(args))
-    print(f"scenecast bench caption — {_bench_context(cap)}")
-    print(
-        run_bench(
-            cap,
-            minutes=args.minutes,
-            beam=args.beam,
-            batch=args.batch,
-            workers=args.workers,
-            checkpoint=args.checkpoint,
-            video=args.video,
-            worker_args=choice_argv(args),
-        )
+    report_caption(
+        args.checkpoint,
+        device=args.device,
+        search=search_overrides(args),
+        minutes=args.minutes,
+        beam=args.beam,
+        batch=args.batch,
+        workers=args.workers,
+        video=args.video,
+        worker_args=choice_argv(args),
     )
     return 0
