@@ -18,7 +18,7 @@ import redis
 from stream.bench.pipeline import make_bench_video
 from stream.capture.capture import Capture, CaptureConfig
 from stream.embedded_redis import EmbeddedRedis
-from stream.sources.sources import parse_source
+from stream.sources.spec import parse_source
 from worker.bus.keys import frames_key
 
 

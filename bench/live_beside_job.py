@@ -25,7 +25,7 @@ from captioner.api import Captioner
 from stream.capture.capture import Capture, CaptureConfig
 from stream.demo_video import demo_video_path
 from stream.embedded_redis import EmbeddedRedis
-from stream.sources.sources import parse_source
+from stream.sources.spec import parse_source
 from tests.support.videos import make_video
 from worker.batching import BatchPolicy
 from worker.bus.entries import decode_caption

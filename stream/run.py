@@ -26,7 +26,7 @@ from stream.embedded_redis import EmbeddedRedis, check_redis
 from stream.exceptions import StreamError
 from stream.server.config import announce
 from stream.server.server import CaptionServer, ServerConfig
-from stream.sources.sources import SourceSpec
+from stream.sources.spec import SourceSpec
 
 log = logging.getLogger("scenecast.run")
 

@@ -40,7 +40,7 @@ from captioner.sample_photos import sample_images
 from stream.capture.capture import Capture, CaptureConfig, encode_jpeg
 from stream.embedded_redis import EmbeddedRedis
 from stream.server.server import CaptionServer, ServerConfig
-from stream.sources.sources import parse_source
+from stream.sources.spec import parse_source
 from worker.bus.keys import CAPTION_CPU, METRICS_KEY, STAGE_PREFIX, captions_key
 from worker.decode import decode_jpegs
 

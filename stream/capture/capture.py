@@ -48,7 +48,8 @@ from stream.capture.sampler import FixedRateSampler, Sampler, SceneChangeSampler
 from stream.capture.shrink import shrink
 from stream.exceptions import SourceError, SourceLostError, StreamError
 from stream.sources.read_ahead import read_ahead
-from stream.sources.sources import FileReader, Frame, LatestFrameReader, SourceSpec
+from stream.sources.readers import FileReader, Frame, LatestFrameReader
+from stream.sources.spec import SourceSpec
 from stream.sources.stoppable_call import call_unless_stopped
 from worker.bus.backoff import backoff_delays
 from worker.bus.clock import RedisClock

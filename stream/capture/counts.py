@@ -17,7 +17,7 @@ FIELDS = ("read", "sampled", "published", "overwritten", "bad_reads", "reconnect
 
 
 class ReaderFigures(Protocol):
-    """What a live reader counts (``stream.sources.sources.LatestFrameReader``)."""
+    """What a live reader counts (``stream.sources.readers.LatestFrameReader``)."""
 
     @property
     def frames_read(self) -> int: ...

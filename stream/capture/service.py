@@ -8,7 +8,7 @@ import signal
 
 from stream.capture.capture import Capture, CaptureConfig
 from stream.embedded_redis import check_redis
-from stream.sources.sources import SourceSpec
+from stream.sources.spec import SourceSpec
 
 
 def run_capture(redis_url: str, spec: SourceSpec, config: CaptureConfig) -> int:

@@ -8,7 +8,8 @@ import sys
 import threading
 
 from stream.exceptions import StreamError
-from stream.sources.sources import SourceSpec, grab_first, is_recording, open_capture, parse_source
+from stream.sources.readers import grab_first, is_recording, open_capture
+from stream.sources.spec import SourceSpec, parse_source
 from stream.sources.stoppable_call import call_unless_stopped
 
 
@@ -54,7 +55,7 @@ def resolve_sources(
 def probe(spec: SourceSpec) -> bool:
     """Open a source once before starting: a bad file or URL is an error now, not a
     reconnect loop later (a live source that fails after a good start is retried).
-    Returns whether it is a recording (``stream.sources.sources.is_recording``)."""
+    Returns whether it is a recording (``stream.sources.readers.is_recording``)."""
 
     # in a thread: Ctrl+C (KeyboardInterrupt in the wait) need not wait out the open
     # timeout of a camera that takes the connection and sends nothing

@@ -70,7 +70,8 @@ if TYPE_CHECKING:
     from captioner.search.hold import ShownCaptions
     from stream.capture.capture import Capture, CaptureConfig
     from stream.capture.sampler import Image, Sampler
-    from stream.sources.sources import FileReader, SourceSpec
+    from stream.sources.readers import FileReader
+    from stream.sources.spec import SourceSpec
     from worker.bus.entries import CaptionEntry, FrameEntry
 
 log = logging.getLogger("scenecast.caption")
@@ -128,7 +129,7 @@ def video_spec(path: str | os.PathLike[str]) -> SourceSpec:
     """The ``SourceSpec`` of a video file, or of a recording at a URL
     (``https://host/clip.mp4``: ``probe_video`` refuses a live stream); ``SourceError``
     for anything else."""
-    from stream.sources.sources import local_path, parse_source
+    from stream.sources.spec import local_path, parse_source
 
     text = os.fspath(path)
     if _URL_RE.match(text.strip()):
@@ -148,7 +149,7 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
     """Open the file and read its first frame: fail fast, with a message, on a bad file."""
     import cv2
 
-    from stream.sources.sources import capture_fps, grab_first, is_recording, open_capture
+    from stream.sources.readers import capture_fps, grab_first, is_recording, open_capture
     from worker.bus.entries import MIN_FRAME_SIDE as MIN_SIDE
 
     spec = video_spec(path)
@@ -401,7 +402,7 @@ def _caption_here(
     tracker: _Tracker,
 ) -> list[CaptionEntry]:
     from captioner.search.hold import ShownCaptions
-    from stream.sources.sources import FileReader
+    from stream.sources.readers import FileReader
 
     # each job holds its own captions: with the captioner's memory, a video of a batch
     # whose name cleans up to an earlier one's ("x y.mp4", "x-y.mp4") began with the
@@ -444,7 +445,7 @@ def _caption_with_workers(
 
     from stream.capture.capture import Capture
     from stream.embedded_redis import check_redis
-    from stream.sources.sources import SourceSpec
+    from stream.sources.spec import SourceSpec
 
     client = check_redis(redis_url)
     spec = SourceSpec("file", info.spec.target, job_name(info.spec), live=False)

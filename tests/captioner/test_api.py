@@ -10,27 +10,14 @@ import torch
 
 from captioner import Captioner, CheckpointError, NoDefaultModelError
 from captioner import api as api_module
-from captioner.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from captioner.checkpoint import load_checkpoint, save_checkpoint
 from captioner.encoder import EncoderSpec
 from captioner.preprocess import Preprocess
 from captioner.search.search import SearchConfig
 from captioner.vocab import SPECIALS, Vocabulary
-from tests.support.factories import tiny_decoder
+from tests.support.factories import checkpoint_of
 
 VOCAB = Vocabulary([*SPECIALS, *(f"w{i}" for i in range(30))])
-
-
-def _checkpoint(**search: object) -> Checkpoint:
-    decoder = tiny_decoder(len(VOCAB), encoder_dim=1280, end_bias=-1.0)
-    return Checkpoint(
-        config=decoder.config,
-        encoder=EncoderSpec(),
-        preprocess=Preprocess(),
-        vocab=VOCAB,
-        decoder_state=decoder.state_dict(),
-        search=SearchConfig(**search),
-        metrics={"val": {"CIDEr-D": 0.5}},
-    )  # type: ignore[arg-type]
 
 
 def _images() -> list[np.ndarray]:
@@ -44,12 +31,12 @@ def _images() -> list[np.ndarray]:
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("ckpt") / "model.pt"
-    save_checkpoint(path, _checkpoint(max_len=8))
+    save_checkpoint(path, checkpoint_of(max_len=8))
     return path
 
 
 def test_checkpoint_round_trip(saved: Path) -> None:
-    original = _checkpoint(max_len=8)
+    original = checkpoint_of(max_len=8)
     loaded = load_checkpoint(saved)
     assert loaded.config == original.config
     assert loaded.vocab.words == VOCAB.words
@@ -68,7 +55,7 @@ def test_checkpoint_round_trip(saved: Path) -> None:
 
 
 def test_half_precision_checkpoint_loads_as_float32(tmp_path: Path) -> None:
-    save_checkpoint(tmp_path / "half.pt", _checkpoint(), half=True)
+    save_checkpoint(tmp_path / "half.pt", checkpoint_of(), half=True)
     loaded = load_checkpoint(tmp_path / "half.pt")
     assert loaded.decoder_state["fc.weight"].dtype == torch.float16
     assert loaded.build_decoder().fc.weight.dtype == torch.float32

@@ -7,7 +7,6 @@ server); the client connects over a real socket.
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import subprocess
 import sys
@@ -20,13 +19,12 @@ from typing import Any
 import psutil
 import pytest
 import redis
-from websockets.asyncio.client import connect
 
 from stream.capture.capture import Capture, CaptureConfig
-from stream.sources.sources import parse_source
+from stream.sources.spec import parse_source
 from tests.conftest import TIMEOUT_FACTOR
 from tests.support.factories import save_tiny_checkpoint, tiny_captioner
-from tests.support.videos import make_video
+from tests.support.runs import collect_run, start_run, stop_run, wait_for
 from worker.batching import BatchPolicy
 from worker.bus.entries import decode_caption
 from worker.bus.keys import METRICS_KEY, captions_key
@@ -35,7 +33,6 @@ from worker.worker import Worker, WorkerConfig
 pytestmark = pytest.mark.integration  # starts redis-server and scenecast processes
 
 T = 30.0 * TIMEOUT_FACTOR
-SCENES = [((0, 0, 200), 2.0), ((0, 200, 0), 2.0), ((200, 0, 0), 2.0)]  # BGR, seconds
 
 
 @pytest.fixture(scope="module")
@@ -43,45 +40,10 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.pt")  # type: ignore[no-any-return]
 
 
-@pytest.fixture(scope="module")
-def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_video(tmp_path_factory.mktemp("video") / "scenes.mp4", scenes=SCENES, fps=10)
-
-
-def _start_run(args: Sequence[str]) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "stream.cli", "run", *args, "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    deadline = time.monotonic() + T
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if "captions at ws://" in line:
-            return proc, line.split("captions at ")[1].split()[0]
-        if not line and proc.poll() is not None:
-            break
-    proc.kill()
-    output, _ = proc.communicate()
-    raise AssertionError(f"run did not start: {output}")
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    children = psutil.Process(proc.pid).children(recursive=True)
-    assert children, "run should have a worker and a redis-server as children"
-    proc.send_signal(signal.SIGINT)
-    output, _ = proc.communicate(timeout=T)  # drains and closes the pipe
-    assert proc.returncode == 0, output
-    _gone, alive = psutil.wait_procs(children, timeout=T)
-    assert not alive, f"orphans left behind: {alive}"
-
-
 def _live_run(
     video: Path, checkpoint: Path, *extra: str
 ) -> tuple[subprocess.Popen[str], list[psutil.Process]]:
-    proc, _ = _start_run([str(video), "--checkpoint", str(checkpoint), "--live", "--loop", *extra])
+    proc, _ = start_run([str(video), "--checkpoint", str(checkpoint), "--live", "--loop", *extra])
     try:
         deadline = time.monotonic() + T
         while True:  # the worker starts its model's process while run is already up
@@ -138,24 +100,6 @@ def test_run_killed_abruptly_leaves_no_orphans(video: Path, checkpoint: Path, ho
     assert not alive, f"orphans left behind: {alive}"
 
 
-async def _collect(url: str, n: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    captions, statuses = [], []
-    async with connect(url) as ws:
-        await ws.send(json.dumps({"type": "subscribe", "after": "0"}))
-        while len(captions) < n or not any(s["state"] == "ended" for s in statuses):
-            try:
-                message = json.loads(await asyncio.wait_for(ws.recv(), T))
-            except TimeoutError:
-                raise AssertionError(f"timed out with {captions} {statuses}") from None
-            if message["type"] == "caption":
-                captions.append(message)
-            elif message["type"] == "status":
-                statuses.append(message)
-            elif message["type"] == "hello":
-                statuses += [{"state": s["state"]} for s in message["sources"]]
-    return captions, statuses
-
-
 def test_run_whose_embedded_redis_dies_says_so_and_stops(video: Path, checkpoint: Path) -> None:
     """Nothing would bring the embedded Redis back: run stayed up for good, its server
     answering 503 and retrying once a second. Now it stops, its parts with it."""
@@ -176,13 +120,13 @@ def test_run_whose_embedded_redis_dies_says_so_and_stops(video: Path, checkpoint
 
 @pytest.mark.parametrize("extra", [[], ["--model-process"]], ids=["in-process", "model-process"])
 def test_file_job_end_to_end(video: Path, checkpoint: Path, extra: list[str]) -> None:
-    proc, url = _start_run(
+    proc, url = start_run(
         [str(video), "--checkpoint", str(checkpoint), "--fps", "1", "--beam", "1", *extra]
     )
     try:
-        captions, statuses = asyncio.run(_collect(url, 6))
+        captions, statuses = asyncio.run(collect_run(url, 6))
     finally:
-        _stop(proc)
+        stop_run(proc)
     assert [c["seq"] for c in captions] == [0, 1, 2, 3, 4, 5]  # one per sampled frame, in order
     assert [c["t_start_ms"] for c in captions] == [0, 1000, 2000, 3000, 4000, 5000]
     assert all(c["source"] == "scenes" and c["text"] for c in captions)
@@ -195,7 +139,7 @@ def test_file_job_end_to_end(video: Path, checkpoint: Path, extra: list[str]) ->
 
 
 def test_scene_change_mode_captions_each_scene(video: Path, checkpoint: Path) -> None:
-    proc, url = _start_run(
+    proc, url = start_run(
         [
             str(video),
             "--checkpoint",
@@ -210,9 +154,9 @@ def test_scene_change_mode_captions_each_scene(video: Path, checkpoint: Path) ->
         ]
     )
     try:
-        captions, _ = asyncio.run(_collect(url, 3))
+        captions, _ = asyncio.run(collect_run(url, 3))
     finally:
-        _stop(proc)
+        stop_run(proc)
     assert [c["t_start_ms"] for c in captions] == [0, 2000, 4000]  # at the cuts, ±1 frame
 
 
@@ -408,13 +352,6 @@ def _no_retry_client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0))
 
 
-def _wait_for(condition: Any, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout * TIMEOUT_FACTOR
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
-
-
 def test_file_job_waits_out_a_redis_restart_and_goes_on(video: Path) -> None:
     """Redis restarts empty in the middle of a file job: capture waits, registers the
     source again, numbers on (no seq reused), publishes the frames it held, and ends
@@ -431,13 +368,13 @@ def test_file_job_waits_out_a_redis_restart_and_goes_on(video: Path) -> None:
     thread = threading.Thread(target=capture.run, daemon=True)
     try:
         thread.start()
-        _wait_for(lambda: client.xlen(frames_key("restart")) == 5, "5 frames (then backlog)")
+        wait_for(lambda: client.xlen(frames_key("restart")) == 5, "5 frames (then backlog)")
         server.stop()  # nothing consumed them: lost with a Redis without persistence
-        _wait_for(lambda: capture.redis_outages == 1, "capture to notice")
+        wait_for(lambda: capture.redis_outages == 1, "capture to notice")
         time.sleep(0.5)
         assert thread.is_alive()  # waiting, not dead
         server = EmbeddedRedis(port=port).start()
-        _wait_for(lambda: client.xlen(frames_key("restart")) == 5, "the next 5 frames")
+        wait_for(lambda: client.xlen(frames_key("restart")) == 5, "the next 5 frames")
         live = describe_sources(client)["restart"]
         assert live["state"] == "live"  # registered again, and says what was lost at once
         assert "Redis restarted without its data" in str(live["detail"])
@@ -476,14 +413,14 @@ def test_live_capture_drops_frames_while_redis_is_away_then_resumes(video: Path)
     thread = threading.Thread(target=capture.run, daemon=True)
     try:
         thread.start()
-        _wait_for(lambda: capture.published >= 3, "live frames")
+        wait_for(lambda: capture.published >= 3, "live frames")
         server.stop()
-        _wait_for(lambda: capture.redis_outages == 1, "capture to notice")
+        wait_for(lambda: capture.redis_outages == 1, "capture to notice")
         published_before = capture.published
         time.sleep(1.0)
         assert capture.published == published_before and thread.is_alive()  # dropping, alive
         server = EmbeddedRedis(port=port).start()
-        _wait_for(lambda: client.xlen(frames_key("cam")) >= 3, "frames after the restart")
+        wait_for(lambda: client.xlen(frames_key("cam")) >= 3, "frames after the restart")
         assert describe_sources(client)["cam"]["state"] == "live"
         first = decode_frame(client.xrange(frames_key("cam"), count=1)[0][1])
         assert first.seq >= published_before  # numbering goes on, never reused

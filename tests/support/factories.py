@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import torch
 
+from captioner.checkpoint import Checkpoint
 from captioner.model import Decoder, ModelConfig
 
 
@@ -97,3 +101,33 @@ def tiny_captioner(*, max_len: int = 8):  # type: ignore[no-untyped-def]
     from captioner.api import Captioner
 
     return Captioner.from_checkpoint(tiny_checkpoint(max_len=max_len), model_id="tiny")
+
+
+def caption_fn(cap):  # type: ignore[no-untyped-def]
+    """A worker's caption function over ``cap`` at beam 1."""
+
+    def caption(images: Sequence[Any], sources: Sequence[str], shown: Any) -> Any:
+        return cap.caption(list(images), beam=1, sources=sources, shown=shown)
+
+    return caption
+
+
+def checkpoint_of(**search: object) -> Checkpoint:
+    """A tiny model's checkpoint (30 words, the default encoder's features) with these
+    search settings."""
+    from captioner.encoder import EncoderSpec
+    from captioner.preprocess import Preprocess
+    from captioner.search.config import SearchConfig
+    from captioner.vocab import SPECIALS, Vocabulary
+
+    vocab = Vocabulary([*SPECIALS, *(f"w{i}" for i in range(30))])
+    decoder = tiny_decoder(len(vocab), encoder_dim=1280, end_bias=-1.0)
+    return Checkpoint(
+        config=decoder.config,
+        encoder=EncoderSpec(),
+        preprocess=Preprocess(),
+        vocab=vocab,
+        decoder_state=decoder.state_dict(),
+        search=SearchConfig(**search),  # type: ignore[arg-type]
+        metrics={"val": {"CIDEr-D": 0.5}},
+    )

@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from stream.capture.capture import Capture, CaptureConfig
-from stream.sources.sources import parse_source
+from stream.sources.spec import parse_source
 from tests.conftest import TIMEOUT_FACTOR
 from tests.support.factories import tiny_captioner
 from tests.support.videos import make_video

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import redis
 
-from tests.support.factories import tiny_captioner
+from tests.support.factories import caption_fn, tiny_captioner
 from tests.support.frames import add_frame, jpeg, publish_caption, register
 from worker.batching import BatchPolicy
 from worker.bus.entries import CaptionEntry, decode_caption
@@ -34,13 +34,6 @@ def captioner():  # type: ignore[no-untyped-def]
     return tiny_captioner()
 
 
-def _caption_fn(cap):  # type: ignore[no-untyped-def]
-    def caption(images: Sequence[Any], sources: Sequence[str], shown: Any) -> Any:
-        return cap.caption(list(images), beam=1, sources=sources, shown=shown)
-
-    return caption
-
-
 def _captions(client: redis.Redis, source: str) -> list[CaptionEntry]:
     return [decode_caption(f) for _, f in client.xrange(captions_key(source))]
 
@@ -56,7 +49,7 @@ def test_frames_of_several_sources_are_captioned_in_one_batch(redis_client, capt
         for seq in range(3):
             frame_ids[source, seq] = add_frame(redis_client, source, seq, data=jpeg(COLORS[seq]))
     seen: list[tuple[str, int]] = []  # (source, seq by the frame's colour) as captioned
-    caption = _caption_fn(captioner)
+    caption = caption_fn(captioner)
 
     def recording(images: Sequence[Any], sources: Sequence[str], shown: Any) -> Any:
         for image, source in zip(images, sources, strict=True):
@@ -103,7 +96,7 @@ def test_stale_live_frames_are_skipped_counted_and_acked(redis_client, captioner
     add_frame(redis_client, "cam", 1, data=jpeg(COLORS[1]), live=True, age_ms=0)
     worker = Worker(
         redis_client,
-        _caption_fn(captioner),
+        caption_fn(captioner),
         WorkerConfig(policy=BatchPolicy(max_batch=4, max_wait_ms=50, max_age_ms=2000)),
     )
     while worker.stats.captioned + worker.stats.stale < 2:
@@ -121,7 +114,7 @@ def test_a_corrupt_frame_is_dead_lettered_at_once_and_holds_nothing_back(
     add_frame(redis_client, "f", 1, data=jpeg(COLORS[1]))
     worker = Worker(
         redis_client,
-        _caption_fn(captioner),
+        caption_fn(captioner),
         WorkerConfig(policy=BatchPolicy(max_batch=4, max_wait_ms=20)),
     )
     worker.step()
@@ -149,7 +142,7 @@ def test_a_frame_too_small_for_the_model_is_dead_lettered_not_the_worker(
     add_frame(redis_client, "dot", 2, data=jpeg(COLORS[2]))
     worker = Worker(
         redis_client,
-        _caption_fn(captioner),
+        caption_fn(captioner),
         WorkerConfig(policy=BatchPolicy(max_batch=4, max_wait_ms=20)),
     )
     while worker.stats.captioned < 2:
@@ -172,7 +165,7 @@ def test_a_frame_delivered_too_often_is_dead_lettered(redis_client, captioner) -
     redis_client.xclaim(key, GROUP, "dead-2", 0, [poison])  # it killed a second worker
     worker = Worker(
         redis_client,
-        _caption_fn(captioner),
+        caption_fn(captioner),
         WorkerConfig(
             policy=BatchPolicy(max_batch=4, max_wait_ms=20),
             claim_idle_ms=0,
@@ -198,7 +191,7 @@ def test_dead_consumers_frames_are_reclaimed(redis_client, captioner) -> None:  
     assert _pending(redis_client, "r") == 3
     worker = Worker(
         redis_client,
-        _caption_fn(captioner),
+        caption_fn(captioner),
         WorkerConfig(
             policy=BatchPolicy(max_batch=4, max_wait_ms=20), claim_idle_ms=0, claim_every_s=0.0
         ),
@@ -237,7 +230,7 @@ def test_a_gone_workers_frames_are_taken_over_without_waiting_for_claim_idle(
     time.sleep(0.1)  # idle longer than TAKEOVER_IDLE_MS
     worker = Worker(
         redis_client,
-        _caption_fn(captioner),
+        caption_fn(captioner),
         WorkerConfig(policy=BatchPolicy(max_batch=4, max_wait_ms=20), claim_every_s=0.0),
     )
     assert worker.config.claim_idle_ms == 30_000  # the slow path would wait that long
@@ -263,7 +256,7 @@ def test_a_live_workers_frames_are_not_taken_over(redis_client, captioner, monke
     time.sleep(0.1)
     worker = Worker(
         redis_client,
-        _caption_fn(captioner),
+        caption_fn(captioner),
         WorkerConfig(policy=BatchPolicy(max_batch=4, max_wait_ms=20), claim_every_s=0.0),
     )
     while worker.stats.captioned < 2:
@@ -298,7 +291,7 @@ def test_group_is_recreated_after_nogroup(redis_client, captioner) -> None:  # t
     register(redis_client, "n", live=False)
     worker = Worker(
         redis_client,
-        _caption_fn(captioner),
+        caption_fn(captioner),
         WorkerConfig(policy=BatchPolicy(max_batch=4, max_wait_ms=20)),
     )
     worker.step()  # knows the source and its group
@@ -331,7 +324,7 @@ def test_run_publishes_in_order_while_the_next_batch_is_captioned(redis_client, 
         add_frame(redis_client, "p", seq, data=jpeg(COLORS[seq % len(COLORS)]))
     worker = Worker(
         redis_client,
-        _caption_fn(captioner),
+        caption_fn(captioner),
         WorkerConfig(policy=BatchPolicy(max_batch=3, max_wait_ms=0)),
     )
     worker.run(until=lambda: worker.stats.captioned + 3 >= 20)  # stops with batches in flight
@@ -349,7 +342,7 @@ def test_time_per_stage_is_counted_for_metrics(redis_client, captioner) -> None:
     for seq in range(4):
         add_frame(redis_client, "t", seq, data=jpeg(COLORS[seq]))
     worker = Worker(
-        redis_client, _caption_fn(captioner), WorkerConfig(policy=BatchPolicy(max_batch=4))
+        redis_client, caption_fn(captioner), WorkerConfig(policy=BatchPolicy(max_batch=4))
     )
     while worker.stats.captioned < 4:
         worker.step()
@@ -381,7 +374,7 @@ def test_the_worker_survives_a_redis_restart(captioner) -> None:  # type: ignore
     client = redis.Redis.from_url(server.url, retry=Retry(NoBackoff(), 0))
     worker = Worker(
         client,
-        _caption_fn(captioner),
+        caption_fn(captioner),
         WorkerConfig(policy=BatchPolicy(max_batch=4, max_wait_ms=0), reconnect_cap_s=0.5),
     )
     deadline = time.monotonic() + 60

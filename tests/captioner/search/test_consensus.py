@@ -227,10 +227,10 @@ def test_reranked_search_picks_the_candidate_the_neighbours_agree_with(
 def test_the_index_beside_a_checkpoint_is_loaded_and_checked(tmp_path: Path) -> None:
     from captioner.api import Captioner
     from captioner.checkpoint import save_checkpoint
-    from tests.captioner.test_api import _checkpoint
+    from tests.support.factories import checkpoint_of
 
     path = tmp_path / "model.pt"
-    save_checkpoint(path, _checkpoint(consensus_k=3))
+    save_checkpoint(path, checkpoint_of(consensus_k=3))
     assert Captioner.load(path, device="cpu").neighbours is None  # optional
     save_index(neighbours_path(path), _index())
     cap = Captioner.load(path, device="cpu")

@@ -14,8 +14,8 @@ import redis
 
 from stream.capture.capture import Capture, CaptureConfig, describe_sources
 from stream.exceptions import StreamError
-from stream.sources.sources import parse_source
-from tests.stream.test_pipeline import T, _wait_for, video  # noqa: F401 - the fixture
+from stream.sources.spec import parse_source
+from tests.support.runs import T, wait_for
 from worker.bus.keys import owner_key
 
 
@@ -43,14 +43,14 @@ def client(redis_server):  # type: ignore[no-untyped-def]
 
 def test_a_second_capture_of_a_source_waits_then_takes_over(
     client: redis.Redis,
-    video: Path,  # noqa: F811
+    video: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     first, first_thread, _ = _capture(client, video)
     second, second_thread, _ = _capture(client, video)
     try:
         first_thread.start()
-        _wait_for(lambda: first.published >= 3, "the first capture's frames")
+        wait_for(lambda: first.published >= 3, "the first capture's frames")
         with caplog.at_level(logging.WARNING, logger="scenecast.capture"):
             second_thread.start()
             time.sleep(2.0)
@@ -59,7 +59,7 @@ def test_a_second_capture_of_a_source_waits_then_takes_over(
         assert first.lease_id in caplog.text  # it says whose the source is
         first.stop()
         first_thread.join(T)
-        _wait_for(lambda: second.published >= 3, "the second capture's frames")
+        wait_for(lambda: second.published >= 3, "the second capture's frames")
         assert client.get(owner_key("door")) == second.lease_id.encode()
         assert describe_sources(client)["door"]["state"] == "live"
     finally:
@@ -70,13 +70,13 @@ def test_a_second_capture_of_a_source_waits_then_takes_over(
     assert client.get(owner_key("door")) is None  # released at the end
 
 
-def test_a_dead_captures_lease_lapses(client: redis.Redis, video: Path) -> None:  # noqa: F811
+def test_a_dead_captures_lease_lapses(client: redis.Redis, video: Path) -> None:
     client.set(owner_key("door"), "killed-host:1:abc", px=1500)  # it died holding it
     capture, thread, _ = _capture(client, video)
     try:
         started = time.monotonic()
         thread.start()
-        _wait_for(lambda: capture.published >= 1, "frames once the lease lapsed")
+        wait_for(lambda: capture.published >= 1, "frames once the lease lapsed")
         assert time.monotonic() - started >= 1.0
     finally:
         capture.stop()
@@ -85,12 +85,12 @@ def test_a_dead_captures_lease_lapses(client: redis.Redis, video: Path) -> None:
 
 def test_a_capture_whose_source_was_taken_over_stops_without_a_word(
     client: redis.Redis,
-    video: Path,  # noqa: F811
+    video: Path,
 ) -> None:
     capture, thread, errors = _capture(client, video)
     thread.start()
     try:
-        _wait_for(lambda: capture.published >= 3, "frames")
+        wait_for(lambda: capture.published >= 3, "frames")
         # as if it had been cut off from Redis for longer than its lease, and replaced
         client.set(owner_key("door"), "new-host:2:def")
         thread.join(T)
@@ -106,7 +106,7 @@ def test_a_capture_whose_source_was_taken_over_stops_without_a_word(
 
 def test_a_capture_taken_over_says_nothing_over_the_new_owner_before_its_heartbeat(
     client: redis.Redis,
-    video: Path,  # noqa: F811
+    video: Path,
 ) -> None:
     """Paused past its lease (SIGSTOP, a frozen VM), a capture's stall check said
     "reconnecting" before its heartbeat noticed the takeover, over the new owner's
@@ -114,7 +114,7 @@ def test_a_capture_taken_over_says_nothing_over_the_new_owner_before_its_heartbe
     capture, thread, errors = _capture(client, video)
     thread.start()
     try:
-        _wait_for(lambda: capture.published >= 3, "frames")
+        wait_for(lambda: capture.published >= 3, "frames")
         client.set(owner_key("door"), "new-host:2:def")
         capture.status("reconnecting", "no frame for 5 s (stalled)")  # before a heartbeat
         assert capture.lease_taken_by == "new-host:2:def"

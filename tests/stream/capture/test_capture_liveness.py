@@ -17,10 +17,10 @@ from websockets.asyncio.client import connect
 from stream.capture.capture import Capture, CaptureConfig
 from stream.capture.liveness import SILENT_MS, silent_sources
 from stream.server.server import CaptionServer, ServerConfig
-from stream.sources.sources import parse_source
-from tests.stream.server.test_server import _recv, _run
-from tests.stream.test_pipeline import T, _wait_for, video  # noqa: F401 - the fixture
+from stream.sources.spec import parse_source
 from tests.support.frames import register, set_status
+from tests.support.runs import T, wait_for
+from tests.support.servers import recv, run_server
 from worker.bus.keys import capture_key
 
 
@@ -32,16 +32,16 @@ def test_a_running_state_with_an_old_heartbeat_is_silent() -> None:
     # "e" has no heartbeat at all (a capture older than the rule): not judged
 
 
-def test_a_capture_beats_while_it_runs_and_stops_when_it_stops(redis_server, video: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_a_capture_beats_while_it_runs_and_stops_when_it_stops(redis_server, video: Path) -> None:  # type: ignore[no-untyped-def]
     client = redis.Redis.from_url(redis_server.url)
     spec = parse_source(str(video), name="beating", live=True)
     capture = Capture(client, spec, CaptureConfig(fps=10, loop=True))
     thread = threading.Thread(target=capture.run, daemon=True)
     thread.start()
     try:
-        _wait_for(lambda: client.hget(capture_key("beating"), "seen_ms") is not None, "a beat")
+        wait_for(lambda: client.hget(capture_key("beating"), "seen_ms") is not None, "a beat")
         first = int(client.hget(capture_key("beating"), "seen_ms") or 0)
-        _wait_for(lambda: int(client.hget(capture_key("beating"), "seen_ms") or 0) > first, "beats")
+        wait_for(lambda: int(client.hget(capture_key("beating"), "seen_ms") or 0) > first, "beats")
         assert (
             abs(time.time() * 1000 - int(client.hget(capture_key("beating"), "seen_ms") or 0))
             < 5000
@@ -65,13 +65,13 @@ def test_clients_are_told_when_a_capture_goes_silent_and_when_it_is_back(
 
     async def body(server: CaptionServer) -> None:
         async with connect(f"ws://127.0.0.1:{server.port}/ws") as ws:
-            hello = await _recv(ws, "hello")
+            hello = await recv(ws, "hello")
             assert hello["sources"][0]["state"] == "live"
             await ws.send(json.dumps({"type": "subscribe"}))
-            assert (await _recv(ws, "status"))["state"] == "live"
+            assert (await recv(ws, "status"))["state"] == "live"
             # killed: its last word stays "live", its heartbeat stops
             redis_client.hset(capture_key("door"), "seen_ms", int(time.time() * 1000) - 15_000)
-            status = await _recv(ws, "status")
+            status = await recv(ws, "status")
             assert status["state"] == "error"
             heard = re.search(r"not been heard from for (\d+) s", status["detail"])
             assert heard is not None and 15 <= int(heard.group(1)) <= 15 + 3 * T
@@ -86,10 +86,10 @@ def test_clients_are_told_when_a_capture_goes_silent_and_when_it_is_back(
                 metrics
             )
             async with connect(f"ws://127.0.0.1:{server.port}/ws") as late:  # a new client too
-                assert (await _recv(late, "hello"))["sources"][0]["state"] == "error"
+                assert (await recv(late, "hello"))["sources"][0]["state"] == "error"
             # back (restarted): beating again, and it says so itself
             redis_client.hset(capture_key("door"), "seen_ms", int(time.time() * 1000))
-            status = await _recv(ws, "status")
+            status = await recv(ws, "status")
             assert (status["state"], status["detail"]) == ("live", "rtsp://door")
 
-    _run(redis_server.url, body, ServerConfig(port=0, block_ms=100))
+    run_server(redis_server.url, body, ServerConfig(port=0, block_ms=100))

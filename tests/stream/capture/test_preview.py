@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from stream.capture.capture import Capture, CaptureConfig
-from stream.sources.sources import parse_source
+from stream.sources.spec import parse_source
 from tests.conftest import TIMEOUT_FACTOR
 from tests.support.videos import make_video
 from worker.bus.entries import decode_frame

@@ -19,7 +19,7 @@ from stream.capture.sampler import (
     change_score,
     frame_signature,
 )
-from stream.sources.sources import FileReader
+from stream.sources.readers import FileReader
 from tests.support.videos import make_video, scene_starts
 
 SAMPLES = Path(__file__).resolve().parents[3] / "captioner" / "samples"

@@ -12,8 +12,8 @@ from websockets.asyncio.client import connect
 
 from stream.cli.main import main
 from stream.server.server import CaptionServer
-from tests.stream.server.test_server import _recv, _run
 from tests.support.frames import publish_caption, register, set_status
+from tests.support.servers import recv, run_server
 from worker.bus.keys import SOURCES_KEY, capture_key, owner_key, source_keys
 
 
@@ -29,7 +29,7 @@ def test_forget_removes_a_source_and_its_keys_and_servers_stop_listing_it(
     async def body(server: CaptionServer) -> None:
         url = f"ws://127.0.0.1:{server.port}/ws"
         async with connect(url) as ws:
-            assert [s["source"] for s in (await _recv(ws, "hello"))["sources"]] == [
+            assert [s["source"] for s in (await recv(ws, "hello"))["sources"]] == [
                 "door",
                 "old-cam",
             ]
@@ -37,11 +37,11 @@ def test_forget_removes_a_source_and_its_keys_and_servers_stop_listing_it(
         assert code == 0
         await asyncio.sleep(0.5)  # the hub reads the registry at least every block_ms
         async with connect(url) as ws:
-            assert [s["source"] for s in (await _recv(ws, "hello"))["sources"]] == ["door"]
+            assert [s["source"] for s in (await recv(ws, "hello"))["sources"]] == ["door"]
             await ws.send(json.dumps({"type": "subscribe", "after": "0"}))
-            assert (await _recv(ws, "caption"))["source"] == "door"
+            assert (await recv(ws, "caption"))["source"] == "door"
 
-    _run(redis_server.url, body)
+    run_server(redis_server.url, body)
     assert "forgot old-cam (" in capsys.readouterr().out
     assert redis_client.hget(SOURCES_KEY, "old-cam") is None
     assert redis_client.exists(*source_keys("old-cam")) == 0

@@ -13,10 +13,9 @@ import redis
 from stream.capture.capture import Capture, CaptureConfig
 from stream.cli.main import main
 from stream.clients.status import Snapshot, SourceRow, format_report
-from stream.sources.sources import parse_source
-from tests.stream.test_pipeline import T, _wait_for, video  # noqa: F401 - the fixture
-from tests.support.factories import tiny_captioner
-from tests.worker.test_worker import _caption_fn
+from stream.sources.spec import parse_source
+from tests.support.factories import caption_fn, tiny_captioner
+from tests.support.runs import T, wait_for
 from worker.batching import BatchPolicy
 from worker.worker import Worker, WorkerConfig
 
@@ -72,7 +71,7 @@ def test_the_report_names_workers_and_what_each_source_is_doing() -> None:
 
 def test_status_against_a_running_capture_and_worker(
     redis_server,
-    video: Path,  # noqa: F811
+    video: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # type: ignore[no-untyped-def]
     client = redis.Redis.from_url(redis_server.url)
@@ -82,7 +81,7 @@ def test_status_against_a_running_capture_and_worker(
     )
     worker = Worker(
         redis.Redis.from_url(redis_server.url),
-        _caption_fn(tiny_captioner()),
+        caption_fn(tiny_captioner()),
         WorkerConfig(policy=BatchPolicy(max_batch=4, max_wait_ms=10)),
     )
     threads = [
@@ -92,7 +91,7 @@ def test_status_against_a_running_capture_and_worker(
     for thread in threads:
         thread.start()
     try:
-        _wait_for(lambda: worker.stats.captioned >= 3, "captions")
+        wait_for(lambda: worker.stats.captioned >= 3, "captions")
         assert main(["status", "--redis-url", redis_server.url]) == 0
         out = capsys.readouterr().out.splitlines()
         assert out[0].startswith(f"workers: 1 alive ({worker.config.consumer} ")

@@ -13,8 +13,8 @@ from websockets.asyncio.client import connect
 
 from stream.server.latency_histogram import Histogram, LatencyHistograms
 from stream.server.server import CaptionServer
-from tests.stream.server.test_server import T, _recv, _run
 from tests.support.frames import publish_caption, register
+from tests.support.servers import T, recv, run_server
 
 
 def test_buckets_count_values_up_to_their_bound() -> None:
@@ -56,11 +56,11 @@ def test_metrics_show_the_latency_of_the_live_captions_the_server_saw(
 
     async def body(server: CaptionServer) -> None:
         async with connect(f"ws://127.0.0.1:{server.port}/ws") as ws:
-            await _recv(ws, "hello")
+            await recv(ws, "hello")
             await ws.send(json.dumps({"type": "subscribe"}))
             for seq in (1, 2, 3):
                 await asyncio.to_thread(publish_caption, redis_client, "door", seq, "a dog")
-                await _recv(ws, "caption")
+                await recv(ws, "caption")
 
         def metrics() -> str:
             with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=T) as r:
@@ -72,7 +72,7 @@ def test_metrics_show_the_latency_of_the_live_captions_the_server_saw(
         assert 'scenecast_caption_latency_seconds_bucket{source="door",le="0.05"} 3' in text
         assert 'scenecast_caption_latency_seconds_sum{source="door"} 0.003000' in text
 
-    _run(redis_server.url, body)
+    run_server(redis_server.url, body)
 
 
 def test_metrics_count_the_workers_alive(
@@ -81,8 +81,7 @@ def test_metrics_count_the_workers_alive(
     import threading
     import time
 
-    from tests.support.factories import tiny_captioner
-    from tests.worker.test_worker import _caption_fn
+    from tests.support.factories import caption_fn, tiny_captioner
     from worker.batching import BatchPolicy
     from worker.bus.keys import WORKERS_KEY
     from worker.worker import Worker, WorkerConfig
@@ -91,7 +90,7 @@ def test_metrics_count_the_workers_alive(
     register(redis_client, "door", live=True)
     worker = Worker(
         redis.Redis.from_url(redis_server.url),
-        _caption_fn(tiny_captioner()),
+        caption_fn(tiny_captioner()),
         WorkerConfig(policy=BatchPolicy(max_batch=4, max_wait_ms=0)),
     )
     thread = threading.Thread(target=worker.run, daemon=True)
@@ -123,7 +122,7 @@ def test_metrics_count_the_workers_alive(
         await until(0)
 
     try:
-        _run(redis_server.url, body)
+        run_server(redis_server.url, body)
     finally:
         worker.stop()
         thread.join(T)

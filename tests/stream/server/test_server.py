@@ -8,7 +8,6 @@ import io
 import json
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -17,38 +16,13 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from stream.server.server import CaptionServer, ServerConfig
-from tests.conftest import TIMEOUT_FACTOR
 from tests.support.frames import jpeg, publish_caption, register
+from tests.support.servers import T, recv, run_server, ws_url
 from worker.bus.keys import METRICS_KEY, frames_key, preview_key
-
-T = 5.0 * TIMEOUT_FACTOR
-
-
-def _run(
-    redis_url: str,
-    body: Callable[[CaptionServer], Awaitable[None]],
-    config: ServerConfig | None = None,
-) -> None:
-    async def main() -> None:
-        async with CaptionServer(redis_url, config or ServerConfig(port=0, block_ms=100)) as server:
-            await asyncio.wait_for(body(server), T * 4)
-
-    asyncio.run(main())
-
-
-async def _recv(ws: ClientConnection, type_: str | None = None) -> dict[str, Any]:
-    while True:
-        message = json.loads(await asyncio.wait_for(ws.recv(), T))
-        if type_ is None or message["type"] == type_:
-            return message
 
 
 async def _captions(ws: ClientConnection, n: int) -> list[dict[str, Any]]:
-    return [await _recv(ws, "caption") for _ in range(n)]
-
-
-def _url(server: CaptionServer) -> str:
-    return f"ws://127.0.0.1:{server.port}/ws"
+    return [await recv(ws, "caption") for _ in range(n)]
 
 
 def test_replay_then_live_in_order(redis_server, redis_client: redis.Redis) -> None:  # type: ignore[no-untyped-def]
@@ -57,8 +31,8 @@ def test_replay_then_live_in_order(redis_server, redis_client: redis.Redis) -> N
         publish_caption(redis_client, "cam", seq, text)
 
     async def body(server: CaptionServer) -> None:
-        async with connect(_url(server)) as ws:
-            hello = await _recv(ws, "hello")
+        async with connect(ws_url(server)) as ws:
+            hello = await recv(ws, "hello")
             assert hello["v"] == 1 and [s["source"] for s in hello["sources"]] == ["cam"]
             await ws.send(json.dumps({"type": "subscribe", "sources": ["cam"], "after": "0"}))
             replayed = await _captions(ws, 3)
@@ -67,19 +41,19 @@ def test_replay_then_live_in_order(redis_server, redis_client: redis.Redis) -> N
             assert [c["is_final"] for c in replayed] == [False, True, False]
             assert [c["t_start_ms"] for c in replayed] == [0, 1000, 2000]
             await asyncio.to_thread(publish_caption, redis_client, "cam", 3, "a bird")
-            live = await _recv(ws, "caption")
+            live = await recv(ws, "caption")
             assert (live["seq"], live["text"], live["segment_id"]) == (3, "a bird", 2)
             assert live["capture_ts"].endswith("Z") and live["id"] > replayed[-1]["id"]
 
-    _run(redis_server.url, body)
+    run_server(redis_server.url, body)
 
 
 def test_resume_misses_nothing_and_repeats_nothing(redis_server, redis_client: redis.Redis) -> None:  # type: ignore[no-untyped-def]
     register(redis_client, "r", live=False)
 
     async def body(server: CaptionServer) -> None:
-        async with connect(_url(server)) as ws:
-            await _recv(ws, "hello")
+        async with connect(ws_url(server)) as ws:
+            await recv(ws, "hello")
             await ws.send(json.dumps({"type": "subscribe", "sources": ["r"]}))
             await asyncio.sleep(0.3)  # the subscription is in place: live tail only
             for seq in range(3):
@@ -88,8 +62,8 @@ def test_resume_misses_nothing_and_repeats_nothing(redis_server, redis_client: r
         last_id = first[-1]["id"]
         for seq in range(3, 6):  # published while the client is away
             await asyncio.to_thread(publish_caption, redis_client, "r", seq, f"thing {seq}")
-        async with connect(_url(server)) as ws:
-            await _recv(ws, "hello")
+        async with connect(ws_url(server)) as ws:
+            await recv(ws, "hello")
             await ws.send(
                 json.dumps({"type": "subscribe", "sources": ["r"], "after": {"r": last_id}})
             )
@@ -100,13 +74,13 @@ def test_resume_misses_nothing_and_repeats_nothing(redis_server, redis_client: r
                 await asyncio.wait_for(ws.recv(), 0.5)  # and nothing more: no duplicate
         assert [c["seq"] for c in first + second] == list(range(7))
 
-    _run(redis_server.url, body)
+    run_server(redis_server.url, body)
 
 
 def test_bad_messages_get_errors_and_the_connection_lives(redis_server, redis_client) -> None:  # type: ignore[no-untyped-def]
     async def body(server: CaptionServer) -> None:
-        async with connect(_url(server)) as ws:
-            await _recv(ws, "hello")
+        async with connect(ws_url(server)) as ws:
+            await recv(ws, "hello")
             cases = [
                 ("not json", "bad_json"),
                 ('{"type": "dance"}', "unknown_type"),
@@ -123,19 +97,19 @@ def test_bad_messages_get_errors_and_the_connection_lives(redis_server, redis_cl
             ]  # fmt: skip
             for text, code in cases:
                 await ws.send(text)
-                error = await _recv(ws, "error")
+                error = await recv(ws, "error")
                 assert error["code"] == code, text
                 assert error["message"]
                 if "9999999" in text or "1844674" in text:
                     assert "is later than the server's time" in error["message"], text
             await ws.send(b"\x00\x01")
-            assert (await _recv(ws, "error"))["code"] == "bad_message"
+            assert (await recv(ws, "error"))["code"] == "bad_message"
             await ws.send(json.dumps({"type": "ping", "id": 7}))
-            assert (await _recv(ws, "pong"))["id"] == 7
+            assert (await recv(ws, "pong"))["id"] == 7
         text = await asyncio.to_thread(_get, f"http://127.0.0.1:{server.port}/metrics")
         assert "scenecast_server_bad_messages_total 10" in text
 
-    _run(redis_server.url, body)
+    run_server(redis_server.url, body)
 
 
 def test_a_client_flooding_messages_is_read_at_its_rate_and_loses_no_reply(
@@ -146,20 +120,20 @@ def test_a_client_flooding_messages_is_read_at_its_rate_and_loses_no_reply(
     behind it for seconds as before (it gets its hello and pong)."""
 
     async def body(server: CaptionServer) -> None:
-        async with connect(_url(server)) as flood, connect(_url(server)) as other:
-            await _recv(flood, "hello")
-            await _recv(other, "hello")
+        async with connect(ws_url(server)) as flood, connect(ws_url(server)) as other:
+            await recv(flood, "hello")
+            await recv(other, "hello")
             started = time.monotonic()
             for i in range(40):
                 await flood.send(json.dumps({"type": "ping", "id": i}))
             await other.send(json.dumps({"type": "ping", "id": "other"}))
-            assert (await _recv(other, "pong"))["id"] == "other"
-            pongs = [(await _recv(flood, "pong"))["id"] for _ in range(40)]
+            assert (await recv(other, "pong"))["id"] == "other"
+            pongs = [(await recv(flood, "pong"))["id"] for _ in range(40)]
             assert pongs == list(range(40))
             # 10 at once, then 30 at 50 a second: 0.6 s at least, however fast the host
             assert time.monotonic() - started >= 0.55
 
-    _run(
+    run_server(
         redis_server.url,
         body,
         ServerConfig(port=0, block_ms=100, client_rate=50.0, client_burst=10.0),
@@ -174,18 +148,18 @@ def test_subscribing_to_an_unknown_source_says_so_and_waits_for_it(
     register(redis_client, "cam", live=True)
 
     async def body(server: CaptionServer) -> None:
-        async with connect(_url(server)) as ws:
-            await _recv(ws, "hello")
+        async with connect(ws_url(server)) as ws:
+            await recv(ws, "hello")
             await ws.send(json.dumps({"type": "subscribe", "sources": ["door", "cam"]}))
-            error = await _recv(ws, "error")
+            error = await recv(ws, "error")
             assert error["code"] == "unknown_source"
             assert error["message"].startswith("no source named 'door' (yet); known: cam.")
             register(redis_client, "door", live=True)
             publish_caption(redis_client, "door", 0, "a door")
-            caption = await _recv(ws, "caption")
+            caption = await recv(ws, "caption")
             assert (caption["source"], caption["text"]) == ("door", "a door")
 
-    _run(redis_server.url, body)
+    run_server(redis_server.url, body)
 
 
 def test_a_later_subscribe_replaces_a_replay_and_unsubscribe_ends_it(
@@ -197,32 +171,32 @@ def test_a_later_subscribe_replaces_a_replay_and_unsubscribe_ends_it(
     ids = [publish_caption(redis_client, "cam", seq, f"x {seq}") for seq in range(300)]
 
     async def body(server: CaptionServer) -> None:
-        async with connect(_url(server)) as ws:
-            await _recv(ws, "hello")
+        async with connect(ws_url(server)) as ws:
+            await recv(ws, "hello")
             for after in ("0", "$"):
                 await ws.send(json.dumps({"type": "subscribe", "sources": ["cam"], "after": after}))
             await asyncio.sleep(0.3)
             publish_caption(redis_client, "cam", 300, "live")
-            assert (await _recv(ws, "caption"))["seq"] == 300  # nothing of the replay first
+            assert (await recv(ws, "caption"))["seq"] == 300  # nothing of the replay first
             await ws.send(json.dumps({"type": "subscribe", "sources": ["cam"], "after": ids[289]}))
-            got = [(await _recv(ws, "caption"))["seq"] for _ in range(11)]
+            got = [(await recv(ws, "caption"))["seq"] for _ in range(11)]
             assert got == list(range(290, 301))
             await ws.send(json.dumps({"type": "unsubscribe", "sources": ["cam"]}))
             await ws.send(json.dumps({"type": "ping", "id": "after"}))
-            assert (await _recv(ws, "pong"))["id"] == "after"
+            assert (await recv(ws, "pong"))["id"] == "after"
             publish_caption(redis_client, "cam", 301, "not wanted")
             with pytest.raises(TimeoutError):
-                await asyncio.wait_for(_recv(ws, "caption"), 0.5)
+                await asyncio.wait_for(recv(ws, "caption"), 0.5)
 
-    _run(redis_server.url, body, ServerConfig(port=0, block_ms=100, queue_size=5))
+    run_server(redis_server.url, body, ServerConfig(port=0, block_ms=100, queue_size=5))
 
 
 def test_slow_client_gets_a_gap_then_resumes(redis_server, redis_client: redis.Redis) -> None:  # type: ignore[no-untyped-def]
     register(redis_client, "g", live=True)
 
     async def body(server: CaptionServer) -> None:
-        async with connect(_url(server)) as ws:
-            await _recv(ws, "hello")
+        async with connect(ws_url(server)) as ws:
+            await recv(ws, "hello")
             await ws.send(json.dumps({"type": "subscribe", "sources": ["g"]}))
             await asyncio.sleep(0.3)
 
@@ -236,22 +210,22 @@ def test_slow_client_gets_a_gap_then_resumes(redis_server, redis_client: redis.R
             seen: list[int] = []
             gap = None
             while gap is None:
-                message = await _recv(ws)
+                message = await recv(ws)
                 if message["type"] == "caption":
                     seen.append(message["seq"])
                 elif message["type"] == "gap":
                     gap = message
             assert gap["dropped"] > 0
             while len(seen) < 5:
-                seen.append((await _recv(ws, "caption"))["seq"])
+                seen.append((await recv(ws, "caption"))["seq"])
             await ws.send(
                 json.dumps({"type": "subscribe", "sources": ["g"], "after": gap["resume_after"]})
             )
             while len(seen) < 60:
-                seen.append((await _recv(ws, "caption"))["seq"])
+                seen.append((await recv(ws, "caption"))["seq"])
             assert seen == list(range(60))
 
-    _run(redis_server.url, body, ServerConfig(port=0, block_ms=100, queue_size=5))
+    run_server(redis_server.url, body, ServerConfig(port=0, block_ms=100, queue_size=5))
 
 
 def _get(url: str) -> str:
@@ -269,14 +243,14 @@ def test_compression_is_what_the_server_says_and_the_captions_are_the_same(
     publish_caption(redis_client, f"z{compression}", 0, "a dog on a beach", grid=(7, 7))
 
     async def body(server: CaptionServer) -> None:
-        async with connect(_url(server)) as ws:  # a client that offers permessage-deflate
+        async with connect(ws_url(server)) as ws:  # a client that offers permessage-deflate
             assert [type(e).__name__ for e in ws.protocol.extensions] == extensions
-            await _recv(ws, "hello")
+            await recv(ws, "hello")
             await ws.send(json.dumps({"type": "subscribe", "after": "0"}))
-            caption = await _recv(ws, "caption")
+            caption = await recv(ws, "caption")
         assert caption["text"] == "a dog on a beach" and caption["attention"]["grid"] == [7, 7]
 
-    _run(redis_server.url, body, ServerConfig(port=0, block_ms=100, compression=compression))
+    run_server(redis_server.url, body, ServerConfig(port=0, block_ms=100, compression=compression))
 
 
 def test_a_live_caption_is_encoded_once_for_all_its_clients(
@@ -296,9 +270,9 @@ def test_a_live_caption_is_encoded_once_for_all_its_clients(
     register(redis_client, "once", live=True)
 
     async def body(server: CaptionServer) -> None:
-        clients = [await connect(_url(server)) for _ in range(5)]
+        clients = [await connect(ws_url(server)) for _ in range(5)]
         for ws in clients:
-            await _recv(ws, "hello")
+            await recv(ws, "hello")
             await ws.send(json.dumps({"type": "subscribe", "sources": ["once"]}))
         await asyncio.sleep(0.3)  # the subscriptions are in place: live tail
         await asyncio.to_thread(publish_caption, redis_client, "once", 0, "a red car", grid=(2, 2))
@@ -309,7 +283,7 @@ def test_a_live_caption_is_encoded_once_for_all_its_clients(
         assert len(set(texts)) == 1  # the very same text for every client
         assert built == [0]  # built and encoded once, not once per client
 
-    _run(redis_server.url, body)
+    run_server(redis_server.url, body)
 
 
 def test_a_client_may_ask_for_captions_without_attention(redis_server, redis_client) -> None:  # type: ignore[no-untyped-def]
@@ -317,23 +291,23 @@ def test_a_client_may_ask_for_captions_without_attention(redis_server, redis_cli
     publish_caption(redis_client, "lean", 0, "a dog on a beach", grid=(7, 7))
 
     async def body(server: CaptionServer) -> None:
-        async with connect(_url(server)) as full, connect(_url(server)) as lean:
+        async with connect(ws_url(server)) as full, connect(ws_url(server)) as lean:
             for ws, extra in ((full, {}), (lean, {"attention": False})):
-                await _recv(ws, "hello")
+                await recv(ws, "hello")
                 await ws.send(json.dumps({"type": "subscribe", "after": "0", **extra}))
-            replayed = [await _recv(ws, "caption") for ws in (full, lean)]
+            replayed = [await recv(ws, "caption") for ws in (full, lean)]
             await asyncio.to_thread(publish_caption, redis_client, "lean", 1, "a cat", grid=(7, 7))
-            live = [await _recv(ws, "caption") for ws in (full, lean)]
+            live = [await recv(ws, "caption") for ws in (full, lean)]
             await lean.send(json.dumps({"type": "subscribe", "attention": True}))  # back on
             await asyncio.sleep(0.2)
             await asyncio.to_thread(publish_caption, redis_client, "lean", 2, "a bird", grid=(7, 7))
-            again = await _recv(lean, "caption")
+            again = await recv(lean, "caption")
         for with_grids, without in (replayed, live):
             assert with_grids["attention"]["grid"] == [7, 7] and "attention" not in without
             assert {k: v for k, v in with_grids.items() if k != "attention"} == without
         assert again["seq"] == 2 and again["attention"]["grid"] == [7, 7]
 
-    _run(redis_server.url, body)
+    run_server(redis_server.url, body)
 
 
 async def _recv_text(ws: ClientConnection, type_: str) -> str:
@@ -363,7 +337,7 @@ def test_http_endpoints(redis_server, redis_client) -> None:  # type: ignore[no-
         assert info.value.code == 404
         info.value.close()
 
-    _run(redis_server.url, body)
+    run_server(redis_server.url, body)
 
 
 def _request(port: int, method: str, path: str) -> tuple[int, dict[str, str], bytes]:
@@ -395,7 +369,7 @@ def test_http_methods_other_than_get_and_head_are_refused(redis_server) -> None:
         status, headers, _ = await asyncio.to_thread(_request, port, "HEAD", "/ws")
         assert status == 405 and headers["Allow"] == "GET"
 
-    _run(redis_server.url, body)
+    run_server(redis_server.url, body)
 
 
 def _get_bytes(url: str) -> tuple[str, bytes]:
@@ -417,10 +391,10 @@ def test_a_captions_frame_is_served_while_redis_keeps_it(redis_server, redis_cli
     publish_caption(redis_client, "pic", 0, "a red square", frame_data=picture, grid=(2, 3))
 
     async def body(server: CaptionServer) -> None:
-        async with connect(_url(server)) as ws:
-            await _recv(ws, "hello")
+        async with connect(ws_url(server)) as ws:
+            await recv(ws, "hello")
             await ws.send(json.dumps({"type": "subscribe", "after": "0"}))
-            caption = await _recv(ws, "caption")
+            caption = await recv(ws, "caption")
         assert caption["frame"] == "1-0"
         assert caption["attention"]["grid"] == [2, 3]
         assert caption["attention"]["fit"] == "letterbox"
@@ -442,7 +416,7 @@ def test_a_captions_frame_is_served_while_redis_keeps_it(redis_server, redis_cli
         assert "scenecast_server_frames_served_total 1" in metrics
         assert "scenecast_server_frames_missing_total 1" in metrics
 
-    _run(redis_server.url, body)
+    run_server(redis_server.url, body)
 
 
 def test_a_frames_preview_is_served_in_its_place_while_kept(redis_server, redis_client) -> None:  # type: ignore[no-untyped-def]
@@ -457,7 +431,7 @@ def test_a_frames_preview_is_served_in_its_place_while_kept(redis_server, redis_
         redis_client.xtrim(preview_key("big"), maxlen=0)  # gone: the model's frame instead
         assert await asyncio.to_thread(_get_bytes, url) == ("image/jpeg", model_frame)
 
-    _run(redis_server.url, body)
+    run_server(redis_server.url, body)
 
 
 def test_listen_prints_captions_as_json_lines(redis_server, redis_client: redis.Redis) -> None:  # type: ignore[no-untyped-def]
@@ -473,7 +447,7 @@ def test_listen_prints_captions_as_json_lines(redis_server, redis_client: redis.
             "stream.cli",
             "listen",
             "--url",
-            _url(server),
+            ws_url(server),
             "--json",
             "--limit",
             "2",
@@ -490,7 +464,7 @@ def test_listen_prints_captions_as_json_lines(redis_server, redis_client: redis.
         captions = [m for m in lines if m["type"] == "caption"]
         assert [c["text"] for c in captions] == ["a thing 0", "a thing 1"]
 
-    _run(redis_server.url, body)
+    run_server(redis_server.url, body)
 
 
 def test_listen_whose_subscribe_is_refused_says_so_and_exits_2(redis_server) -> None:  # type: ignore[no-untyped-def]
@@ -501,12 +475,12 @@ def test_listen_whose_subscribe_is_refused_says_so_and_exits_2(redis_server) -> 
     async def body(server: CaptionServer) -> None:
         out = io.StringIO()
         code = await asyncio.wait_for(
-            listen(_url(server), sources=None, after="99999999999999-0", as_json=False, out=out),
+            listen(ws_url(server), sources=None, after="99999999999999-0", as_json=False, out=out),
             T,
         )
         assert code == 2
 
-    _run(redis_server.url, body)
+    run_server(redis_server.url, body)
 
 
 def test_a_port_in_use_is_a_clear_error(redis_server) -> None:  # type: ignore[no-untyped-def]
@@ -548,7 +522,7 @@ def test_sigterm_to_serve_closes_each_client_as_going_away(redis_server) -> None
 
         async def body() -> int | None:
             async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
-                await _recv(ws, "hello")
+                await recv(ws, "hello")
                 serve.send_signal(signal.SIGTERM)
                 with pytest.raises(ConnectionClosed):
                     while True:

@@ -16,8 +16,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from stream.server.server import CaptionServer, ServerConfig, banner
-from tests.stream.server.test_server import T, _recv, _run
 from tests.support.frames import jpeg, publish_caption, register
+from tests.support.servers import T, recv, run_server
 
 TOKEN = "a-test-token-0123456789"
 
@@ -62,9 +62,9 @@ def test_with_a_token_nothing_but_healthz_is_served_without_it(
             (f"{ws_url}?token={TOKEN}", None),
         ]:
             async with connect(url, additional_headers=headers) as ws:
-                assert (await _recv(ws, "hello"))["type"] == "hello"
+                assert (await recv(ws, "hello"))["type"] == "hello"
                 await ws.send(json.dumps({"type": "subscribe", "after": "0"}))
-                assert (await _recv(ws, "caption"))["text"] == "a red square"
+                assert (await recv(ws, "caption"))["text"] == "a red square"
         bearer = {"Authorization": f"Bearer {TOKEN}"}
         status, _ = await asyncio.to_thread(_request, port, "/frames/cam/1-0.jpg", bearer)
         assert status == 200
@@ -75,7 +75,7 @@ def test_with_a_token_nothing_but_healthz_is_served_without_it(
         assert 'scenecast_server_refused_requests_total{reason="token"} 6' in metrics
         assert 'scenecast_server_refused_requests_total{reason="origin"} 0' in metrics
 
-    _run(redis_server.url, body, ServerConfig(port=0, block_ms=100, token=TOKEN))
+    run_server(redis_server.url, body, ServerConfig(port=0, block_ms=100, token=TOKEN))
 
 
 def test_a_page_of_another_site_cannot_open_the_websocket(redis_server) -> None:  # type: ignore[no-untyped-def]
@@ -89,10 +89,10 @@ def test_a_page_of_another_site_cannot_open_the_websocket(redis_server) -> None:
         # the viewer's own page, and an origin the server was told to allow
         for origin in (f"http://127.0.0.1:{server.port}", "https://dash.example.com"):
             async with connect(url, origin=origin) as ws:  # type: ignore[arg-type]
-                assert (await _recv(ws, "hello"))["type"] == "hello"
+                assert (await recv(ws, "hello"))["type"] == "hello"
 
     config = ServerConfig(port=0, block_ms=100, allow_origins=("https://dash.example.com",))
-    _run(redis_server.url, body, config)
+    run_server(redis_server.url, body, config)
 
 
 def test_a_loopback_server_refuses_requests_for_other_names(redis_server) -> None:  # type: ignore[no-untyped-def]
@@ -106,7 +106,7 @@ def test_a_loopback_server_refuses_requests_for_other_names(redis_server) -> Non
             status, _ = await asyncio.to_thread(_request, port, "/metrics", {"Host": host})
             assert status == 200, host
 
-    _run(redis_server.url, body)
+    run_server(redis_server.url, body)
 
     async def behind_a_proxy(server: CaptionServer) -> None:  # that passes its Host on
         passed = {"Host": "cams.example.com"}
@@ -115,7 +115,7 @@ def test_a_loopback_server_refuses_requests_for_other_names(redis_server) -> Non
         assert (await asyncio.to_thread(_request, server.port, "/metrics", rebound))[0] == 403
 
     config = ServerConfig(port=0, block_ms=100, allow_hosts=("cams.example.com",))
-    _run(redis_server.url, behind_a_proxy, config)
+    run_server(redis_server.url, behind_a_proxy, config)
 
 
 def test_listen_with_the_token_and_without(redis_server, redis_client: redis.Redis) -> None:  # type: ignore[no-untyped-def]
@@ -149,7 +149,7 @@ def test_listen_with_the_token_and_without(redis_server, redis_client: redis.Red
         code, out, _ = await listen(url, env=env)
         assert code == 0 and "a thing" in out
 
-    _run(redis_server.url, body, ServerConfig(port=0, block_ms=100, token=TOKEN))
+    run_server(redis_server.url, body, ServerConfig(port=0, block_ms=100, token=TOKEN))
 
 
 def test_the_banner_gives_the_viewer_link_and_warns_when_open_beyond_this_machine() -> None:
@@ -185,7 +185,7 @@ def test_no_message_shows_a_password_or_a_token_given_in_a_url(
         )
         assert code == 2
 
-    _run(redis_server.url, body, ServerConfig(port=0, block_ms=100, token=TOKEN))
+    run_server(redis_server.url, body, ServerConfig(port=0, block_ms=100, token=TOKEN))
     err = capsys.readouterr().err
     assert "refused the connection: HTTP 401" in err and "s3cret" not in err, err
     assert (

@@ -19,27 +19,17 @@ from websockets.asyncio.client import connect
 from stream.exceptions import StreamError
 from stream.server.server import CaptionServer, ServerConfig, banner
 from stream.server.tls import server_tls_context
-from tests.stream.server.test_server import T, _recv, _run
 from tests.support.frames import publish_caption, register
+from tests.support.servers import T, recv, run_server
+from tests.support.tls import self_signed
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl command")
 TOKEN = "a-tls-test-token-0123456"
 
 
-def _self_signed(directory: Path, name: str = "server") -> tuple[str, str]:
-    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    return str(cert), str(key)
-
-
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    return _self_signed(tmp_path_factory.mktemp("tls"))
+    return self_signed(tmp_path_factory.mktemp("tls"))
 
 
 def test_over_tls_captions_frames_and_the_token_travel_encrypted(
@@ -53,9 +43,9 @@ def test_over_tls_captions_frames_and_the_token_travel_encrypted(
     async def body(server: CaptionServer) -> None:
         url = f"wss://127.0.0.1:{server.port}/ws?token={TOKEN}"
         async with connect(url, ssl=trusted) as ws:
-            await _recv(ws, "hello")
+            await recv(ws, "hello")
             await ws.send('{"type": "subscribe", "after": "0"}')
-            assert (await _recv(ws, "caption"))["text"] == "a door opens"
+            assert (await recv(ws, "caption"))["text"] == "a door opens"
 
         def get(path: str) -> str:
             with urllib.request.urlopen(
@@ -90,7 +80,7 @@ def test_over_tls_captions_frames_and_the_token_travel_encrypted(
         assert "certificate is not trusted" in err and "SSL_CERT_FILE" in err
 
     config = ServerConfig(port=0, block_ms=100, token=TOKEN, tls_cert=cert, tls_key=key)
-    _run(redis_server.url, body, config)
+    run_server(redis_server.url, body, config)
     (line,) = banner(config, 8765, on_terminal=False)
     assert "wss://127.0.0.1:8765/ws" in line and "https://127.0.0.1:8765/?token=" in line
 
@@ -107,7 +97,7 @@ def test_the_key_may_be_in_the_certificates_file(
 @pytest.mark.integration
 def test_bad_tls_files_are_clear_errors(tls_files: tuple[str, str], tmp_path: Path) -> None:
     cert, key = tls_files
-    _, other_key = _self_signed(tmp_path, "other")
+    _, other_key = self_signed(tmp_path, "other")
     not_pem = tmp_path / "not.pem"
     not_pem.write_text("hello\n")
     encrypted = tmp_path / "encrypted.key"

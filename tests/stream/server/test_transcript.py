@@ -18,8 +18,8 @@ import webvtt
 from stream.server.server import CaptionServer, ServerConfig
 from stream.server.transcript import GAP_MS, parse_transcript_path, range_start, transcript_cues
 from stream.subtitles.cues import Cue
-from tests.stream.server.test_server import T, _run
 from tests.support.frames import publish_caption, register
+from tests.support.servers import T, run_server
 from worker.bus.entries import CaptionEntry
 
 
@@ -164,7 +164,7 @@ def test_a_sources_log_is_served_as_webvtt_srt_and_json_lines(
         code, _, metrics = await asyncio.to_thread(_get, f"http://127.0.0.1:{server.port}/metrics")
         assert "scenecast_server_transcripts_served_total 6" in metrics
 
-    _run(redis_server.url, body)
+    run_server(redis_server.url, body)
 
 
 def test_a_transcript_needs_the_token_like_everything_else(redis_server, redis_client) -> None:  # type: ignore[no-untyped-def]
@@ -180,4 +180,4 @@ def test_a_transcript_needs_the_token_like_everything_else(redis_server, redis_c
         code, _, text = await asyncio.to_thread(_get, f"{url}?token={token}&since=")
         assert code == 400 and "since= has no value" in text  # not the whole log
 
-    _run(redis_server.url, body, ServerConfig(port=0, block_ms=100, token=token))
+    run_server(redis_server.url, body, ServerConfig(port=0, block_ms=100, token=token))

@@ -273,11 +273,11 @@ def test_the_viewer_of_a_server_with_a_token_takes_it_from_its_address(
 def test_the_viewer_over_tls_uses_wss(
     redis_server, redis_client: redis.Redis, browser: Any, tmp_path: Any
 ) -> None:  # type: ignore[no-untyped-def]
-    from tests.stream.server.test_server_tls import _self_signed
+    from tests.support.tls import self_signed
 
     if shutil.which("openssl") is None:
         pytest.skip("no openssl command")
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path)
     register(redis_client, "cam", live=True)
     set_status(redis_client, "cam", "live")
     publish_caption(redis_client, "cam", 0, "a dog runs", frame_data=jpeg((40, 40, 40)))

@@ -30,12 +30,13 @@ from websockets.asyncio.client import connect
 
 from stream.capture.capture import Capture, CaptureConfig
 from stream.exceptions import SourceError
-from stream.sources.sources import LatestFrameReader, parse_source
+from stream.sources.readers import LatestFrameReader
+from stream.sources.spec import parse_source
 from tests.conftest import TIMEOUT_FACTOR
-from tests.stream.test_pipeline import SCENES, _collect, _start_run, _stop
 from tests.support.factories import save_tiny_checkpoint
 from tests.support.mjpeg_camera import MjpegCamera, frame_number
 from tests.support.rtsp_camera import RtspCamera
+from tests.support.runs import SCENES, collect_run, start_run, stop_run
 from tests.support.videos import make_video
 from worker.bus.entries import decode_frame, decode_status
 from worker.bus.keys import capture_key, frames_key, status_key
@@ -276,7 +277,7 @@ def test_run_captions_a_network_camera_through_an_outage(tmp_path: Path) -> None
     goes away, the client is told and captions resume, media time going on."""
     checkpoint = save_tiny_checkpoint(tmp_path / "tiny.pt")
     with MjpegCamera(fps=20, corrupt_every=30) as camera:
-        proc, url = _start_run(
+        proc, url = start_run(
             [camera.url, "--name", "door", "--checkpoint", str(checkpoint), "--fps", "2",
              "--beam", "1", "--hold", "off"]
         )  # fmt: skip
@@ -287,7 +288,7 @@ def test_run_captions_a_network_camera_through_an_outage(tmp_path: Path) -> None
             with urllib.request.urlopen(base + "/metrics") as response:
                 text = response.read().decode()
         finally:
-            _stop(proc)
+            stop_run(proc)
     values = {
         line.split(" ")[0]: int(line.split(" ")[1])
         for line in text.splitlines()
@@ -347,11 +348,11 @@ def test_run_captions_a_clip_at_a_url_as_a_file_job(clip_url: str, tmp_path: Pat
     """Not read as a stream as fast as it downloads (a few frames, then its end taken
     for a lost camera, replayed forever): every sampled frame once, then 'ended'."""
     checkpoint = save_tiny_checkpoint(tmp_path / "tiny.pt")
-    proc, url = _start_run([clip_url, "--checkpoint", str(checkpoint), "--beam", "1"])
+    proc, url = start_run([clip_url, "--checkpoint", str(checkpoint), "--beam", "1"])
     try:
-        captions, statuses = asyncio.run(_collect(url, 6))
+        captions, statuses = asyncio.run(collect_run(url, 6))
     finally:
-        _stop(proc)
+        stop_run(proc)
     assert [c["seq"] for c in captions] == [0, 1, 2, 3, 4, 5]
     assert [c["t_start_ms"] for c in captions] == [0, 1000, 2000, 3000, 4000, 5000]
     assert captions[0]["source"] == "127.0.0.1-scenes.mp4"

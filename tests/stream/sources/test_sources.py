@@ -18,19 +18,18 @@ import pytest
 
 from stream.capture.sampler import FixedRateSampler
 from stream.exceptions import SourceError, SourceLostError, StreamError
-from stream.sources.sources import (
+from stream.sources.readers import (
     BAD_GRABS_SKIPPED,
     BAD_READS_LOST,
     FileReader,
     LatestFrameReader,
-    SourceSpec,
     monotonic_pts,
     open_capture,
-    parse_source,
-    redact_url,
 )
+from stream.sources.spec import SourceSpec, parse_source
 from tests.support.videos import make_video
 from worker.bus.backoff import backoff_delays
+from worker.bus.redact import redact_url
 
 TIMEOUT_FACTOR = float(os.environ.get("SCENECAST_TESTS_TIMEOUT_FACTOR", "1"))
 

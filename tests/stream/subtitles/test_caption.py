@@ -9,7 +9,6 @@ check real exit codes and the real checkpoint load.
 from __future__ import annotations
 
 import datetime as dt
-import html
 import io
 import itertools
 import json
@@ -27,11 +26,9 @@ import numpy as np
 import pytest
 import redis
 import srt
-import webvtt
 
 from captioner.exceptions import CaptionerError
 from stream.capture.capture import CaptureConfig
-from stream.cli.main import main
 from stream.subtitles.caption import (
     JOB_KEYS_TTL_S,
     caption_video,
@@ -40,7 +37,8 @@ from stream.subtitles.caption import (
 )
 from stream.subtitles.progress import Progress, ProgressBar, format_progress
 from tests.conftest import TIMEOUT_FACTOR
-from tests.support.factories import save_tiny_checkpoint, tiny_captioner
+from tests.support.caption_cli import run, vtt_cues
+from tests.support.factories import save_tiny_checkpoint
 from tests.support.videos import make_video
 from worker.batching import BatchPolicy
 from worker.bus.keys import (
@@ -53,6 +51,8 @@ from worker.bus.keys import (
 )
 from worker.worker import Worker, WorkerConfig
 
+pytestmark = pytest.mark.usefixtures("tiny_model")  # tests/stream/subtitles/conftest.py
+
 T = 60.0 * TIMEOUT_FACTOR
 SCENES = [((0, 0, 200), 2.0), ((0, 200, 0), 2.0), ((200, 0, 0), 2.0)]  # BGR, seconds
 CUTS_MS = [0, 2000, 4000]
@@ -60,38 +60,8 @@ END_MS = 6000
 
 
 @pytest.fixture(scope="module")
-def captioner() -> Any:
-    return tiny_captioner()
-
-
-@pytest.fixture(scope="module")
 def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_video(tmp_path_factory.mktemp("video") / "scenes.mp4", scenes=SCENES, fps=10)
-
-
-@pytest.fixture(autouse=True)
-def tiny_model(monkeypatch: pytest.MonkeyPatch, captioner: Any) -> None:
-    """``--checkpoint`` is not needed in-process: the tiny captioner is loaded instead."""
-    monkeypatch.setattr(
-        "stream.subtitles.batch._load_captioner", lambda checkpoint, device, k: captioner
-    )
-    monkeypatch.delenv("SCENECAST_REDIS_URL", raising=False)
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
-    try:
-        code = main(["caption", *map(str, args)])
-    except SystemExit as exit:  # argparse rejected a flag
-        code = int(exit.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def vtt_cues(path: Path) -> list[tuple[float, float, str]]:
-    return [
-        (c.start_in_seconds * 1000, c.end_in_seconds * 1000, html.unescape(c.text))
-        for c in webvtt.read(str(path))
-    ]
 
 
 def srt_cues(path: Path) -> list[tuple[float, float, str]]:
@@ -380,16 +350,16 @@ class _Counting:
 def test_fixed_rate_sampling_converts_only_the_sampled_frames(
     monkeypatch: pytest.MonkeyPatch, video: Path, captioner: Any
 ) -> None:
-    import stream.sources.sources
+    import stream.sources.readers
 
     opened: list[_Counting] = []
-    real_open = stream.sources.sources.open_capture
+    real_open = stream.sources.readers.open_capture
 
     def counting_open(*args: Any, **kwargs: Any) -> Any:
         opened.append(_Counting(real_open(*args, **kwargs)))
         return opened[-1]
 
-    monkeypatch.setattr(stream.sources.sources, "open_capture", counting_open)
+    monkeypatch.setattr(stream.sources.readers, "open_capture", counting_open)
     result = caption_video(video, captioner=captioner, beam=1)  # 1 frame/s of 10 fps
     assert len(result.samples) == 6
     assert sum(c.retrieved for c in opened) == 6
@@ -749,7 +719,8 @@ def test_a_job_whose_frames_went_with_a_restarted_redis_fails_clearly(redis_clie
     never all arrive; the job says so instead of waiting for ever."""
     from stream.capture.capture import Capture
     from stream.exceptions import StreamError
-    from stream.sources.sources import Frame, parse_source
+    from stream.sources.readers import Frame
+    from stream.sources.spec import parse_source
     from stream.subtitles.caption import _collect, _Tracker
 
     video = Path(__file__).parents[3] / "stream" / "assets" / "demo.mp4"

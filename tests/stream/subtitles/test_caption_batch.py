@@ -14,8 +14,10 @@ import pytest
 import stream.subtitles.caption
 from stream.exceptions import StreamError
 from stream.subtitles.outputs import Job, plan_outputs
-from tests.stream.subtitles.test_caption import captioner, run, tiny_model, vtt_cues  # noqa: F401 - fixtures
+from tests.support.caption_cli import run, vtt_cues
 from tests.support.videos import make_video
+
+pytestmark = pytest.mark.usefixtures("tiny_model")  # tests/stream/subtitles/conftest.py
 
 SCENES_A = [((0, 0, 200), 1.0), ((0, 200, 0), 1.0)]
 SCENES_B = [((200, 0, 0), 2.0)]
@@ -71,7 +73,7 @@ def test_several_videos_one_model_load_each_in_its_file(
     monkeypatch: pytest.MonkeyPatch,
     videos: list[Path],
     tmp_path: Path,
-    captioner: Any,  # noqa: F811 - the fixture
+    captioner: Any,
 ) -> None:
     loads: list[str | None] = []
 

@@ -24,9 +24,9 @@ from stream.clients.forget import forget_sources
 from stream.embedded_redis import EmbeddedRedis, check_redis
 from stream.exceptions import StreamError
 from tests.conftest import TIMEOUT_FACTOR
-from tests.stream.test_pipeline import SCENES, _start_run, _stop
 from tests.support.factories import save_tiny_checkpoint, tiny_captioner
 from tests.support.redis_cluster import redis_cluster
+from tests.support.runs import SCENES, start_run, stop_run
 from tests.support.videos import make_video
 from worker.batching import BatchPolicy
 from worker.bus import cluster
@@ -214,7 +214,7 @@ def test_three_file_jobs_through_a_cluster(
     order, from streams held on three different nodes; `status` reads it all."""
     url = nodes[1].url
     names = [arg for s in SOURCES for arg in ("--name", s)]
-    proc, ws_url = _start_run(
+    proc, ws_url = start_run(
         [str(video)] * 3
         + names
         + ["--redis-url", url, "--checkpoint", str(checkpoint)]
@@ -226,7 +226,7 @@ def test_three_file_jobs_through_a_cluster(
         with urllib.request.urlopen(metrics_url, timeout=T) as response:
             metrics = response.read().decode()
     finally:
-        _stop(proc)
+        stop_run(proc)
     assert "scenecast_up 1" in metrics.splitlines()
     for s in SOURCES:  # the shared figures, read from all three nodes
         assert f'scenecast_captions{{source="{s}"}} 6' in metrics.splitlines(), metrics

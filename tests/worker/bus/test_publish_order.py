@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from stream.capture.capture import Capture, CaptureConfig
-from stream.sources.sources import parse_source
+from stream.sources.spec import parse_source
 from tests.support.factories import tiny_captioner
 from tests.support.frames import add_frame, caption, jpeg, register
 from worker.batching import BatchPolicy
