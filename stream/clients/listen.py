@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shlex
 import signal
 import ssl
 import sys
-import threading
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -210,24 +210,42 @@ def _parse(raw: str | bytes) -> ServerMessage | None:
         raise StreamError(f"the server sent a message that breaks the protocol: {exc}") from None
 
 
+async def _until_sigterm(
+    url: str, progress: Progress, terminated: list[bool], **kwargs: Any
+) -> int:
+    """:func:`listen`, with SIGTERM taken as Ctrl+C: the resume hint, and exit 143. The
+    loop's own handler cancels the listen (a handler raising inside asyncio's tasks
+    interrupted whatever ran, at times the websocket's own callbacks: no hint, a
+    traceback, or a close that never ended)."""
+    task = asyncio.current_task()
+    assert task is not None
+
+    def on_sigterm() -> None:
+        terminated.append(True)
+        task.cancel()
+
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # main thread
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    try:
+        return await listen(url, progress=progress, **kwargs)
+    except asyncio.CancelledError:
+        if terminated:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.remove_signal_handler(signal.SIGTERM)
+
+
 def run_listen(url: str, **kwargs: Any) -> int:
     """0: done (limit reached, server closed, or the reader of our output went away);
-    1: the connection was lost; 2: could not connect; 130: Ctrl+C."""
+    1: the connection was lost; 2: could not connect; 130: Ctrl+C; 143: SIGTERM."""
     progress = Progress()
     shown = redact_url(url)  # a ?token= in the URL never reaches a message
-    terminated = False
-
-    def on_sigterm(signum: int, frame: object) -> None:
-        """SIGTERM as Ctrl+C: the resume hint, and exit 143 (it was a SystemExit raised
-        inside asyncio's tasks: no hint, at times a traceback)."""
-        nonlocal terminated
-        terminated = True
-        raise KeyboardInterrupt
-
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, on_sigterm) if main_thread else None
+    terminated: list[bool] = []
     try:
-        return asyncio.run(listen(url, progress=progress, **kwargs))
+        return asyncio.run(_until_sigterm(url, progress, terminated, **kwargs))
     except KeyboardInterrupt:
         if progress.connected:  # a caption counts once printed: its hint resumes after it
             print(f"scenecast: stopped; {progress.resume_hint()}", file=sys.stderr)
@@ -266,6 +284,3 @@ def run_listen(url: str, **kwargs: Any) -> int:
             return 1
         print(f"scenecast: error: cannot connect to {shown}: {exc}", file=sys.stderr)
         return 2
-    finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, previous)
