@@ -23,6 +23,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.extensions.base import ServerExtensionFactory
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from stream.exceptions import StreamError
 from stream.protocol import (
@@ -66,6 +67,9 @@ __all__ = ["COMPRESSION", "SERVER_NAME", "CaptionServer", "ServerConfig", "banne
 log = logging.getLogger("scenecast.server")
 
 CONTROL_LIMIT = 64  # replies (pong, error, status) queued for a client before it is read no more
+# while a client's replies wait, how often its reader looks whether it has gone: a writer
+# blocked in a send to a closing socket never makes room
+ROOM_CHECK_S = 0.2
 
 
 class CaptionServer:
@@ -274,9 +278,13 @@ class CaptionServer:
             async for raw in ws:
                 # a flood waits here: its socket fills, TCP slows the client down
                 await asyncio.sleep(bucket.wait_s(time.monotonic()))
-                while len(client.control) >= CONTROL_LIMIT:  # replies it does not read
-                    client.room.clear()
-                    await client.room.wait()
+                while len(client.control) >= CONTROL_LIMIT and _open(ws, writer):
+                    client.room.clear()  # replies it does not read: read no more for now
+                    with contextlib.suppress(TimeoutError):  # and look again at the socket
+                        await asyncio.wait_for(client.room.wait(), ROOM_CHECK_S)
+                if not _open(ws, writer):  # the client is gone: what it sent is not read,
+                    ws.transport.abort()  # so its close could not complete: end it now
+                    break
                 try:
                     message = parse_client_message(raw)
                     if isinstance(message, Subscribe):  # refused whole: nothing changes
@@ -342,18 +350,32 @@ class CaptionServer:
         )
 
     async def _write(self, client: Client) -> None:
-        while True:
-            await client.wake.wait()
-            client.wake.clear()
-            while client.control or client.captions:
-                item = client.control.popleft() if client.control else client.captions.popleft()
-                client.room.set()
-                text = item if isinstance(item, str) else item()
-                if text is None:  # a gap the client has resumed from meanwhile
-                    continue
-                await client.ws.send(text)
-                client.sent += 1
-                self.hub.metrics["messages_sent"] += 1
+        """Send what is queued for ``client`` until its connection is gone. Ends then,
+        and wakes the reader (it may wait for room in the reply queue, which would
+        otherwise never come: the client stayed counted and the server never stopped)."""
+        try:
+            while True:
+                await client.wake.wait()
+                client.wake.clear()
+                while client.control or client.captions:
+                    queue = client.control if client.control else client.captions
+                    item = queue.popleft()
+                    client.room.set()
+                    text = item if isinstance(item, str) else item()
+                    if text is None:  # a gap the client has resumed from meanwhile
+                        continue
+                    await client.ws.send(text)
+                    client.sent += 1
+                    self.hub.metrics["messages_sent"] += 1
+        except ConnectionClosed:
+            pass
+        finally:
+            client.room.set()
+
+
+def _open(ws: ServerConnection, writer: asyncio.Task[None]) -> bool:
+    """Whether a client may still be read from: its socket open and its writer alive."""
+    return ws.state is State.OPEN and not writer.done()
 
 
 def render_transcript(fmt: TranscriptFormat, raw: Sequence[tuple[bytes, Any]]) -> str:

@@ -537,3 +537,36 @@ def test_sigterm_to_serve_closes_each_client_as_going_away(redis_server) -> None
         for stream in (serve.stdout, serve.stderr):
             if stream is not None:
                 stream.close()
+
+
+@pytest.mark.parametrize("leave", ["close", "reset"])
+def test_a_client_that_leaves_with_replies_owed_is_gone_and_the_server_stops(
+    redis_server,  # type: ignore[no-untyped-def]
+    leave: str,
+) -> None:
+    """100 messages that each get an answer (``{}``: an error), then a close or a TCP
+    reset: the client stayed counted for good and the server never stopped (its
+    handler waited for room in a reply queue whose writer had died with the socket)."""
+    import socket
+    import struct
+
+    async def main() -> None:
+        server = await CaptionServer(redis_server.url, ServerConfig(port=0, block_ms=100)).start()
+        try:
+            async with connect(ws_url(server), close_timeout=1) as ws:
+                await recv(ws, "hello")
+                for _ in range(100):
+                    await ws.send("{}")
+                if leave == "reset":  # SO_LINGER 0: the close sends a RST
+                    sock = ws.transport.get_extra_info("socket")
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    ws.transport.abort()
+            deadline = time.monotonic() + 1.0 * T / 5  # a second (scaled as every timeout)
+            while server.hub.clients:
+                assert time.monotonic() < deadline, f"{len(server.hub.clients)} client(s) left"
+                await asyncio.sleep(0.02)
+            assert "scenecast_clients 0" in await server.metrics_text()
+        finally:
+            await asyncio.wait_for(server.stop(), T)
+
+    asyncio.run(main())
