@@ -888,8 +888,11 @@ def _parse_subscribe(fields: _Fields) -> Subscribe:
     if attention is not None and not isinstance(attention, bool):
         raise _bad_field("subscribe.attention", "true or false, or left out", attention)
     after = fields.obj.get("after")
-    is_map = isinstance(after, dict) and all(isinstance(x, str) for x in after.values())
-    if not (after is None or isinstance(after, str) or is_map):
+    if isinstance(after, dict):  # name the entry that is wrong, not the whole object
+        for name, value in after.items():
+            if not isinstance(value, str):
+                raise _bad_field(f"subscribe.after[{name!r}]", AFTER_RULE, value)
+    elif not (after is None or isinstance(after, str)):
         raise _bad_field(
             "subscribe.after", f"{AFTER_RULE}, or an object mapping source names to such", after
         )

@@ -233,8 +233,8 @@ BAD_FRAMES: list[tuple[str, str | bytes, str, list[str]]] = [
      "bad_field", ["is not a valid position"]),
     ("after a number", _subscribe(after=5), "bad_field",
      ["subscribe.after must be a caption id", "or an object mapping source names", "integer 5"]),
-    ("after map of numbers", _subscribe(after={"cam0": 5}), "bad_field",
-     ["subscribe.after must be a caption id", "got an object"]),
+    ("after map of numbers", _subscribe(after={"cam0": 5}), "bad_field",  # not "got an object"
+     ["subscribe.after['cam0'] must be a caption id", "got an integer 5"]),
     ("after map bad id", _subscribe(after={"cam0": "x"}), "bad_field",
      ["subscribe.after['cam0'] \"x\" is not a valid position", AFTER_RULE]),
     ("attention not a bool", _subscribe(attention="no"), "bad_field",
