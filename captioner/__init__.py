@@ -15,6 +15,7 @@ from captioner.exceptions import (
     DeviceError,
     InvalidImageError,
     NoDefaultModelError,
+    SearchConfigError,
     WeightsNotFoundError,
 )
 
@@ -48,5 +49,6 @@ __all__ = [
     "InvalidImageError",
     "NoDefaultModelError",
     "SearchConfig",
+    "SearchConfigError",
     "WeightsNotFoundError",
 ]

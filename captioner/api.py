@@ -15,7 +15,12 @@ from torch import Tensor
 from captioner.checkpoint import Checkpoint, load_checkpoint, neighbours_path
 from captioner.default_model import default_weights_path
 from captioner.encoder import CPU_ENCODER_CHUNK, Encoder, build_encoder
-from captioner.exceptions import CheckpointError, DeviceError, NoDefaultModelError
+from captioner.exceptions import (
+    CheckpointError,
+    DeviceError,
+    NoDefaultModelError,
+    SearchConfigError,
+)
 from captioner.model import Decoder
 from captioner.preprocess import to_batch
 from captioner.search.config import Method, SearchConfig
@@ -79,11 +84,19 @@ class Captioner:
         self.neighbours = neighbours
         # What each stream's frames last showed, for the caption hold (captioner/hold.py).
         self.shown = ShownCaptions()
+        # override() set the method or beam: caption() then uses them unless given a beam
+        self._search_set = False
 
     def override(self, changes: Mapping[str, Any]) -> None:
         """Replace stored search settings for every later call, e.g. ``{"consensus_k":
-        0}`` (no reranking) or ``{"hold_margin": None}`` (no caption hold)."""
+        0}`` (no reranking), ``{"hold_margin": None}`` (no caption hold) or ``{"beam": 5}``
+        (then :meth:`caption` searches so unless it is given a ``beam``)."""
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(SearchConfig)})
+        if unknown:
+            accepted = ", ".join(f.name for f in dataclasses.fields(SearchConfig))
+            raise SearchConfigError(f"no search setting {', '.join(unknown)}; accepted: {accepted}")
         self.search_config = dataclasses.replace(self.search_config, **changes)
+        self._search_set = self._search_set or bool({"beam", "method"} & set(changes))
 
     @property
     def fit(self) -> str:
@@ -186,12 +199,13 @@ class Captioner:
         self,
         images: Sequence[np.ndarray | Tensor],
         *,
-        beam: int = 3,
+        beam: int | None = None,
         config: SearchConfig | None = None,
         sources: Sequence[str | None] | None = None,
         shown: ShownCaptions | None = None,
     ) -> list[Caption]:
-        """One :class:`Caption` per image, in order. ``beam=1`` is greedy search.
+        """One :class:`Caption` per image, in order. ``beam=1`` is greedy search; no
+        ``beam``: 3, or the method and beam :meth:`override` set.
 
         ``config`` overrides the search settings stored with the model (then
         ``beam`` is ignored). ``sources`` names the stream of each image (None: a lone
@@ -200,11 +214,18 @@ class Captioner:
         reranking). What each stream showed before comes from ``shown`` and is updated
         there; by default the captioner's own memory (``self.shown``), kept between calls.
         """
+        if config is None:
+            if beam is None and self._search_set:
+                config = self.search_config
+            else:
+                beam = 3 if beam is None else beam
+                if isinstance(beam, bool) or not isinstance(beam, int) or beam < 1:
+                    raise SearchConfigError(f"beam must be an integer >= 1, got {beam!r}")
+                method: Method = "beam" if beam > 1 else "greedy"
+                config = dataclasses.replace(self.search_config, method=method, beam=beam)
+        _check_call(config, sources, shown, n=len(images), vocab=len(self.vocab))
         if len(images) == 0:
             return []
-        if config is None:
-            method: Method = "beam" if beam > 1 else "greedy"
-            config = dataclasses.replace(self.search_config, method=method, beam=beam)
         features = self.encode(images)
         return self.describe(features, config, sources=sources, shown=shown)
 
@@ -217,6 +238,7 @@ class Captioner:
         shown: ShownCaptions | None = None,
     ) -> list[Caption]:
         """Search captions for precomputed grid features (B, P, D)."""
+        _check_call(config, sources, shown, n=len(features), vocab=len(self.vocab))
         features = features.to(self.device)
         hyps = caption_search(
             self.decoder,
@@ -233,3 +255,31 @@ class Captioner:
         tokens = self.vocab.decode(hyp.ids)
         attention = hyp.attention.reshape(len(hyp.ids), *self.grid).numpy().astype(np.float32)
         return Caption(text=" ".join(tokens), tokens=tokens, score=hyp.score, attention=attention)
+
+
+def _check_call(
+    config: object,
+    sources: Sequence[str | None] | None,
+    shown: object,
+    *,
+    n: int,
+    vocab: int,
+) -> None:
+    """What a caller passes that the search cannot use: a CaptionerError saying so (it
+    was a TypeError or RuntimeError from deep inside torch)."""
+    if not isinstance(config, SearchConfig):
+        raise SearchConfigError(
+            f"config must be a SearchConfig, got {type(config).__name__} (build one: "
+            "SearchConfig(beam=5), or dataclasses.replace(cap.search_config, ...))"
+        )
+    if config.top_k > vocab:
+        raise SearchConfigError(
+            f"top_k {config.top_k} is more than the {vocab} words the model has"
+        )
+    if shown is not None and not isinstance(shown, ShownCaptions):
+        raise SearchConfigError(f"shown must be a ShownCaptions, got {type(shown).__name__}")
+    if sources is not None:
+        if isinstance(sources, str):
+            raise SearchConfigError("sources must be one name per image, got one string")
+        if len(sources) != n:
+            raise SearchConfigError(f"{len(sources)} sources for {n} images: give one per image")

@@ -27,3 +27,7 @@ class DeviceError(CaptionerError, ValueError):
 
 class DatasetError(CaptionerError, ValueError):
     """A caption dataset (Karpathy JSON + image folder) is malformed."""
+
+
+class SearchConfigError(CaptionerError, ValueError):
+    """A search setting of the wrong type or out of range (``SearchConfig``, ``caption()``)."""

@@ -113,6 +113,11 @@ def check_tensor(image: Tensor, index: int = 0) -> Tensor:
             f"image {index}: expected a uint8 tensor (3, H, W) RGB, "
             f"got {image.dtype} {tuple(image.shape)}"
         )
+    if image.shape[1] < MIN_IMAGE_SIDE or image.shape[2] < MIN_IMAGE_SIDE:
+        raise InvalidImageError(
+            f"image {index}: {image.shape[2]}x{image.shape[1]} pixels is too small "
+            f"(accepted: at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} pixels)"
+        )
     return image
 
 

@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+from captioner.exceptions import SearchConfigError
+
 Method = Literal["greedy", "beam", "sample"]
 METHODS: tuple[str, ...] = ("greedy", "beam", "sample")
 
@@ -43,25 +45,48 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
-            raise ValueError(f"unknown search method {self.method!r}; accepted: {METHODS}")
+            raise SearchConfigError(f"unknown search method {self.method!r}; accepted: {METHODS}")
+        for name in ("beam", "max_len", "no_repeat_ngram", "top_k", "seed", "consensus_k"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise SearchConfigError(f"{name} must be an integer, got {value!r}")
+        for name in ("length_penalty", "temperature", "consensus_weight"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise SearchConfigError(f"{name} must be a number, got {value!r}")
         if self.beam < 1:
-            raise ValueError(f"beam must be >= 1, got {self.beam}")
+            raise SearchConfigError(f"beam must be >= 1, got {self.beam}")
         if self.max_len < 1:
-            raise ValueError(f"max_len must be >= 1, got {self.max_len}")
+            raise SearchConfigError(f"max_len must be >= 1, got {self.max_len}")
+        if isinstance(self.banned_words, str):  # a str is a sequence of letters
+            raise SearchConfigError(
+                f"banned_words must be a sequence of words or phrases, got the string "
+                f"{self.banned_words!r} (for one: ({self.banned_words!r},))"
+            )
         object.__setattr__(self, "banned_words", tuple(self.banned_words))  # from a list too
         if not all(isinstance(w, str) and w.split() for w in self.banned_words):
-            raise ValueError(f"banned_words must be words or phrases, got {self.banned_words!r}")
+            raise SearchConfigError(
+                f"banned_words must be words or phrases, got {self.banned_words!r}"
+            )
         if not math.isfinite(self.length_penalty):
-            raise ValueError(f"length_penalty must be a finite number, got {self.length_penalty}")
+            raise SearchConfigError(
+                f"length_penalty must be a finite number, got {self.length_penalty}"
+            )
         if self.no_repeat_ngram < 0 or self.top_k < 0:
-            raise ValueError("no_repeat_ngram and top_k must be >= 0")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+            raise SearchConfigError("no_repeat_ngram and top_k must be >= 0")
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise SearchConfigError(
+                f"temperature must be a finite number > 0, got {self.temperature}"
+            )
         if self.consensus_k < 0:
-            raise ValueError(f"consensus_k must be >= 0, got {self.consensus_k}")
+            raise SearchConfigError(f"consensus_k must be >= 0, got {self.consensus_k}")
         if not (math.isfinite(self.consensus_weight) and self.consensus_weight >= 0):
-            raise ValueError(f"consensus_weight must be >= 0, got {self.consensus_weight}")
-        if self.hold_margin is not None and not (
-            math.isfinite(self.hold_margin) and self.hold_margin >= 0
+            raise SearchConfigError(f"consensus_weight must be >= 0, got {self.consensus_weight}")
+        if self.hold_margin is not None and (
+            isinstance(self.hold_margin, bool)
+            or not isinstance(self.hold_margin, int | float)
+            or not (math.isfinite(self.hold_margin) and self.hold_margin >= 0)
         ):
-            raise ValueError(f"hold_margin must be >= 0 or None (off), got {self.hold_margin}")
+            raise SearchConfigError(
+                f"hold_margin must be >= 0 or None (off), got {self.hold_margin!r}"
+            )

@@ -126,7 +126,9 @@ class _Held:
         last = {source: j for j, source in enumerate(sources) if source is not None}
         for source, j in last.items():  # what each source shows after its last frame here
             words = tuple(self.vocab.decode(chosen[j]))
-            shown.put(source, Shown(tokens=words, pooled=keys[j].float().cpu()))
+            shown.put(
+                source, Shown(tokens=words, pooled=keys[j].float().cpu().clone())
+            )  # not a view: the batch goes
         return out
 
     def _ids(self, tokens: tuple[str, ...]) -> tuple[int, ...] | None:

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from captioner import Captioner, CheckpointError, NoDefaultModelError
+from captioner import (
+    Captioner,
+    CaptionerError,
+    CheckpointError,
+    NoDefaultModelError,
+    SearchConfigError,
+)
 from captioner import api as api_module
 from captioner.checkpoint import load_checkpoint, save_checkpoint
 from captioner.encoder import EncoderSpec
@@ -116,3 +124,72 @@ def test_bad_device_is_a_clear_error(saved: Path) -> None:
     if not torch.cuda.is_available():
         with pytest.raises(DeviceError, match="CUDA is not available; use 'cpu'"):
             Captioner.load(saved, device="cuda")
+
+
+def test_override_of_the_beam_is_what_caption_searches_with(saved: Path) -> None:
+    """``override({"beam": 5})`` was ignored: caption()'s own beam=3 won."""
+    cap = Captioner.load(saved, device="cpu")
+    used: list[SearchConfig] = []
+    describe = cap.describe
+
+    def spy(features: torch.Tensor, config: SearchConfig, **kw: object) -> object:
+        used.append(config)
+        return describe(features, config, **kw)  # type: ignore[arg-type]
+
+    cap.describe = spy  # type: ignore[method-assign]
+    cap.caption(_images()[:1])
+    cap.override({"consensus_k": 0})  # other settings leave the API's beam 3
+    cap.caption(_images()[:1])
+    cap.override({"beam": 5})
+    cap.caption(_images()[:1])
+    cap.caption(_images()[:1], beam=1)  # a beam given still wins
+    assert [(c.method, c.beam) for c in used] == [
+        ("beam", 3),
+        ("beam", 3),
+        ("beam", 5),
+        ("greedy", 1),
+    ]
+    with pytest.raises(SearchConfigError, match="no search setting beams; accepted: method, beam"):
+        cap.override({"beams": 5})
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda cap, im: cap.caption(im, beam=3.0), "beam must be an integer >= 1, got 3.0"),
+        (lambda cap, im: cap.caption(im, config={"beam": 3}), "config must be a SearchConfig"),
+        (
+            lambda cap, im: cap.caption(im, config=SearchConfig(method="sample", top_k=10_000)),
+            "top_k 10000 is more than the 34 words",
+        ),
+        (lambda cap, im: cap.caption(im, shown={}), "shown must be a ShownCaptions, got dict"),
+        (lambda cap, im: cap.caption(im, sources=["a"]), "1 sources for 3 images"),
+        (lambda cap, im: cap.caption(im, sources="abc"), "one name per image, got one string"),
+        (lambda cap, im: cap.caption([torch.zeros(3, 1, 5, dtype=torch.uint8)]), "too small"),
+    ],
+)
+def test_what_a_search_cannot_use_is_a_captioner_error(
+    saved: Path, call: Any, message: str
+) -> None:
+    """These were TypeError / RuntimeError from deep inside torch, or silently wrong
+    (sources of the wrong length without the hold; a 1-pixel tensor captioned)."""
+    cap = Captioner.load(saved, device="cpu")
+    cap.override({"hold_margin": None})
+    with pytest.raises(CaptionerError, match=re.escape(message)):
+        call(cap, _images())
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"banned_words": "cat"}, "got the string 'cat' (for one: ('cat',))"),
+        ({"beam": 3.0}, "beam must be an integer, got 3.0"),
+        ({"beam": True}, "beam must be an integer, got True"),
+        ({"temperature": float("inf")}, "temperature must be a finite number > 0, got inf"),
+        ({"top_k": "5"}, "top_k must be an integer, got '5'"),
+        ({"hold_margin": "0.1"}, "hold_margin must be >= 0 or None (off), got '0.1'"),
+    ],
+)
+def test_bad_search_settings_are_captioner_errors(settings: dict[str, Any], message: str) -> None:
+    with pytest.raises(SearchConfigError, match=re.escape(message)):
+        SearchConfig(**settings)

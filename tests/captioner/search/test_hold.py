@@ -270,3 +270,15 @@ def test_a_shown_caption_this_model_cannot_score_is_not_held(setup) -> None:  # 
     shown.put("s", Shown(("w1", "w2"), keys))  # one it can: held, with this margin
     got = caption_search(decoder, frame, vocab, loose, index, sources=["s"], shown=shown)
     assert vocab.decode(got[0].ids) == ["w1", "w2"]
+
+
+def test_a_held_state_keeps_only_its_own_features_not_its_batch(setup) -> None:  # type: ignore[no-untyped-def]
+    """It kept a view of the whole batch's pooled tensor: one stream's memory held every
+    image of the batch it came from."""
+    vocab, decoder, features, index, config = setup
+    shown = ShownCaptions()
+    caption_search(decoder, features, vocab, config, index, sources=["s"] * 12, shown=shown)
+    held = shown.get("s")
+    assert held is not None
+    pooled = held.pooled
+    assert pooled.untyped_storage().nbytes() == pooled.numel() * pooled.element_size()
