@@ -258,6 +258,7 @@ class Hub:
         for gone in set(self.sources) - listed:  # forgotten (scenecast forget)
             del self.sources[gone]
             self.silent.pop(gone, None)
+            self.latency.by_source.pop(gone, None)  # its series leave /metrics too
             for stream in (captions_key(gone), status_key(gone)):
                 self.positions.pop(stream, None)
         new = []

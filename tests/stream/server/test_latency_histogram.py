@@ -11,6 +11,7 @@ import pytest
 import redis
 from websockets.asyncio.client import connect
 
+from stream.clients.forget import forget_sources
 from stream.server.latency_histogram import Histogram, LatencyHistograms
 from stream.server.server import CaptionServer
 from tests.support.frames import publish_caption, register
@@ -71,6 +72,12 @@ def test_metrics_show_the_latency_of_the_live_captions_the_server_saw(
         # tests/frames.py publishes each caption with a latency of 1 ms
         assert 'scenecast_caption_latency_seconds_bucket{source="door",le="0.05"} 3' in text
         assert 'scenecast_caption_latency_seconds_sum{source="door"} 0.003000' in text
+        # forgotten: its series leave /metrics with it (they stayed for good)
+        await asyncio.to_thread(forget_sources, redis_client, ["door"])
+        deadline = asyncio.get_running_loop().time() + T
+        while 'source="door"' in (text := await asyncio.to_thread(metrics)):
+            assert asyncio.get_running_loop().time() < deadline, text
+            await asyncio.sleep(0.1)
 
     run_server(redis_server.url, body)
 
