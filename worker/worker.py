@@ -46,6 +46,7 @@ from worker.bus.keys import (
     METRICS_KEY,
     SOURCES_KEY,
     STAGE_PREFIX,
+    WORKER_FORGOTTEN_MS,
     WORKER_SEEN_MS,
     WORKERS_KEY,
     as_str,
@@ -88,6 +89,7 @@ log = logging.getLogger("scenecast.worker")
 
 SHARED_KEEP = 4096  # sources whose state in Redis a worker remembers between reads
 HEARTBEAT_S = 2.0  # how often a worker notes in WORKERS_KEY that it is alive
+FORGET_EVERY_S = 60.0  # how often a worker drops the heartbeats of workers long gone
 UNDECODABLE = "not a decodable JPEG of at least 2x2 pixels"  # a dead letter's reason
 LIVE_RECENT_S = 10.0  # live frames read this recently: batches kept to their deadline
 
@@ -190,6 +192,7 @@ class Worker:
         self._sources_at = 0.0
         self._claimed_at = 0.0
         self._beat_at = -HEARTBEAT_S  # the first heartbeat goes at once
+        self._forgot_at = time.monotonic()  # run() forgets once as it starts
         self._live_at = -LIVE_RECENT_S  # time.monotonic() of the last live frame read
         self._per_frame = MovingAverage()  # ms of the model's time per frame, lately
         self._groups: set[str] = set()
@@ -251,6 +254,9 @@ class Worker:
             self.clock.sync(self.redis)
         self.redis.hset(WORKERS_KEY, self.config.consumer, int(self.clock.now_ms()))
         self._beat_at = now
+        if now - self._forgot_at >= FORGET_EVERY_S:  # not only at start: a lone worker too
+            self._forget_gone_workers()
+            self._forgot_at = now
 
     def _leave_groups(self) -> None:
         """Leave each source's group where this worker holds nothing (``LEAVE_LUA``)."""
@@ -264,7 +270,7 @@ class Worker:
         """Drop the heartbeats of workers not heard from in an hour (killed ones leave
         theirs), so the hash stays as small as the pool."""
         beats: Any = self.redis.hgetall(WORKERS_KEY)
-        cut = self.clock.now_ms() - 3_600_000
+        cut = self.clock.now_ms() - WORKER_FORGOTTEN_MS
         gone = [name for name, ms in beats.items() if float(ms) < cut]
         if gone:
             self.redis.hdel(WORKERS_KEY, *gone)

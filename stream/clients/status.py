@@ -17,7 +17,15 @@ from typing import Any
 from stream.capture.liveness import silent_sources
 from stream.server.metrics_page import heard_recently
 from worker.bus.entries import decode_caption
-from worker.bus.keys import GROUP, SOURCES_KEY, WORKERS_KEY, captions_key, capture_key, frames_key
+from worker.bus.keys import (
+    GROUP,
+    SOURCES_KEY,
+    WORKER_FORGOTTEN_MS,
+    WORKERS_KEY,
+    captions_key,
+    capture_key,
+    frames_key,
+)
 
 
 @dataclass(frozen=True)
@@ -108,11 +116,14 @@ def format_report(snap: Snapshot, *, width: int = 44) -> str:
     """The report as text: a workers line, then a table of sources."""
     now = snap.now_ms
     alive = sorted(n for n, ms in snap.workers.items() if heard_recently(ms, now))
+    gone = gone_workers(snap)
     lines = [
         f"workers: {len(alive)} alive"
         + (f" ({', '.join(f'{n} {_ago(now, snap.workers[n])}' for n in alive)})" if alive else "")
+        + (f"; {len(gone)} gone ({', '.join(f'{n} {_ago(now, snap.workers[n])}' for n in gone)})"
+           if gone else "")
         + ("; nothing captions the sources" if not alive and snap.sources else "")
-    ]
+    ]  # fmt: skip
     if not snap.sources:
         return "\n".join([*lines, "sources: none yet"]) + "\n"
     header = ("SOURCE", "KIND", "STATE", "CAPTURE HEARD", "FRAMES", "PENDING", "LAST CAPTION")
@@ -134,12 +145,30 @@ def format_report(snap: Snapshot, *, width: int = 44) -> str:
     return "\n".join(line.rstrip() for line in lines) + "\n"
 
 
+def gone_workers(snap: Snapshot) -> list[str]:
+    """Workers not heard from lately, and not yet so long ago that they are forgotten
+    (``WORKER_FORGOTTEN_MS``: workers then drop their heartbeats)."""
+    return sorted(
+        name
+        for name, ms in snap.workers.items()
+        if not heard_recently(ms, snap.now_ms) and snap.now_ms - ms <= WORKER_FORGOTTEN_MS
+    )
+
+
 def report_json(snap: Snapshot) -> str:
-    """The snapshot as one JSON object (``--json``), states as the server shows them."""
+    """The snapshot as one JSON object (``--json``). A source's ``state`` is the one the
+    table and the server show (a capture gone silent: an error); ``capture_state`` is
+    what its capture last said (``shown_state``: the same as ``state``, kept for scripts
+    that read it). ``workers``: those heard from within the hour, by last heartbeat."""
     out = asdict(snap)
     for row, item in zip(snap.sources, out["sources"], strict=True):
-        item["shown_state"] = shown_state(row, snap.now_ms)
+        item["capture_state"] = row.state
+        item["state"] = item["shown_state"] = shown_state(row, snap.now_ms)
+    out["workers"] = {
+        n: ms for n, ms in snap.workers.items() if snap.now_ms - ms <= WORKER_FORGOTTEN_MS
+    }
     out["workers_alive"] = sum(1 for ms in snap.workers.values() if heard_recently(ms, snap.now_ms))
+    out["workers_gone"] = gone_workers(snap)
     return json.dumps(out, ensure_ascii=False)
 
 

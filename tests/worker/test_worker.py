@@ -17,6 +17,7 @@ from worker.bus.entries import CaptionEntry, decode_caption
 from worker.bus.keys import (
     GROUP,
     METRICS_KEY,
+    WORKER_FORGOTTEN_MS,
     WORKER_SEEN_MS,
     WORKERS_KEY,
     captions_key,
@@ -444,3 +445,20 @@ def test_a_stored_caption_with_a_bad_fit_or_frame_is_an_entry_error(
     assert decode_caption(fields).frame_id == "1-0"  # as stored
     with pytest.raises(EntryError, match=message):
         decode_caption({**fields, field: value})
+
+
+def test_a_running_worker_forgets_workers_gone_for_an_hour(
+    redis_client, captioner, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Killed workers' heartbeats stayed for good unless another worker started: now a
+    running worker drops, now and then, those not heard from for WORKER_FORGOTTEN_MS;
+    those gone for less stay (status shows them as gone)."""
+    monkeypatch.setattr("worker.worker.FORGET_EVERY_S", 0.0)
+    _beat(redis_client, "killed-long-ago", age_ms=WORKER_FORGOTTEN_MS + 60_000)
+    _beat(redis_client, "killed-lately", age_ms=WORKER_SEEN_MS + 60_000)
+    worker = Worker(
+        redis_client, caption_fn(captioner), WorkerConfig(policy=BatchPolicy(max_batch=2))
+    )
+    worker.heartbeat()
+    beats = {k.decode() for k in redis_client.hkeys(WORKERS_KEY)}
+    assert beats == {"killed-lately", worker.config.consumer}

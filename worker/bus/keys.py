@@ -36,6 +36,9 @@ WORKERS_KEY = "scenecast:workers"  # hash: worker (consumer name) → last heart
 # a worker (heartbeat every 2 s) not heard from for longer is gone: not counted alive,
 # and its pending frames are taken over (worker/takeover.py)
 WORKER_SEEN_MS = 10_000
+# a worker not heard from for this long is forgotten: workers drop its heartbeat (one
+# killed leaves it behind), and status no longer lists it as gone
+WORKER_FORGOTTEN_MS = 3_600_000
 STAGE_PREFIX = "seconds:"  # METRICS_KEY fields "seconds:{stage}": time spent per stage
 # METRICS_KEY field: CPU time of the thread that ran the model (with --model-process,
 # the child's), during the caption stage: against its seconds, what the model waited

@@ -12,7 +12,7 @@ import redis
 
 from stream.capture.capture import Capture, CaptureConfig
 from stream.cli.main import main
-from stream.clients.status import Snapshot, SourceRow, format_report
+from stream.clients.status import Snapshot, SourceRow, format_report, report_json
 from stream.sources.spec import parse_source
 from tests.support.factories import caption_fn, tiny_captioner
 from tests.support.runs import T, wait_for
@@ -34,7 +34,7 @@ def _row(source: str, state: str, **more: object) -> SourceRow:
 def test_the_report_names_workers_and_what_each_source_is_doing() -> None:
     snap = Snapshot(
         now_ms=NOW,
-        workers={"gpu-1": NOW - 800, "gone": NOW - 600_000},
+        workers={"gpu-1": NOW - 800, "gone": NOW - 600_000, "long-gone": NOW - 4_000_000},
         sources=[
             _row("door", "live"),
             _row("yard", "live", capture_seen_ms=NOW - 60_000, last_caption_ms=NOW - 7_200_000),
@@ -42,7 +42,9 @@ def test_the_report_names_workers_and_what_each_source_is_doing() -> None:
         ],
     )
     lines = format_report(snap).splitlines()
-    assert lines[0] == "workers: 1 alive (gpu-1 0.8 s ago)"
+    # a killed worker shows as gone (it was left out, and listed by --json for ever);
+    # after an hour it is forgotten
+    assert lines[0] == "workers: 1 alive (gpu-1 0.8 s ago); 1 gone (gone 10 min ago)"
     assert lines[1].split() == [
         "SOURCE",
         "KIND",
@@ -61,6 +63,16 @@ def test_the_report_names_workers_and_what_each_source_is_doing() -> None:
     )
     assert lines[4].split()[:4] == ["talk", "file", "ended", "-"] and lines[4].endswith(
         "x" * 43 + "…"
+    )
+    report = json.loads(report_json(snap))
+    assert report["workers"] == {"gpu-1": NOW - 800, "gone": NOW - 600_000}
+    assert (report["workers_alive"], report["workers_gone"]) == (1, ["gone"])
+    # one notion of a source's state: what the table shows (and what the capture said)
+    yard = report["sources"][1]
+    assert (yard["state"], yard["shown_state"], yard["capture_state"]) == (
+        "error (capture silent)",
+        "error (capture silent)",
+        "live",
     )
     nobody = Snapshot(now_ms=NOW, workers={}, sources=[_row("door", "live")])
     assert format_report(nobody).splitlines()[0] == "workers: 0 alive; nothing captions the sources"
