@@ -153,9 +153,7 @@ class Client:
         """Queue a caption (``text()``: its JSON) if the subscription takes it; False
         when refused or dropped."""
         full = len(self.captions) >= self.queue_size
-        dropped = self.sub.dropped
         if not self.sub.offer(source, entry_id, room=not full):
-            self._count("dropped_captions", self.sub.dropped - dropped)
             self.offer_gaps()
             return False
         self.captions.append(text())
@@ -166,7 +164,6 @@ class Client:
         """Queue the gap message of each new pause, after the captions queued so far."""
         for paused, gap in self.sub.new_gaps():
             self.captions.append(partial(self._gap_json, paused, gap))
-            self._count("gaps", 1)
             self.wake.set()
 
     def buffer_live(self, source: str, entry_id: str, text: Callable[[], str]) -> bool:
@@ -182,8 +179,15 @@ class Client:
         return True
 
     def _gap_json(self, source: str, gap: PendingGap) -> str | None:
+        """The gap's message as its turn comes, counted then: the server's ``gaps`` and
+        ``dropped_captions`` are the gap messages sent and the drops they report (they
+        counted pauses whose message was never sent, and drops after it went out)."""
         message = self.sub.gap_message(source, gap)
-        return None if message is None else message.to_json()
+        if message is None:
+            return None
+        self._count("gaps", 1)
+        self._count("dropped_captions", message.dropped)
+        return message.to_json()
 
     def _count(self, name: str, n: int) -> None:
         if n:

@@ -14,10 +14,11 @@ HELP: dict[str, str] = {
         "Client messages refused with an error message (bad JSON, fields, ids)."
     ),
     "scenecast_server_gaps_total": (
-        "Times a client's queue overflowed and one of its sources was paused with a gap."
+        "Gap messages sent: a client's queue overflowed and one of its sources was paused."
     ),
     "scenecast_server_dropped_captions_total": (
-        "Captions not sent to a client because its queue was full (it resumes from the log)."
+        "Captions not sent to clients because their queue was full, as the gap messages "
+        "sent report them (each client resumes from the log)."
     ),
     "scenecast_server_frames_served_total": "Frames served at /frames/SOURCE/ID.jpg.",
     "scenecast_server_frames_missing_total": (
