@@ -12,6 +12,7 @@ import asyncio
 import os
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -368,3 +369,28 @@ def test_a_new_caption_log_starts_new_lines_and_long_names_fit_a_phone(
             assert [text for _, text, _ in _history(card)] == ["a car", "a cat", "a dog"]
     finally:
         page.close()
+
+
+def test_an_ended_source_shows_its_last_captions_whatever_their_age(
+    redis_server, redis_client: redis.Redis, page: Any
+) -> None:  # type: ignore[no-untyped-def]
+    """A viewer opened more than its history (60 s by default) after a file job ended
+    showed "waiting for a caption…" for good; a live source still replays its history
+    only."""
+    register(redis_client, "job", live=False)
+    register(redis_client, "porch", live=True)
+    for seq in range(3):
+        publish_caption(redis_client, "job", seq, f"a boat {seq}")
+        publish_caption(redis_client, "porch", seq, f"a cat {seq}")
+    set_status(redis_client, "job", "ended")
+    set_status(redis_client, "porch", "live")
+    time.sleep(1.5)  # every caption is now older than a 1-second history
+    with serving(redis_server.url) as port:
+        page.goto(f"http://127.0.0.1:{port}/?history=1")
+        job = page.locator('.card[data-source="job"]')
+        page.wait_for_function(
+            "document.querySelector('.card[data-source=\"job\"]')?.dataset.captions === '3'"
+        )
+        assert [text for _, text, _ in _history(job)] == ["a boat 2", "a boat 1", "a boat 0"]
+        porch = page.locator('.card[data-source="porch"]')
+        assert porch.get_attribute("data-captions") in (None, "0")
