@@ -266,15 +266,9 @@ def file_round(
     spec = parse_source(str(video), name=source)
     capture = Capture(client, spec, CaptureConfig(fps=10.0))  # the backlog limit run uses
     started = time.perf_counter()
+    started_at = time.monotonic()
     started_wall = time.time()  # redis-server's clock: its stream ids' milliseconds
-    capture_s = float("nan")
-
-    def run_capture() -> None:
-        nonlocal capture_s
-        capture.run()
-        capture_s = time.perf_counter() - started
-
-    thread = threading.Thread(target=run_capture, daemon=True)
+    thread = threading.Thread(target=capture.run, daemon=True)
     thread.start()
     done, progress_at = 0, time.monotonic()
     while done < frames:
@@ -297,6 +291,8 @@ def file_round(
         if name.startswith(STAGE_PREFIX)
     }
     cpu_ms = 1000 * (after.get(CAPTION_CPU, 0) - before.get(CAPTION_CPU, 0)) / batches
+    # until the last frame was published (the job ends later, with its last caption)
+    capture_s = (capture.published_at or float("nan")) - started_at
     capture_fps = capture.published / capture_s
     first: Any = client.xrange(captions_key(source), count=1)
     first_s = int(first[0][0].split(b"-")[0]) / 1000 - started_wall

@@ -170,6 +170,7 @@ class Capture:
         self.config = config
         self._stop = threading.Event()
         self.waited_s = 0.0  # file jobs: time spent waiting for room under max_backlog
+        self.published_at: float | None = None  # file jobs: monotonic time of the last frame
         self.frames_read = 0
         self._seq = 0
         self._published_ids: deque[tuple[int, int]] = deque()  # file jobs: for backlog()
@@ -529,10 +530,26 @@ class Capture:
         detail = f"{self.published} frames sampled"
         if reader.decode_errors:
             detail += f", {reader.decode_errors} undecodable frames skipped"
+        self.published_at = time.monotonic()
+        self._wait_captioned()
         self._end_job(detail)
         while self._redis_lost and not self._stop.is_set():  # a job's end must get through
             self._redis_pause()
             self._attempt(lambda: None)  # rejoining sends the state: ended
+
+    def _wait_captioned(self) -> None:
+        """A file job has ended when its last caption is out, not when its last frame
+        is: wait (its state still "live") until no frame of it is undelivered, pending
+        or parked. Dead-lettered frames count as done; a stop ends the wait. ("ended"
+        came while the workers still had the job's frames: 20 s before the first
+        caption on a loaded machine.)"""
+        delay = 0.01
+        while not self._stop.is_set():
+            with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
+                if self.backlog() == 0:
+                    return
+            self._stop.wait(delay)
+            delay = min(2 * delay, 0.25)
 
     def _end_job(self, detail: str) -> None:
         """A file job's "ended", saying what went with a Redis that restarted empty
