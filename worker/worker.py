@@ -658,6 +658,9 @@ class Worker:
         done = [(d.pending, c) for d, c in zip(fresh, captions, strict=True) if c is not None]
         # the model could not decode them
         self._undecodable([d.pending for d, c in zip(fresh, captions, strict=True) if c is None])
+        if done:  # a live caption that is late now says what is gone: stale, not shown
+            on_time = set(self._skip_stale([p for p, _ in done]))
+            done = [d for i, d in enumerate(done) if i in on_time]
         if done:
             pending, kept = zip(*done, strict=True)
             done_ns = self.clock.now_ns()

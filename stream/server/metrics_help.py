@@ -37,7 +37,8 @@ HELP: dict[str, str] = {
     "scenecast_worker_captioned_total": "Frames captioned and published, all workers.",
     "scenecast_worker_batches_total": "Batches captioned, all workers.",
     "scenecast_worker_stale_total": (
-        "Live frames skipped as older than max-age when a worker got to them."
+        "Live frames skipped as older than max-age when a worker got to them, or when "
+        "their caption was done."
     ),
     "scenecast_worker_duplicates_total": (
         "Captions not published because their frame already had one (a reclaimed frame)."

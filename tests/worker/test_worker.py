@@ -462,3 +462,30 @@ def test_a_running_worker_forgets_workers_gone_for_an_hour(
     worker.heartbeat()
     beats = {k.decode() for k in redis_client.hkeys(WORKERS_KEY)}
     assert beats == {"killed-lately", worker.config.consumer}
+
+
+def test_a_live_caption_that_comes_too_late_is_stale_not_published(
+    redis_client, captioner
+) -> None:  # type: ignore[no-untyped-def]
+    """The age was checked only before captioning: under load, captions of live frames
+    reached clients past --max-age-ms. Now it is checked again once captioned."""
+    register(redis_client, "cam", live=True)
+    register(redis_client, "job", live=False)
+    add_frame(redis_client, "cam", 0, data=jpeg(COLORS[0]), live=True, age_ms=0)
+    add_frame(redis_client, "job", 0, data=jpeg(COLORS[1]), live=False, age_ms=0)
+
+    def slow(images: Sequence[Any], sources: Sequence[str], shown: Any) -> Any:
+        time.sleep(0.6)  # longer than max_age_ms: the frame was fresh when read
+        return captioner.caption(list(images), beam=1, sources=sources, shown=shown)
+
+    worker = Worker(
+        redis_client,
+        slow,
+        WorkerConfig(policy=BatchPolicy(max_batch=4, max_wait_ms=50, max_age_ms=400)),
+    )
+    while worker.stats.captioned + worker.stats.stale < 2:
+        worker.step()
+    assert (worker.stats.stale, worker.stats.captioned) == (1, 1)
+    assert _captions(redis_client, "cam") == []  # late: not shown
+    assert [c.seq for c in _captions(redis_client, "job")] == [0]  # a file job's never is
+    assert _pending(redis_client, "cam") == 0 and _pending(redis_client, "job") == 0
