@@ -464,9 +464,7 @@ def test_a_running_worker_forgets_workers_gone_for_an_hour(
     assert beats == {"killed-lately", worker.config.consumer}
 
 
-def test_a_live_caption_that_comes_too_late_is_stale_not_published(
-    redis_client, captioner
-) -> None:  # type: ignore[no-untyped-def]
+def test_a_live_caption_that_comes_too_late_is_stale_not_published(redis_client, captioner) -> None:  # type: ignore[no-untyped-def]
     """The age was checked only before captioning: under load, captions of live frames
     reached clients past --max-age-ms. Now it is checked again once captioned."""
     register(redis_client, "cam", live=True)

@@ -275,3 +275,13 @@ def test_sigterm_stops_listen_with_its_resume_hint() -> None:
     assert code == 143, err
     assert "scenecast: stopped; to resume: scenecast listen --url " in err
     assert "--after cam=" in err and "Traceback" not in err
+
+
+@pytest.mark.integration
+def test_ctrl_c_stops_listen_with_its_resume_hint_and_130() -> None:
+    """Work cut off by Ctrl+C: 130, as a shell reports it (docs/decisions, exit codes)."""
+    import signal
+
+    code, err = _listen_then(lambda proc: proc.send_signal(signal.SIGINT), lines=2)
+    assert code == 130, err
+    assert "scenecast: stopped; to resume: scenecast listen --url " in err

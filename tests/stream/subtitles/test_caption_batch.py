@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-import stream.subtitles.caption
+import stream.subtitles.batch
 from stream.exceptions import StreamError
 from stream.subtitles.outputs import Job, plan_outputs
 from tests.support.caption_cli import run, vtt_cues
@@ -138,7 +138,7 @@ def test_a_video_that_fails_midway_costs_only_its_own_output(
     tmp_path: Path,
 ) -> None:
     third = make_video(tmp_path / "in" / "c.mp4", scenes=SCENES_B, fps=10)
-    real = stream.subtitles.caption.caption_video
+    real = stream.subtitles.batch.caption_video
 
     def flaky(path: Any, **kwargs: Any) -> Any:
         if Path(path).name == "b.mkv":
@@ -212,3 +212,20 @@ def test_each_video_of_a_batch_starts_with_nothing_held(
     assert [sources for sources, _ in calls] == [["x-y", "x-y"]] * 2  # one name
     assert [held for _, held in calls] == [False, False]  # each job from nothing
     assert len(default.shown) == 0  # the captioner's own memory is not used
+
+
+def test_ctrl_c_during_a_caption_job_writes_nothing_and_exits_130(
+    videos: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: Any
+) -> None:
+    """A job cut off is not a result: no output file, exit 130 (docs/decisions)."""
+    real = stream.subtitles.batch.caption_video
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        real(*args, **kwargs)  # the work done, then Ctrl+C before it is written
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("stream.subtitles.batch.caption_video", interrupted)
+    out = tmp_path / "a.vtt"
+    code, _, err = run(capsys, videos[0], "-o", out, "--quiet")
+    assert code == 130 and "interrupted; no output written" in err
+    assert not out.exists() and list(tmp_path.glob("*.vtt*")) == []
