@@ -739,3 +739,15 @@ def test_a_job_whose_frames_went_with_a_restarted_redis_fails_clearly(redis_clie
     done.join()
     with pytest.raises(StreamError, match="Redis restarted without its data"):
         _collect(redis_client, capture, done, [], _Tracker(None, None))
+
+
+def test_a_video_is_short_of_its_length_by_time_not_by_frame_count() -> None:
+    """Debian's tree.avi (cinepak, variable rate): 68 frames up to 29.6 s, a count of 444
+    at 15 fps. Read whole, it was warned about as "ends early" (68 of 444 frames)."""
+    from stream.subtitles.caption import ends_short
+
+    assert not ends_short(29_600.0, frame_count=444, fps=15.0)  # tree.avi, read whole
+    assert ends_short(14_800.0, frame_count=444, fps=15.0)  # cut off halfway
+    assert not ends_short(29_000.0, frame_count=444, fps=15.0)  # within a tenth and 1 s
+    assert not ends_short(1_000.0, frame_count=None, fps=25.0)  # no stated length
+    assert not ends_short(None, frame_count=444, fps=15.0)  # nothing read: another error
