@@ -229,6 +229,10 @@ def _state_of(fields: Any) -> dict[str, Any] | None:
     return state
 
 
+# a read of Redis that takes this much longer than its block: Redis is not answering
+STALL_S = 3.0
+
+
 class Hub:
     """Reads the caption and status streams of all sources and fans them out."""
 
@@ -249,6 +253,10 @@ class Hub:
         }
         self.latency = LatencyHistograms()  # of the live captions fanned out, per source
         self.redis_ok = False
+        self.round_at = time.monotonic()  # when the last read of Redis came back
+        # Redis's time when it answered again after an outage or a stall: captures could
+        # not beat meanwhile, so none is judged silent from before then
+        self.redis_back_ms: float | None = None
         self.silent: dict[str, float] = {}  # source → ms its capture has not been heard
         self._liveness_at = 0.0
         # heartbeats are stamped in Redis's time (worker/redis_clock.py): judged in it too
@@ -316,6 +324,8 @@ class Hub:
         for source in running:
             pipe.hget(capture_key(source), "seen_ms")
         seen = [None if v is None else float(v) for v in await pipe.execute()]
+        if self.redis_back_ms is not None:  # heard from as of Redis coming back
+            seen = [None if v is None else max(v, self.redis_back_ms) for v in seen]
         states = {s: str(self.sources[s].get("state")) for s in running}
         silent = silent_sources(
             states, dict(zip(running, seen, strict=True)), now_ms=self.clock.now_ms()
@@ -341,6 +351,26 @@ class Hub:
             ts=iso_utc(int(info.get("ts_ns", self.clock.now_ns()))),
         ).to_json()
 
+    def _answered(self) -> None:
+        """Redis answered a round: after an outage or a round that stalled (a frozen
+        Redis answers nothing, and raises nothing), note when it came back."""
+        now = time.monotonic()
+        stalled = now - self.round_at > self.config.block_ms / 1000 + STALL_S
+        if not self.redis_ok or stalled:
+            self.redis_back_ms = self.clock.now_ms()
+        self.redis_ok = True
+        self.round_at = now
+
+    def health(self) -> str | None:
+        """None when captions can flow; else why not (for /healthz): Redis unreachable,
+        or not answering (a round longer than the read block and ``STALL_S``)."""
+        if not self.redis_ok:
+            return "redis unavailable"
+        waited = time.monotonic() - self.round_at
+        if waited > self.config.block_ms / 1000 + STALL_S:
+            return f"redis not answering for {waited:.0f} s"
+        return None
+
     async def _last_id(self, stream: str) -> str:
         last = await self.redis.xrevrange(stream, count=1)
         return last[0][0].decode() if last else "0-0"
@@ -354,13 +384,14 @@ class Hub:
                 for source in await self.refresh_sources():
                     self.announce(source)
                 await self.check_captures()
-                self.redis_ok = True
                 if not self.positions:
+                    self._answered()
                     await asyncio.sleep(self.config.block_ms / 1000)
                     continue
                 reply = await xread_async(
                     self.redis, self.positions, block_ms=self.config.block_ms, count=500
                 )
+                self._answered()
             except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
                 self.redis_ok = False
                 log.warning("Redis unavailable (%s); retrying", exc)

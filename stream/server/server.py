@@ -70,6 +70,7 @@ CONTROL_LIMIT = 64  # replies (pong, error, status) queued for a client before i
 # while a client's replies wait, how often its reader looks whether it has gone: a writer
 # blocked in a send to a closing socket never makes room
 ROOM_CHECK_S = 0.2
+SHARED_TIMEOUT_S = 2.0  # /metrics waits this long for Redis's figures, then goes without
 
 
 class CaptionServer:
@@ -159,11 +160,13 @@ class CaptionServer:
         return response
 
     async def _get(self, connection: ServerConnection, request: Request, path: str) -> Response:
-        if path == "/healthz":
-            ok = self.hub.redis_ok
+        if path == "/healthz":  # can captions flow: Redis answering, the fan-out running
+            trouble = self.hub.health()
+            if trouble is None and (self._hub_task is None or self._hub_task.done()):
+                trouble = "fan-out stopped"
             return connection.respond(
-                http.HTTPStatus.OK if ok else http.HTTPStatus.SERVICE_UNAVAILABLE,
-                "ok\n" if ok else "redis unavailable\n",
+                http.HTTPStatus.OK if trouble is None else http.HTTPStatus.SERVICE_UNAVAILABLE,
+                "ok\n" if trouble is None else f"{trouble}\n",
             )
         if path == "/metrics":
             body = await self.metrics_text()
@@ -255,15 +258,19 @@ class CaptionServer:
     async def metrics_text(self) -> str:
         own = ServerFigures(
             clients=len(self.hub.clients),
-            redis_ok=self.hub.redis_ok,
+            redis_ok=self.hub.health() is None,
             counters=self.hub.metrics,
             refused=self.refused,
             dropped=sum(c.dropped for c in self.hub.clients),
             latency=self.hub.latency.lines(),
         )
         shared = None
-        with contextlib.suppress(aioredis.ConnectionError, aioredis.TimeoutError, OSError):
-            shared = await read_shared(self.redis, self.hub.shown_states())
+        with contextlib.suppress(
+            aioredis.ConnectionError, aioredis.TimeoutError, OSError, TimeoutError
+        ):  # a frozen Redis never answers: the server's own figures, not a hung scrape
+            shared = await asyncio.wait_for(
+                read_shared(self.redis, self.hub.shown_states()), SHARED_TIMEOUT_S
+            )
         return exposition(own, shared, now_ms=self.hub.clock.now_ms())
 
     # -- websocket ----------------------------------------------------------------------

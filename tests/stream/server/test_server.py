@@ -570,3 +570,57 @@ def test_a_client_that_leaves_with_replies_owed_is_gone_and_the_server_stops(
             await asyncio.wait_for(server.stop(), T)
 
     asyncio.run(main())
+
+
+@pytest.mark.integration  # a redis-server of its own, to freeze
+def test_a_frozen_redis_is_unhealthy_and_its_captures_are_not_called_killed() -> None:
+    """Redis stopped (SIGSTOP): /healthz said ok throughout (a frozen Redis raises
+    nothing, it only never answers), and once it answered again every running capture,
+    which could not beat meanwhile, was called killed until its next heartbeat."""
+    import os
+    import signal
+
+    from stream.embedded_redis import EmbeddedRedis
+    from tests.support.frames import set_status
+    from worker.bus.keys import capture_key
+
+    with EmbeddedRedis() as redis_server:
+        client = redis.Redis.from_url(redis_server.url)
+        register(client, "cam", live=True)
+        set_status(client, "cam", "live")
+
+        async def body(server: CaptionServer) -> None:
+            base = f"http://127.0.0.1:{server.port}"
+            now_ms = client.time()[0] * 1000
+            client.hset(capture_key("cam"), "seen_ms", now_ms)  # a capture beating
+            assert await asyncio.to_thread(_get, base + "/healthz") == "ok\n"
+            pid = redis_server._proc.pid  # type: ignore[union-attr]
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                await asyncio.sleep(4.0)  # the hub's read: blocked past its block and 3 s
+                code, text = await asyncio.to_thread(_http_error, base + "/healthz")
+                assert code == 503 and text.startswith("redis not answering for ")
+                assert "scenecast_up 0" in await server.metrics_text()
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            # the capture's last beat is as old as the freeze and more, as if it was
+            # long: it could not beat while Redis was frozen, so it is not silent
+            client.hset(capture_key("cam"), "seen_ms", now_ms - 60_000)
+            deadline = time.monotonic() + T
+            while (await asyncio.to_thread(_http_error_or_ok, base + "/healthz")) != "ok\n":
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.1)
+            await server.hub.check_captures(every_s=0)
+            assert server.hub.silent == {}
+            assert server.hub.shown("cam")["state"] == "live"
+
+        run_server(redis_server.url, body, ServerConfig(port=0, block_ms=100))
+        client.close()
+
+
+def _http_error_or_ok(url: str) -> str:
+    try:
+        return _get(url)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return f"{exc.code}"
