@@ -55,6 +55,7 @@ from worker.bus.keys import (
     shown_key,
     source_of_key,
 )
+from worker.bus.outage import REDIS_UNAVAILABLE, script_refusals
 from worker.bus.publish import (
     FLUSH_LUA,
     PUBLISH_LUA,
@@ -221,7 +222,7 @@ class Worker:
         (``XAUTOCLAIM``); a restarted Redis without its data gets its groups back.
         """
         log.info("worker %s started", self.config.consumer)
-        with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
+        with contextlib.suppress(*REDIS_UNAVAILABLE):
             self.clock.sync(self.redis)
             self._forget_gone_workers()
         delays: Iterator[float] | None = None
@@ -229,7 +230,7 @@ class Worker:
             batches = self.stats.batches
             try:
                 self._run_pipelined(until)
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
+            except REDIS_UNAVAILABLE as exc:
                 if delays is None or self.stats.batches != batches:  # worked since: start over
                     delays = backoff_delays(cap=self.config.reconnect_cap_s)
                 delay = next(delays)
@@ -238,7 +239,7 @@ class Worker:
                 self._groups.clear()  # Redis may come back empty: re-create the groups
                 self._sources_at = 0.0
                 self._stop.wait(delay)
-        with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
+        with contextlib.suppress(*REDIS_UNAVAILABLE):
             self._leave_groups()
             self.redis.hdel(WORKERS_KEY, self.config.consumer)  # gone: not one of the live
         log.info("worker %s stopped: %s", self.config.consumer, self.stats.as_dict())
@@ -503,16 +504,17 @@ class Worker:
             )
             key = frames_key(source)
             for consumer in gone:
-                reply = self._take_over(
-                    keys=[key],
-                    args=[
-                        GROUP,
-                        consumer,
-                        self.config.consumer,
-                        TAKEOVER_IDLE_MS,
-                        self.config.policy.max_batch,
-                    ],
-                )
+                with script_refusals():
+                    reply = self._take_over(
+                        keys=[key],
+                        args=[
+                            GROUP,
+                            consumer,
+                            self.config.consumer,
+                            TAKEOVER_IDLE_MS,
+                            self.config.policy.max_batch,
+                        ],
+                    )
                 entries = taken_entries(reply)
                 if not entries:
                     continue

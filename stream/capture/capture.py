@@ -66,6 +66,7 @@ from worker.bus.keys import (
     seq_key,
     status_key,
 )
+from worker.bus.outage import REDIS_UNAVAILABLE, script_refusals
 
 log = logging.getLogger("scenecast.capture")
 
@@ -255,7 +256,7 @@ class Capture:
                 self._rejoin()
             action()
             return True
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except REDIS_UNAVAILABLE as exc:
             if not self._redis_lost:
                 self.redis_outages += 1
                 log.warning("%s: Redis unreachable (%s)", self.spec.name, exc)
@@ -297,7 +298,7 @@ class Capture:
             pipe.hincrby(capture_key(self.spec.name), name, n)
         try:
             pipe.execute()
-        except (redis.ConnectionError, redis.TimeoutError):
+        except REDIS_UNAVAILABLE:
             return  # counted again, with what follows, once Redis is back
         self.counts.sent(increments)
         self._counts_sent_at = now
@@ -361,7 +362,7 @@ class Capture:
             key = preview_key(self.spec.name)
             pipe.xadd(key, fields, id=entry_id, maxlen=maxlen, approximate=True)
         # an outage: the next frame's publication meets it and waits for Redis
-        with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
+        with contextlib.suppress(*REDIS_UNAVAILABLE):
             pipe.execute(raise_on_error=False)
 
     def backlog(self) -> int:
@@ -455,7 +456,7 @@ class Capture:
             beat.join()
             if self.lease_taken_by is None:
                 self.send_counts(every_s=0)
-                with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
+                with contextlib.suppress(*REDIS_UNAVAILABLE), script_refusals():
                     self._release(keys=[owner_key(self.spec.name)], args=[self.lease_id])
         if self.lease_taken_by is not None:
             raise StreamError(taken_message(self.spec.name, self.lease_taken_by))
@@ -466,10 +467,14 @@ class Capture:
         said = False
         while not self._stop.is_set():
             try:
-                if self._renew(keys=[owner_key(self.spec.name)], args=[self.lease_id, LEASE_MS]):
+                with script_refusals():
+                    ours = self._renew(
+                        keys=[owner_key(self.spec.name)], args=[self.lease_id, LEASE_MS]
+                    )
+                if ours:
                     return True
                 owner: Any = self.redis.get(owner_key(self.spec.name))
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
+            except REDIS_UNAVAILABLE as exc:
                 log.warning("%s: Redis unreachable (%s); retrying", self.spec.name, exc)
                 owner = None
             if owner is not None and not said:
@@ -483,12 +488,14 @@ class Capture:
         time in ``capture:{src}`` (stream/capture_liveness.py) and renew the lease; a
         lease another capture took stops this one."""
         while True:
-            with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
+            with contextlib.suppress(*REDIS_UNAVAILABLE):
                 if self.clock.due():
                     self.clock.sync(self.redis)
                 self.redis.hset(capture_key(self.spec.name), "seen_ms", int(self.clock.now_ms()))
                 key = owner_key(self.spec.name)
-                if not self._renew(keys=[key], args=[self.lease_id, LEASE_MS]):
+                with script_refusals():
+                    ours = self._renew(keys=[key], args=[self.lease_id, LEASE_MS])
+                if not ours:
                     holder: Any = self.redis.get(key)
                     self.lease_taken_by = holder.decode() if holder else "unknown"
                     log.error("%s", taken_message(self.spec.name, self.lease_taken_by))
@@ -545,7 +552,7 @@ class Capture:
         caption on a loaded machine.)"""
         delay = 0.01
         while not self._stop.is_set():
-            with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
+            with contextlib.suppress(*REDIS_UNAVAILABLE):
                 if self.backlog() == 0:
                     return
             self._stop.wait(delay)

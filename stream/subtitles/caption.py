@@ -61,6 +61,7 @@ from stream.protocol import Attention
 from stream.sources.read_ahead import read_ahead
 from stream.subtitles.cues import SampleCaption, TimedSample, time_samples
 from stream.subtitles.progress import Progress, ProgressFn
+from worker.bus.outage import REDIS_UNAVAILABLE
 from worker.bus.redact import redact_url
 
 if TYPE_CHECKING:
@@ -494,7 +495,6 @@ def _collect(
     tracker: _Tracker,
 ) -> list[CaptionEntry]:
     """Read ``captions:{job}`` until every frame the capture published has its caption."""
-    import redis
 
     from worker.bus.entries import decode_caption
     from worker.bus.keys import as_str, captions_key, deadletter_key
@@ -516,7 +516,7 @@ def _collect(
         try:
             reply: Any = client.xread({key: last_id}, count=256, block=_READ_BLOCK_MS)
             dead = client.xlen(deadletter_key(name))
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except REDIS_UNAVAILABLE as exc:
             raise StreamError(f"lost the connection to Redis ({exc}); no output written") from exc
         for _key, entries in reply or []:
             for entry_id, fields in entries:

@@ -34,6 +34,8 @@ from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
 
+from worker.bus.outage import script_refusals
+
 POLL_MS = 10  # how often a cluster read asks again while nothing has arrived
 CLOCK_KEY = "scenecast:sources"  # the node holding this key's slot answers TIME
 
@@ -139,12 +141,13 @@ def _merged(replies: Sequence[Any]) -> list[Any]:
 def run_scripts(client: Any, calls: Sequence[tuple[Any, list[Any], list[Any]]]) -> list[Any]:
     """Run registered scripts ``(script, keys, args)`` in order, in one pipeline (one
     round trip) on one Redis, one by one on a cluster; their results in order."""
-    if is_cluster(client):
-        return [script(keys=keys, args=args) for script, keys, args in calls]
-    pipe = client.pipeline(transaction=False)
-    for script, keys, args in calls:
-        script(keys=keys, args=args, client=pipe)
-    return list(pipe.execute())
+    with script_refusals():  # Redis out of memory: as Redis going away
+        if is_cluster(client):
+            return [script(keys=keys, args=args) for script, keys, args in calls]
+        pipe = client.pipeline(transaction=False)
+        for script, keys, args in calls:
+            script(keys=keys, args=args, client=pipe)
+        return list(pipe.execute())
 
 
 def redis_time(client: Any) -> Any:
