@@ -53,17 +53,25 @@ from stream.sources.spec import SourceSpec
 from stream.sources.stoppable_call import call_unless_stopped
 from worker.bus.backoff import backoff_delays
 from worker.bus.clock import RedisClock
-from worker.bus.entries import FrameEntry, StatusEntry
+from worker.bus.entries import (
+    FrameEntry,
+    StatusEntry,
+    decode_caption,
+    decode_frame,
+    decode_status,
+)
 from worker.bus.keys import (
     GROUP,
     SOURCES_KEY,
     as_str,
+    captions_key,
     capture_key,
     frames_key,
     owner_key,
     parked_key,
     preview_key,
     seq_key,
+    source_keys,
     status_key,
 )
 from worker.bus.outage import REDIS_UNAVAILABLE, script_refusals
@@ -102,6 +110,9 @@ class CaptureConfig:
     # ones are trimmed as the job goes, so a long job does not fill Redis with JPEGs.
     keep_captioned: int = 256
     loop: bool = False  # live file: start again at its end
+    # File jobs: caption the file again under a name whose job has ended (its log is
+    # forgotten first); without it such a capture is refused
+    restart: bool = False
     reconnect_cap_s: float = 30.0
     open_timeout_ms: int = 10_000
     read_timeout_ms: int = 5_000
@@ -505,6 +516,7 @@ class Capture:
                 return
 
     def _run_file(self) -> None:
+        resume_after_ms = self._previous_job()
         self.status("connecting", self.spec.display)
         sampler = self.config.sampler()
         reader = FileReader.open(
@@ -528,6 +540,8 @@ class Capture:
                 if self._stop.is_set():
                     self._end_job("stopped")
                     return
+                if resume_after_ms is not None and frame.pts_ms <= resume_after_ms:
+                    continue  # published by the capture before, which did not end the job
                 self.counts.add("sampled")
                 pending.append((frame, pool.submit(self.encode, frame)))
                 if len(pending) >= LOOKAHEAD:
@@ -543,6 +557,50 @@ class Capture:
         while self._redis_lost and not self._stop.is_set():  # a job's end must get through
             self._redis_pause()
             self._attempt(lambda: None)  # rejoining sends the state: ended
+
+    def _previous_job(self) -> float | None:
+        """What a job run before under this name left. None: nothing (or a finished job
+        forgotten for ``restart``). A job that did not end (its capture killed, or
+        stopped): the media time of its last frame published, which this one resumes
+        after (it read the file again from the start: 1,175 captions for 795 frames).
+        A job that ended: a StreamError (captioning the file again would append its
+        captions again)."""
+        name = self.spec.name
+        last: Any = self.redis.xrevrange(status_key(name), count=1)
+        if not last:
+            return None
+        status = decode_status(last[0][1])
+        finished = status.state == "ended" and not status.detail.startswith("stopped")
+        if finished and self.config.restart:
+            self.redis.delete(*(k for k in source_keys(name) if k != owner_key(name)))
+            self._seq = 0
+            self.register()  # the group and the numbering anew
+            return None
+        if finished:
+            captions = self.redis.xlen(captions_key(name))
+            raise StreamError(
+                f"{name}: a job under this name has ended ({captions} captions in its log); "
+                f"to caption the file again give --restart (its log is replaced), or "
+                f"`scenecast forget {name}` first, or give this capture another --name"
+            )
+        resume = self._last_published_ms()
+        if resume is not None:
+            log.warning(
+                "%s: resuming the job after %.1f s of media time: the frames before were "
+                "published by a capture that did not end it",
+                name,
+                resume / 1000,
+            )
+        return resume
+
+    def _last_published_ms(self) -> float | None:
+        """The media time of the newest frame published for this source: the newest in
+        its frames stream, or, all trimmed, the newest caption's."""
+        frames: Any = self.redis.xrevrange(frames_key(self.spec.name), count=1)
+        if frames:
+            return decode_frame(frames[0][1]).pts_ms
+        captions: Any = self.redis.xrevrange(captions_key(self.spec.name), count=1)
+        return decode_caption(captions[0][1]).pts_ms if captions else None
 
     def _wait_captioned(self) -> None:
         """A file job has ended when its last caption is out, not when its last frame

@@ -45,6 +45,12 @@ def _capture_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--loop", action="store_true", help="with --live: start again at the end")
     p.add_argument(
+        "--restart",
+        action="store_true",
+        help="a file job under a name whose job has ended: caption it again, its log "
+        "replaced (without it such a capture is refused; one that did not end resumes)",
+    )
+    p.add_argument(
         "--preview-side",
         type=non_negative_int,
         default=640,
@@ -271,7 +277,9 @@ def _capture_config(args: argparse.Namespace) -> Any:
             f"--preview-side must be 0 (off) or at least {model_side} px, the size of the "
             f"frames the model is given; got {args.preview_side}"
         )
-    return sampling_config(args, loop=args.loop, preview_side=args.preview_side)
+    return sampling_config(
+        args, loop=args.loop, preview_side=args.preview_side, restart=args.restart
+    )
 
 
 def choice_argv(args: argparse.Namespace) -> list[str]:
