@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -296,27 +295,11 @@ def cmd_neighbours(args: argparse.Namespace) -> int:
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
-    from PIL import Image, UnidentifiedImageError
+    from captioner.describe import describe_files
 
-    from captioner.api import Captioner
-    from captioner.sample_photos import load_rgb
-
-    images = []
-    for path in args.images:
-        try:
-            images.append(load_rgb(path))
-        except (FileNotFoundError, UnidentifiedImageError, OSError) as exc:
-            print(
-                f"scenecast: error: cannot read image {path}: {exc} "
-                "(accepted: JPEG, PNG, BMP, WebP, … files Pillow can open)",
-                file=sys.stderr,
-            )
-            return 2
-        except Image.DecompressionBombError as exc:  # not an OSError: Pillow's own guard
-            print(f"scenecast: error: cannot read image {path}: {exc}", file=sys.stderr)
-            return 2
-    cap = Captioner.load(args.checkpoint, device=args.device)
-    config = _search_config(args, cap.search_config)
-    for path, caption in zip(args.images, cap.caption(images, config=config), strict=True):
-        print(f"{path.name}: {caption.text}")
+    lines = describe_files(
+        args.images, checkpoint=args.checkpoint, device=args.device, search=search_changes(args)
+    )
+    for path, text in lines:
+        print(f"{path.name}: {text}")
     return 0
