@@ -586,12 +586,14 @@ class Worker:
                 pipe.hincrby(METRICS_KEY, name, n)
         pipe.execute()
 
-    def _skip_stale(self, frames: Sequence[_Pending]) -> list[int]:
-        """Ack and count stale live frames (one round trip); the indices of the others."""
+    def _skip_stale(self, frames: Sequence[_Pending], *, ahead_ms: float = 0.0) -> list[int]:
+        """Ack and count stale live frames (one round trip); the indices of the others.
+        ``ahead_ms``: judged as of that much later (when a batch about to be captioned
+        will be done: a frame that would be stale then is not worth the model's time)."""
         fresh, stale = split_stale(
             self.config.policy,
             [(p.frame.live, p.frame.capture_ns) for p in frames],
-            self.clock.now_ns(),  # capture_ns is in Redis's time too
+            self.clock.now_ns() + int(ahead_ms * 1e6),  # capture_ns is in Redis's time too
         )
         if stale:
             pipe = self.redis.pipeline(transaction=False)
@@ -638,7 +640,11 @@ class Worker:
         """Skip what went stale while waiting, caption the rest, hand it to ``publish``."""
         if not decoded:
             return
-        fresh = [decoded[i] for i in self._skip_stale([d.pending for d in decoded])]
+        # a live frame whose caption would be done past the max age (the model's recent
+        # time a frame, for the batch) is skipped now, not captioned to be dropped
+        expected_ms = (self._per_frame.value or 0.0) * len(decoded)
+        pendings = [d.pending for d in decoded]
+        fresh = [decoded[i] for i in self._skip_stale(pendings, ahead_ms=expected_ms)]
         if not fresh:
             return
         started, cpu = time.perf_counter(), time.thread_time()

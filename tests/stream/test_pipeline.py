@@ -204,6 +204,9 @@ def test_not_a_video_exits_2(tmp_path: Path) -> None:
 
 
 def test_live_source_with_a_slow_worker_never_captions_late(redis_server, video: Path) -> None:  # type: ignore[no-untyped-def]
+    """A worker slower than the camera: frames too old when it gets to them are skipped,
+    and so are captions done only past the max age (issue 27: the age was checked only
+    before captioning); every caption published is younger than the max age."""
     client = redis.Redis.from_url(redis_server.url)
     client.flushdb()
     spec = parse_source(str(video), name="livecam", live=True)
@@ -211,12 +214,10 @@ def test_live_source_with_a_slow_worker_never_captions_late(redis_server, video:
     thread = threading.Thread(target=capture.run, daemon=True)
     thread.start()
     cap = tiny_captioner()
-    slow_s, max_age_ms = 0.8, 400.0
-    started_ns: list[int] = []
+    slow_s, max_age_ms = 0.3, 600.0  # a frame every 200 ms: frames pile up behind it
 
     def slow_caption(images: Sequence[Any], sources: Sequence[str], shown: Any) -> Any:
-        started_ns.append(time.time_ns())  # when captioning of this batch began
-        time.sleep(slow_s)  # a deliberately slow worker: frames pile up behind it
+        time.sleep(slow_s)
         return cap.caption(list(images), beam=1)
 
     worker = Worker(
@@ -232,11 +233,8 @@ def test_live_source_with_a_slow_worker_never_captions_late(redis_server, video:
     assert len(captions) >= 3
     assert worker.stats.stale > 0  # frames were skipped...
     assert int(client.hget(METRICS_KEY, "stale") or 0) == worker.stats.stale  # ...and counted
-    # ...and none was captioned late: each batch (of one frame, one worker: in order)
-    # began while its frame was younger than the max age (+ the JPEG decode before it)
-    assert len(started_ns) == len(captions)
-    for began, c in zip(started_ns, captions, strict=True):
-        assert (began - c.capture_ns) / 1e6 <= max_age_ms + 100 * TIMEOUT_FACTOR, c.seq
+    # ...and none was published late: capture to caption within the max age
+    assert all(c.latency_ms <= max_age_ms + 50 for c in captions), [c.latency_ms for c in captions]
     client.close()
 
 
