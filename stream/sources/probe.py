@@ -8,7 +8,7 @@ import sys
 import threading
 
 from stream.exceptions import StreamError
-from stream.sources.readers import grab_first, is_recording, open_capture
+from stream.sources.readers import PROBE_TIMEOUT_MS, grab_first, is_recording, open_capture
 from stream.sources.spec import SourceSpec, parse_source
 from stream.sources.stoppable_call import call_unless_stopped
 
@@ -60,7 +60,9 @@ def probe(spec: SourceSpec) -> bool:
     # in a thread: Ctrl+C (KeyboardInterrupt in the wait) need not wait out the open
     # timeout of a camera that takes the connection and sends nothing
     capture = call_unless_stopped(
-        lambda: open_capture(spec, open_timeout_ms=5000, read_timeout_ms=5000),
+        lambda: open_capture(
+            spec, open_timeout_ms=PROBE_TIMEOUT_MS, read_timeout_ms=PROBE_TIMEOUT_MS
+        ),
         threading.Event(),  # never set: only an interrupt leaves early
         discard=lambda c: c.release(),
         name="probe",

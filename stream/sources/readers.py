@@ -41,6 +41,9 @@ Image = npt.NDArray[np.uint8]  # (H, W, 3) BGR, as OpenCV decodes
 DEFAULT_FPS = 25.0  # when a container does not say its frame rate
 OPEN_TIMEOUT_MS = 10_000
 READ_TIMEOUT_MS = 5_000
+# checking a source before a command starts: a host that takes the connection and says
+# nothing is an error after this, not after the reader's own timeouts added up
+PROBE_TIMEOUT_MS = 5_000
 # A live source is lost after this many failed reads in a row. One corrupt frame (a
 # camera on a flaky link sends a broken JPEG part or packet) fails one read and the
 # next reads go on; a closed stream fails every read at once, so this costs no time.

@@ -150,11 +150,18 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
     """Open the file and read its first frame: fail fast, with a message, on a bad file."""
     import cv2
 
-    from stream.sources.readers import capture_fps, grab_first, is_recording, open_capture
+    from stream.sources.readers import (
+        PROBE_TIMEOUT_MS,
+        capture_fps,
+        grab_first,
+        is_recording,
+        open_capture,
+    )
     from worker.bus.entries import MIN_FRAME_SIDE as MIN_SIDE
 
     spec = video_spec(path)
-    capture = open_capture(spec)
+    # as run's probe: a silent host is an error in 5 s (it took 11.9 s here, 5.4 s there)
+    capture = open_capture(spec, open_timeout_ms=PROBE_TIMEOUT_MS, read_timeout_ms=PROBE_TIMEOUT_MS)
     try:
         if spec.kind != "file" and not is_recording(capture):
             raise SourceError(

@@ -751,3 +751,28 @@ def test_a_video_is_short_of_its_length_by_time_not_by_frame_count() -> None:
     assert not ends_short(29_000.0, frame_count=444, fps=15.0)  # within a tenth and 1 s
     assert not ends_short(1_000.0, frame_count=None, fps=25.0)  # no stated length
     assert not ends_short(None, frame_count=444, fps=15.0)  # nothing read: another error
+
+
+def test_a_url_is_probed_with_runs_short_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A silent RTSP host took `caption` 11.9 s to fail against `run`'s 5.4 s: the probe
+    opened it with the reader's 10 s open timeout. Both probe with PROBE_TIMEOUT_MS."""
+    from stream.exceptions import SourceError
+    from stream.sources import probe
+    from stream.sources.readers import PROBE_TIMEOUT_MS
+    from stream.sources.spec import parse_source
+    from stream.subtitles.caption import probe_video
+
+    asked: list[dict[str, Any]] = []
+
+    def silent(spec: Any, **timeouts: Any) -> Any:
+        asked.append(timeouts)
+        raise SourceError(f"{spec.display}: no answer")
+
+    monkeypatch.setattr("stream.sources.readers.open_capture", silent)
+    monkeypatch.setattr(probe, "open_capture", silent)
+    with pytest.raises(SourceError):
+        probe_video("rtsp://127.0.0.1:9/cam")
+    with pytest.raises(SourceError):
+        probe.probe(parse_source("rtsp://127.0.0.1:9/cam"))
+    short = {"open_timeout_ms": PROBE_TIMEOUT_MS, "read_timeout_ms": PROBE_TIMEOUT_MS}
+    assert asked == [short, short] and PROBE_TIMEOUT_MS == 5_000
