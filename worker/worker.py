@@ -9,8 +9,9 @@ batch → publish each caption and ack its frame atomically, each source's capti
 model never waits on Redis or on decoding; ``step()`` does one batch in one thread.
 
 Recovery: every ``claim_every_s`` the worker takes over the frames of a consumer
-whose heartbeat stopped (``worker.takeover``) and frames that another consumer left
-pending longer than ``claim_idle_ms`` (``XAUTOCLAIM``); a frame
+whose heartbeat stopped (``worker.takeover``) and frames pending longer than
+``claim_idle_ms`` of a consumer with no recent heartbeat, or held ``STUCK_IDLE_MS``
+(``XPENDING`` + ``XCLAIM``: a living worker's are not taken for being slow); a frame
 delivered ``max_deliveries`` times without success (one that kills the workers that
 take it, say) goes to ``deadletter:{src}`` and is acked, as does at once a frame that
 is malformed or whose JPEG does not decode. A ``NOGROUP`` error (Redis restarted without
@@ -91,6 +92,8 @@ log = logging.getLogger("scenecast.worker")
 SHARED_KEEP = 4096  # sources whose state in Redis a worker remembers between reads
 HEARTBEAT_S = 2.0  # how often a worker notes in WORKERS_KEY that it is alive
 FORGET_EVERY_S = 60.0  # how often a worker drops the heartbeats of workers long gone
+# a living worker's frame pending this long is taken all the same: it is stuck, not slow
+STUCK_IDLE_MS = 300_000
 UNDECODABLE = "not a decodable JPEG of at least 2x2 pixels"  # a dead letter's reason
 LIVE_RECENT_S = 10.0  # live frames read this recently: batches kept to their deadline
 
@@ -219,7 +222,7 @@ class Worker:
 
         Redis unreachable: wait (exponential backoff with jitter, capped) and start
         again. Frames read but not published stay pending in Redis and are reclaimed
-        (``XAUTOCLAIM``); a restarted Redis without its data gets its groups back.
+        (``_reclaim``); a restarted Redis without its data gets its groups back.
         """
         log.info("worker %s started", self.config.consumer)
         with contextlib.suppress(*REDIS_UNAVAILABLE):
@@ -448,34 +451,67 @@ class Worker:
         return True
 
     def _reclaim(self) -> list[_Pending]:
-        """Take over the frames of consumers that are gone (``worker.takeover``) and
-        frames idle in any other consumer's pending list for ``claim_idle_ms``;
-        release parked captions that nothing holds back any more."""
+        """Take over the frames of consumers that are gone (``worker.takeover``), and
+        frames idle in another consumer's pending list for ``claim_idle_ms`` whose
+        consumer is not heard from either (no heartbeat at all), or has held them for
+        ``STUCK_IDLE_MS``; release parked captions that nothing holds back any more.
+        A living worker's frames are never taken for being slow: they were (its frames
+        idle 22 s under load, captioned twice)."""
         sources = self.sources()
         self._release_parked(sources)
         taken = self._take_over_gone(sources)
         seen = {p.entry_id for p in taken}
+        alive = self._alive_workers()
         for source in sources:
             key = frames_key(source)
             try:
-                reply = self.redis.xautoclaim(
+                rows: Any = self.redis.xpending_range(
                     key,
                     GROUP,
-                    self.config.consumer,
-                    self.config.claim_idle_ms,
-                    start_id="0-0",
+                    min="-",
+                    max="+",
                     count=self.config.policy.max_batch,
+                    idle=self.config.claim_idle_ms,
                 )
             except redis.ResponseError as exc:
                 if "NOGROUP" in str(exc):
                     self._groups.discard(source)
                     continue
                 raise
-            claimed = [p for p in self._parse([(key, reply[1])]) if p.entry_id not in seen]
+            ids: list[Any] = [
+                as_str(row["message_id"])
+                for row in rows
+                if as_str(row["message_id"]) not in seen
+                and (
+                    as_str(row["consumer"]) not in alive
+                    or int(row["time_since_delivered"]) >= STUCK_IDLE_MS
+                )
+            ]
+            if not ids:
+                continue
+            reply: Any = self.redis.xclaim(
+                key, GROUP, self.config.consumer, self.config.claim_idle_ms, ids
+            )
+            entries = [(eid, fields) for eid, fields in reply if eid is not None]
+            got = {as_str(eid) for eid, _ in entries}
+            gone = [i for i in ids if i not in got]
+            if gone:  # deleted from the stream while pending (a live stream's MAXLEN)
+                self.redis.xack(key, GROUP, *gone)
+            claimed = self._parse([(key, entries)])
             if claimed:
                 deliveries = self._deliveries(key, [p.entry_id for p in claimed])
                 taken += self._keep_claimed(source, claimed, deliveries)
         return taken
+
+    def _alive_workers(self) -> set[str]:
+        """The other workers heard from within ``WORKER_SEEN_MS``."""
+        beats: Any = self.redis.hgetall(WORKERS_KEY)
+        now_ms = self.clock.now_ms()
+        return {
+            as_str(name)
+            for name, ms in beats.items()
+            if now_ms - float(ms) <= WORKER_SEEN_MS and as_str(name) != self.config.consumer
+        }
 
     def _take_over_gone(self, sources: Sequence[str]) -> list[_Pending]:
         """The frames held by consumers not heard from for ``WORKER_SEEN_MS``: two

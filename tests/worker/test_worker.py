@@ -487,3 +487,32 @@ def test_a_live_caption_that_comes_too_late_is_stale_not_published(redis_client,
     assert _captions(redis_client, "cam") == []  # late: not shown
     assert [c.seq for c in _captions(redis_client, "job")] == [0]  # a file job's never is
     assert _pending(redis_client, "cam") == 0 and _pending(redis_client, "job") == 0
+
+
+def test_a_living_workers_frames_are_not_taken_for_being_slow(
+    redis_client, captioner, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """A living worker's frames idle past claim_idle_ms were taken by another (frames
+    idle 22 s under load, captioned twice). Now only those of a worker not heard from,
+    or held for STUCK_IDLE_MS (stuck, not slow)."""
+    register(redis_client, "busy", live=False)
+    for seq in range(2):
+        add_frame(redis_client, "busy", seq, data=jpeg(COLORS[seq]))
+    key = frames_key("busy")
+    redis_client.xreadgroup(GROUP, "slow-but-alive", {key: ">"}, count=2)
+    _beat(redis_client, "slow-but-alive", age_ms=0)
+    time.sleep(0.06)
+    worker = Worker(
+        redis_client,
+        caption_fn(captioner),
+        WorkerConfig(
+            policy=BatchPolicy(max_batch=4, max_wait_ms=20), claim_idle_ms=50, claim_every_s=0.0
+        ),
+    )
+    worker.step()
+    assert worker.stats.claimed == 0 and _consumers(redis_client, "busy") == {"slow-but-alive": 2}
+    monkeypatch.setattr("worker.worker.STUCK_IDLE_MS", 50)  # held that long: stuck
+    while worker.stats.captioned < 2:
+        worker.step()
+    assert worker.stats.claimed == 2
+    assert [c.seq for c in _captions(redis_client, "busy")] == [0, 1]
