@@ -94,6 +94,9 @@ HEARTBEAT_S = 2.0  # how often a worker notes in WORKERS_KEY that it is alive
 FORGET_EVERY_S = 60.0  # how often a worker drops the heartbeats of workers long gone
 # a living worker's frame pending this long is taken all the same: it is stuck, not slow
 STUCK_IDLE_MS = 300_000
+# a frame stamped further ahead of Redis's clock than this is malformed: captures stamp
+# frames in Redis's time, so it is no clock skew (and a live one would never go stale)
+FUTURE_LIMIT_S = 60.0
 UNDECODABLE = "not a decodable JPEG of at least 2x2 pixels"  # a dead letter's reason
 LIVE_RECENT_S = 10.0  # live frames read this recently: batches kept to their deadline
 
@@ -434,7 +437,11 @@ class Worker:
                     self.redis.xack(key, GROUP, eid)
                     continue
                 try:
-                    out.append(_Pending(eid, decode_frame(fields)))
+                    frame = decode_frame(fields)
+                    ahead_s = (frame.capture_ns - self.clock.now_ns()) / 1e9
+                    if ahead_s > FUTURE_LIMIT_S:  # both in Redis's time: not a clock skew
+                        raise EntryError(f"captured {ahead_s:.0f} s in the future")
+                    out.append(_Pending(eid, frame))
                 except EntryError as exc:
                     source = source_of_key(key)
                     log.warning("malformed frame %s in %s: %s", eid, key, exc)

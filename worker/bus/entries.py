@@ -49,6 +49,14 @@ def _int(fields: Mapping[bytes, bytes], name: str) -> int:
         raise EntryError(f"field {name!r} is not an integer: {value!r}") from None
 
 
+def _count(fields: Mapping[bytes, bytes], name: str) -> int:
+    """A field that counts from 0 (a sequence number)."""
+    value = _int(fields, name)
+    if value < 0:
+        raise EntryError(f"field {name!r} must be >= 0, got {value}")
+    return value
+
+
 def _float(fields: Mapping[bytes, bytes], name: str) -> float:
     value = _text(fields, name)
     try:
@@ -110,7 +118,7 @@ def decode_frame(fields: Mapping[bytes, bytes]) -> FrameEntry:
         raise EntryError("entry lacks field 'data'") from None
     return FrameEntry(
         source=check_source(_text(fields, "source")),
-        seq=_int(fields, "seq"),
+        seq=_count(fields, "seq"),
         pts_ms=_float(fields, "pts_ms"),
         capture_ns=_int(fields, "capture_ns"),
         width=_int(fields, "width"),
