@@ -466,9 +466,18 @@ class Worker:
         idle 22 s under load, captioned twice)."""
         sources = self.sources()
         self._release_parked(sources)
-        taken = self._take_over_gone(sources)
+        if not sources:
+            return []
+        beats: Any = self.redis.hgetall(WORKERS_KEY)  # one read for both paths
+        beats_ms = {as_str(name): float(ms) for name, ms in beats.items()}
+        taken = self._take_over_gone(sources, beats_ms)
         seen = {p.entry_id for p in taken}
-        alive = self._alive_workers()
+        now_ms = self.clock.now_ms()
+        alive = {
+            name
+            for name, ms in beats_ms.items()
+            if now_ms - ms <= WORKER_SEEN_MS and name != self.config.consumer
+        }
         for source in sources:
             key = frames_key(source)
             try:
@@ -510,24 +519,12 @@ class Worker:
                 taken += self._keep_claimed(source, claimed, deliveries)
         return taken
 
-    def _alive_workers(self) -> set[str]:
-        """The other workers heard from within ``WORKER_SEEN_MS``."""
-        beats: Any = self.redis.hgetall(WORKERS_KEY)
-        now_ms = self.clock.now_ms()
-        return {
-            as_str(name)
-            for name, ms in beats.items()
-            if now_ms - float(ms) <= WORKER_SEEN_MS and as_str(name) != self.config.consumer
-        }
-
-    def _take_over_gone(self, sources: Sequence[str]) -> list[_Pending]:
-        """The frames held by consumers not heard from for ``WORKER_SEEN_MS``: two
-        round trips (heartbeats, each source's pending summary), and one script per
-        gone consumer that holds frames."""
-        if not sources:
-            return []
-        beats: Any = self.redis.hgetall(WORKERS_KEY)
-        beats_ms = {as_str(name): float(ms) for name, ms in beats.items()}
+    def _take_over_gone(
+        self, sources: Sequence[str], beats_ms: Mapping[str, float]
+    ) -> list[_Pending]:
+        """The frames held by consumers not heard from for ``WORKER_SEEN_MS``
+        (``beats_ms``: each worker's last heartbeat): one round trip (each source's
+        pending summary), and one script per gone consumer that holds frames."""
         pipe = self.redis.pipeline(transaction=False)
         for source in sources:
             pipe.xpending(frames_key(source), GROUP)

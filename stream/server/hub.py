@@ -355,11 +355,14 @@ class Hub:
         """Redis answered a round: after an outage or a round that stalled (a frozen
         Redis answers nothing, and raises nothing), note when it came back."""
         now = time.monotonic()
-        stalled = now - self.round_at > self.config.block_ms / 1000 + STALL_S
-        if not self.redis_ok or stalled:
+        if not self.redis_ok or now - self.round_at > self._stall_s():
             self.redis_back_ms = self.clock.now_ms()
         self.redis_ok = True
         self.round_at = now
+
+    def _stall_s(self) -> float:
+        """A round of reads longer than this: Redis is not answering."""
+        return self.config.block_ms / 1000 + STALL_S
 
     def health(self) -> str | None:
         """None when captions can flow; else why not (for /healthz): Redis unreachable,
@@ -367,7 +370,7 @@ class Hub:
         if not self.redis_ok:
             return "redis unavailable"
         waited = time.monotonic() - self.round_at
-        if waited > self.config.block_ms / 1000 + STALL_S:
+        if waited > self._stall_s():
             return f"redis not answering for {waited:.0f} s"
         return None
 
